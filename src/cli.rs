@@ -1,0 +1,70 @@
+//! The command line, as clap derive types. `--socket` and `--json` are global, so they
+//! are accepted before or after the subcommand.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dynsup",
+    version,
+    about = "An OS-level DynamicSupervisor + Registry: supervise named worker processes",
+    after_help = "Exit status: 0 success, 1 the daemon answered with an error, 2 usage error, 3 the daemon cannot be reached."
+)]
+pub struct Cli {
+    /// The daemon's control socket [default: $DYNSUP_SOCKET, $XDG_RUNTIME_DIR/dynsup.sock, /tmp/dynsup-<uid>.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print the daemon's raw JSON reply
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the supervisor daemon in the foreground
+    Daemon {
+        /// Config file (TOML); without it, built-in defaults: one template `worker`
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Start a named worker (DynamicSupervisor.start_child); prints its pid
+    Start {
+        name: String,
+        /// Template to use; optional when the config has exactly one
+        #[arg(long, value_name = "T")]
+        template: Option<String>,
+        /// An argument appended to the command (repeatable)
+        #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// Replaces the template's command: `-- CMD ARGS...`
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Stop a worker: stop signal, then SIGKILL after the timeout; it is not restarted
+    Stop {
+        name: String,
+        /// Milliseconds to wait before SIGKILL [default: the template's shutdown_ms]
+        #[arg(long, value_name = "MS")]
+        timeout: Option<u64>,
+    },
+    /// Send a signal to the worker as if from outside; the restart rule applies
+    Kill {
+        name: String,
+        /// Signal name or number
+        #[arg(long, default_value = "SIGKILL", value_name = "SIG")]
+        signal: String,
+    },
+    /// Send MESSAGE (one line) to the worker's stdin
+    Cast { name: String, message: String },
+    /// Print the pid registered under NAME
+    Lookup { name: String },
+    /// Print how many workers are registered
+    Count,
+    /// Show every worker
+    List,
+    /// Stop every worker and exit the daemon
+    Shutdown,
+}

@@ -1,0 +1,26 @@
+//! The pure core: OTP's rules as plain data structures and functions.
+//!
+//! Everything under `core/` takes facts (a request arrived, a pid exited, time passed)
+//! and returns commands (spawn this, signal that, reply so). It performs no syscalls and
+//! never reads the clock: the time is a parameter. So every OTP rule is unit-tested here
+//! with synthetic time, and `os/` only has to prove that the plumbing delivers the facts
+//! and carries out the commands. A test (`tests/architecture.rs`) checks that no file in
+//! this directory names an OS crate.
+//!
+//! - [`spec`]: what a worker is (template, command, restart type, stop settings).
+//! - [`exit`]: how a process ended, as data.
+//! - [`policy`]: the restart decision table (permanent / transient / temporary).
+//! - [`intensity`]: OTP's max_restarts-in-max_seconds window.
+//! - [`supervisor`]: the registry and the per-worker state machine that ties them together.
+
+pub mod exit;
+pub mod intensity;
+pub mod policy;
+pub mod spec;
+pub mod supervisor;
+
+pub use exit::Exit;
+pub use intensity::Intensity;
+pub use policy::{decide, Decision};
+pub use spec::{ChildSpec, RestartType, Template};
+pub use supervisor::{Action, Input, InstanceId, ReplyTo, SpawnPurpose, Supervisor, Time};

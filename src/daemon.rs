@@ -1,0 +1,107 @@
+//! `dynsup daemon`: wiring only. Load the config, bind the socket, build the core and
+//! the reactor, start the boot children, run, clean up.
+//!
+//! Exit statuses: 0 after an orderly shutdown, 1 after the restart intensity was
+//! reached or a fatal runtime error, 2 for a bad config or an unusable socket path.
+
+use crate::config::{self, Config};
+use crate::core::supervisor::Limits;
+use crate::core::Supervisor;
+use crate::os::reactor::Reactor;
+use crate::os::{listener, spawn::SpawnContext};
+use std::path::{Path, PathBuf};
+
+pub struct DaemonArgs {
+    pub config: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+}
+
+pub fn run(args: DaemonArgs) -> i32 {
+    crate::logger::init();
+    let config = match &args.config {
+        Some(path) => config::load(path),
+        None => Ok(config::builtin()),
+    };
+    let config: Config = match config {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("dynsup: invalid configuration: {err}");
+            return 2;
+        }
+    };
+    if let Err(err) = keep_stdio_open() {
+        eprintln!("dynsup: cannot open /dev/null for closed standard streams: {err}");
+        return 1;
+    }
+    let socket = args
+        .socket
+        .or_else(|| config.socket.clone())
+        .unwrap_or_else(crate::paths::default_socket);
+    let listener = match listener::bind(&socket) {
+        Ok(listener) => listener,
+        Err(err) => {
+            log::error!("{err}");
+            return 2;
+        }
+    };
+    log::info!(
+        "dynsup {} starting (pid {}), config {}, {} template(s), {} boot child(ren)",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        config.source,
+        config.templates.len(),
+        config.children.len()
+    );
+    let core = Supervisor::new(
+        Limits {
+            max_restarts: config.max_restarts,
+            max_seconds: config.max_seconds,
+        },
+        config.templates.clone(),
+    );
+    let ctx = SpawnContext::from_process(socket.clone());
+    let code = match Reactor::new(listener, core, ctx) {
+        Ok(mut reactor) => {
+            reactor.boot(&config.children);
+            log::info!("listening on {}", socket.display());
+            match reactor.run() {
+                Ok(code) => code,
+                Err(err) => {
+                    log::error!("event loop failed: {err}");
+                    1
+                }
+            }
+        }
+        Err(err) => {
+            log::error!("cannot set up the event loop: {err}");
+            1
+        }
+    };
+    remove_socket(&socket);
+    log::info!("exiting with status {code}");
+    code
+}
+
+fn remove_socket(path: &Path) {
+    if let Err(err) = std::fs::remove_file(path) {
+        log::warn!("cannot remove socket {}: {err}", path.display());
+    }
+}
+
+/// Open /dev/null on any of fds 0, 1, 2 that is closed, so pipes created later never
+/// land on a standard stream number (the spawn code relies on it). `open` returns the
+/// lowest free fd, so repeating it fills the gaps; the first fd above 2 is closed again.
+fn keep_stdio_open() -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, IntoRawFd};
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        if file.as_raw_fd() > 2 {
+            return Ok(());
+        }
+        // Keep it open: it now stands in for a closed standard stream.
+        let _ = file.into_raw_fd();
+    }
+}

@@ -1,0 +1,16 @@
+//! dynsup: Elixir's DynamicSupervisor + Registry for operating-system processes.
+//!
+//! The layout is described in `docs/ARCHITECTURE.md`. In short: [`core`] holds OTP's
+//! rules as pure code (no syscalls, no clock); [`os`] holds the syscalls and the event
+//! loop; [`protocol`] is the wire format shared by the daemon, the CLI and the tests.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod core;
+pub mod daemon;
+pub mod logger;
+pub mod os;
+pub mod paths;
+pub mod protocol;
+pub mod signal;

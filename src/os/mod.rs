@@ -1,0 +1,16 @@
+//! The OS layer: thin modules around syscalls, and the event loop that connects them
+//! to the pure core.
+//!
+//! - [`spawn`]: fork + exec of one worker (the only `unsafe` code in the daemon).
+//! - [`process`]: `waitpid` and `kill`.
+//! - [`listener`]: binding the control socket (stale-socket replacement, mode 0600).
+//! - [`conn`]: one client connection: bounded line reader, replies in request order.
+//! - [`pipes`]: worker stdout/stderr line logging and the bounded stdin mailbox.
+//! - [`reactor`]: the single-threaded mio loop.
+
+pub mod conn;
+pub mod listener;
+pub mod pipes;
+pub mod process;
+pub mod reactor;
+pub mod spawn;

@@ -1,0 +1,55 @@
+//! Process syscalls: reaping exits and sending signals.
+//!
+//! The daemon is the only place that waits for its children, with `waitpid(-1)`, so
+//! each exit is seen exactly once. A pid stays reserved by the kernel until it is
+//! reaped, so signalling a pid the core still lists as live is always safe.
+
+use crate::core::Exit;
+use crate::signal::Signal;
+use nix::errno::Errno;
+use nix::sys::signal::{self as nix_signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::io;
+
+/// Reap one exited child, if any has exited. Call until it returns `None`: SIGCHLD
+/// signals coalesce, so one notification may stand for many exits.
+pub fn reap_one() -> Option<(i32, Exit)> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => return Some((pid.as_raw(), Exit::Code(code))),
+            Ok(WaitStatus::Signaled(pid, signal, core_dumped)) => {
+                return Some((
+                    pid.as_raw(),
+                    Exit::Signaled {
+                        signal: Signal(signal as i32),
+                        core_dumped,
+                    },
+                ))
+            }
+            // Stops and continues are not exits (and are not requested anyway).
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(_) => continue,
+            Err(Errno::EINTR) => continue,
+            // ECHILD: no children at all.
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Wait for one specific child that is known to be exiting (a child whose exec failed).
+pub fn reap_pid(pid: i32) {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Err(Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Send `signal` to `pid`, or to the process group `pid` leads when `group` is set.
+pub fn send_signal(pid: i32, signal: Signal, group: bool) -> io::Result<()> {
+    let target = if group { -pid } else { pid };
+    let signal = nix_signal::Signal::try_from(signal.0).map_err(io::Error::from)?;
+    nix_signal::kill(Pid::from_raw(target), signal).map_err(io::Error::from)
+}

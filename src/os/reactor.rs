@@ -1,0 +1,477 @@
+//! The event loop: one thread, one `mio::Poll`, no timers but real deadlines.
+//!
+//! Sources: the signal pipe (SIGCHLD, SIGTERM, SIGINT, SIGHUP via signal-hook-mio), the
+//! listening socket, client connections, and each worker's stdout, stderr and (while
+//! bytes wait) stdin. The poll timeout is the core's next deadline, or none: an idle
+//! daemon sleeps in `epoll_wait` until something happens.
+//!
+//! Each readiness becomes an [`Input`] for the core; the core's [`Action`]s are carried
+//! out here. A spawn is carried out synchronously and its result fed back before
+//! anything else, and each reaped pid is fed to the core as soon as `waitpid` returns
+//! it: so the core's table is never behind the kernel's.
+//!
+//! Fairness: every source is read with a budget; one that still has data goes on a
+//! retry list and the next poll does not sleep, so a chatty worker or a client with a
+//! deep pipeline cannot starve the others.
+
+use super::conn::{Conn, ConnStatus};
+use super::pipes::{CastError, Drained, Mailbox, OutputPipe};
+use super::process;
+use super::spawn::{self, ExecPlan, SpawnContext};
+use crate::config::BootChild;
+use crate::core::{Action, ChildSpec, Input, InstanceId, ReplyTo, Supervisor, Time};
+use crate::protocol::{ErrorKind, Reply, Request};
+use crate::signal::Signal;
+use mio::net::UnixListener;
+use mio::unix::pipe::{Receiver, Sender};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const SIGNALS: Token = Token(0);
+const LISTENER: Token = Token(1);
+const FIRST_DYNAMIC: usize = 2;
+
+/// How long the daemon waits for clients to read their last replies before exiting.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+enum Source {
+    Conn(Conn),
+    Output(OutputPipe),
+    Mailbox(Mailbox),
+}
+
+pub struct Reactor {
+    poll: Poll,
+    signals: Signals,
+    listener: Option<UnixListener>,
+    sources: HashMap<Token, Source>,
+    mailboxes: HashMap<InstanceId, Token>,
+    next_token: usize,
+    core: Supervisor,
+    ctx: SpawnContext,
+    epoch: Instant,
+    /// Sources that still had data when their budget ran out.
+    retry: Vec<Token>,
+    /// Connections that got replies since they were last flushed.
+    dirty: Vec<Token>,
+    exit: Option<(i32, Instant)>,
+}
+
+impl Reactor {
+    pub fn new(listener: UnixListener, core: Supervisor, ctx: SpawnContext) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut listener = listener;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Reactor {
+            poll,
+            signals,
+            listener: Some(listener),
+            sources: HashMap::new(),
+            mailboxes: HashMap::new(),
+            next_token: FIRST_DYNAMIC,
+            core,
+            ctx,
+            epoch: Instant::now(),
+            retry: Vec::new(),
+            dirty: Vec::new(),
+            exit: None,
+        })
+    }
+
+    /// Start the config's `[[children]]`, in order. A failure stops the boot (the
+    /// core then shuts down and `run` returns 1).
+    pub fn boot(&mut self, children: &[BootChild]) {
+        for (index, child) in children.iter().enumerate() {
+            if self.core.is_shutting_down() {
+                break;
+            }
+            self.feed(Input::Request {
+                from: ReplyTo::Boot { index },
+                req: Request::Start {
+                    name: child.name.clone(),
+                    template: Some(child.template.clone()),
+                    args: child.args.clone(),
+                    command: None,
+                },
+            });
+        }
+    }
+
+    /// Run until the core says every worker is gone; returns the exit status.
+    pub fn run(&mut self) -> io::Result<i32> {
+        let mut events = Events::with_capacity(1024);
+        let mut ready: Vec<Token> = Vec::with_capacity(1024);
+        loop {
+            if let Some((code, since)) = self.exit {
+                let flushed = self.sources.values().all(|s| match s {
+                    Source::Conn(c) => !c.has_unsent(),
+                    _ => true,
+                });
+                if flushed || since.elapsed() >= EXIT_GRACE {
+                    return Ok(code);
+                }
+            }
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            ready.clear();
+            ready.extend(events.iter().map(|e| e.token()));
+            ready.append(&mut self.retry);
+            for &token in &ready {
+                match token {
+                    SIGNALS => self.on_signals(),
+                    LISTENER => self.accept(),
+                    token => self.on_source(token),
+                }
+            }
+            if let Some(due) = self.core.next_deadline() {
+                if due <= self.mono_ms() {
+                    self.feed(Input::Tick);
+                }
+            }
+            self.flush_dirty();
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.retry.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let deadline = self
+            .core
+            .next_deadline()
+            .map(|due| Duration::from_millis(due.saturating_sub(self.mono_ms())));
+        let grace = self
+            .exit
+            .map(|(_, since)| EXIT_GRACE.saturating_sub(since.elapsed()));
+        match (deadline, grace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn mono_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn now(&self) -> Time {
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Time {
+            mono_ms: self.mono_ms(),
+            wall_ms,
+        }
+    }
+
+    // ----- the core -------------------------------------------------------------
+
+    fn feed(&mut self, input: Input) {
+        let now = self.now();
+        let actions = self.core.handle(input, now);
+        for action in actions {
+            self.execute(action);
+        }
+    }
+
+    fn execute(&mut self, action: Action) {
+        match action {
+            Action::Spawn { instance, spec } => {
+                let input = match self.spawn(instance, &spec) {
+                    Ok(pid) => Input::Spawned { instance, pid },
+                    Err(error) => Input::SpawnFailed { instance, error },
+                };
+                self.feed(input);
+            }
+            Action::Signal { pid, signal, group } => {
+                if let Err(e) = process::send_signal(pid, signal, group) {
+                    let target = if group { "process group" } else { "pid" };
+                    log::warn!("cannot send {signal} to {target} {pid}: {e}");
+                }
+            }
+            Action::Cast {
+                instance,
+                message,
+                reply_to,
+            } => {
+                let reply = self.cast(instance, &message);
+                self.deliver(reply_to, reply);
+            }
+            Action::Reaped { instance } => {
+                if let Some(token) = self.mailboxes.remove(&instance) {
+                    self.close_source(token);
+                }
+            }
+            Action::Reply { to, reply } => self.deliver(to, reply),
+            Action::Exit { code } => {
+                if self.exit.is_none() {
+                    self.exit = Some((code, Instant::now()));
+                    if let Some(mut listener) = self.listener.take() {
+                        let _ = self.poll.registry().deregister(&mut listener);
+                    }
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, instance: InstanceId, spec: &ChildSpec) -> Result<i32, String> {
+        let plan = ExecPlan::new(spec, &self.ctx)?;
+        let child = spawn::spawn(&plan, self.ctx.daemon_pid)?;
+        let name: Rc<str> = spec.name.clone();
+        for fd in [child.stdout, child.stderr] {
+            let mut pipe = Receiver::from(fd);
+            let token = self.new_token();
+            match self
+                .poll
+                .registry()
+                .register(&mut pipe, token, Interest::READABLE)
+            {
+                Ok(()) => {
+                    self.sources
+                        .insert(token, Source::Output(OutputPipe::new(pipe, name.clone())));
+                }
+                // The worker runs on; only its output is lost (dropping the pipe
+                // closes it, so the worker gets EPIPE rather than blocking).
+                Err(e) => log::error!("[{name}] cannot watch an output pipe: {e}"),
+            }
+        }
+        let token = self.new_token();
+        self.sources.insert(
+            token,
+            Source::Mailbox(Mailbox::new(Sender::from(child.stdin))),
+        );
+        self.mailboxes.insert(instance, token);
+        Ok(child.pid)
+    }
+
+    fn cast(&mut self, instance: InstanceId, message: &str) -> Reply {
+        let token = self.mailboxes.get(&instance).copied();
+        let Some(Source::Mailbox(mailbox)) = token.and_then(|t| self.sources.get_mut(&t)) else {
+            return Reply::error(ErrorKind::NotRunning, "the worker's stdin is closed");
+        };
+        let result = mailbox.cast(message);
+        let waiting = result.is_ok() && mailbox.is_waiting();
+        let reply = match result {
+            Ok(queued) => Reply {
+                queued: Some(queued),
+                ..Reply::ok()
+            },
+            Err(CastError::Full) => Reply::error(
+                ErrorKind::MailboxFull,
+                format!(
+                    "the mailbox is full ({} bytes are waiting for the worker to read them)",
+                    super::pipes::MAILBOX_CAPACITY
+                ),
+            ),
+            Err(CastError::Closed) => {
+                Reply::error(ErrorKind::NotRunning, "the worker closed its stdin")
+            }
+        };
+        if let (true, Some(token)) = (waiting, token) {
+            self.watch_mailbox(token);
+        }
+        reply
+    }
+
+    fn watch_mailbox(&mut self, token: Token) {
+        if let Some(Source::Mailbox(mailbox)) = self.sources.get_mut(&token) {
+            if !mailbox.registered {
+                match self
+                    .poll
+                    .registry()
+                    .register(&mut mailbox.pipe, token, Interest::WRITABLE)
+                {
+                    Ok(()) => mailbox.registered = true,
+                    Err(e) => log::error!("cannot watch a worker's stdin: {e}"),
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, to: ReplyTo, reply: Reply) {
+        if let ReplyTo::Conn { conn, seq } = to {
+            let token = Token(conn as usize);
+            if let Some(Source::Conn(c)) = self.sources.get_mut(&token) {
+                c.deliver(seq, reply.encode());
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    // ----- sources --------------------------------------------------------------
+
+    fn on_signals(&mut self) {
+        let mut child_exited = false;
+        let mut shutdown = None;
+        for signal in self.signals.pending() {
+            match signal {
+                SIGCHLD => child_exited = true,
+                SIGTERM | SIGINT => shutdown = Some(Signal(signal)),
+                SIGHUP => log::warn!(
+                    "SIGHUP received: configuration reload is not supported yet; ignoring it"
+                ),
+                _ => {}
+            }
+        }
+        if child_exited {
+            while let Some((pid, exit)) = process::reap_one() {
+                self.feed(Input::Exited { pid, exit });
+            }
+        }
+        if let Some(signal) = shutdown {
+            self.feed(Input::ShutdownSignal { signal });
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    let token = self.new_token();
+                    match self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE)
+                    {
+                        Ok(()) => {
+                            self.sources.insert(token, Source::Conn(Conn::new(stream)));
+                        }
+                        Err(e) => log::error!("cannot watch a new connection: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the pending connection stays queued; log and
+                    // return to the loop rather than spin.
+                    log::error!("cannot accept a connection: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_source(&mut self, token: Token) {
+        match self.sources.get_mut(&token) {
+            Some(Source::Conn(_)) => self.on_conn(token),
+            Some(Source::Output(pipe)) => match pipe.drain() {
+                Drained::WouldBlock => {}
+                Drained::More => self.retry.push(token),
+                Drained::Eof => self.close_source(token),
+            },
+            Some(Source::Mailbox(mailbox)) => {
+                if !mailbox.flush() {
+                    // Nothing left to write (or the worker is gone): stop watching.
+                    if mailbox.registered {
+                        let _ = self.poll.registry().deregister(&mut mailbox.pipe);
+                        mailbox.registered = false;
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn on_conn(&mut self, token: Token) {
+        let Some(Source::Conn(conn)) = self.sources.get_mut(&token) else {
+            return;
+        };
+        let batch = conn.read();
+        if self.exit.is_some() {
+            // Exiting: no new requests are taken.
+            return;
+        }
+        for (seq, request) in batch.requests {
+            let from = ReplyTo::Conn {
+                conn: token.0 as u64,
+                seq,
+            };
+            match request {
+                Ok(req) => self.feed(Input::Request { from, req }),
+                Err(message) => self.deliver(from, Reply::error(ErrorKind::BadRequest, message)),
+            }
+        }
+        if batch.more {
+            self.retry.push(token);
+        }
+        self.dirty.push(token);
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for token in dirty.drain(..) {
+            let Some(Source::Conn(conn)) = self.sources.get_mut(&token) else {
+                continue;
+            };
+            let was_paused = !conn.resumable();
+            match conn.flush() {
+                ConnStatus::Close => self.close_source(token),
+                ConnStatus::Open => {
+                    let want_write = conn.has_unsent();
+                    if want_write != conn.want_write {
+                        let interest = if want_write {
+                            Interest::READABLE | Interest::WRITABLE
+                        } else {
+                            Interest::READABLE
+                        };
+                        match self
+                            .poll
+                            .registry()
+                            .reregister(&mut conn.stream, token, interest)
+                        {
+                            Ok(()) => conn.want_write = want_write,
+                            Err(_) => {
+                                self.close_source(token);
+                                continue;
+                            }
+                        }
+                    }
+                    // Reading paused for backpressure and may go on: with edge-triggered
+                    // readiness no new event would come for bytes already waiting.
+                    if was_paused && conn.resumable() {
+                        self.retry.push(token);
+                    }
+                }
+            }
+        }
+        // Keep the allocation for next time.
+        self.dirty = dirty;
+    }
+
+    fn close_source(&mut self, token: Token) {
+        let Some(source) = self.sources.remove(&token) else {
+            return;
+        };
+        let registry = self.poll.registry();
+        let _ = match source {
+            Source::Conn(mut c) => registry.deregister(&mut c.stream),
+            Source::Output(mut p) => registry.deregister(&mut p.pipe),
+            Source::Mailbox(mut m) if m.registered => registry.deregister(&mut m.pipe),
+            Source::Mailbox(_) => Ok(()),
+        };
+    }
+
+    fn new_token(&mut self) -> Token {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        token
+    }
+}

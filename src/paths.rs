@@ -1,0 +1,15 @@
+//! Where the control socket is, when nobody said: shared by the daemon and the CLI so
+//! both look in the same place.
+
+use std::path::PathBuf;
+
+/// `$DYNSUP_SOCKET`, else `$XDG_RUNTIME_DIR/dynsup.sock`, else `/tmp/dynsup-<uid>.sock`.
+pub fn default_socket() -> PathBuf {
+    if let Some(path) = std::env::var_os("DYNSUP_SOCKET").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        return PathBuf::from(dir).join("dynsup.sock");
+    }
+    PathBuf::from(format!("/tmp/dynsup-{}.sock", nix::unistd::getuid()))
+}

@@ -1,0 +1,465 @@
+//! The wire protocol: the one definition of what travels over the control socket.
+//!
+//! The daemon, the CLI and the integration tests all use these types, so the three can
+//! never disagree about a field name. The format is newline-delimited JSON: one
+//! [`Request`] object per line from the client, one [`Reply`] object per line back, in the
+//! order the requests arrived. `docs/PROTOCOL.md` documents every command, field and
+//! error kind; a test checks that the document names each of them.
+//!
+//! This module does no I/O. [`decode_request`] turns one line into a request or a
+//! precise `bad_request` error; [`Reply::encode`] produces one line.
+
+use serde::{Deserialize, Serialize};
+
+/// The longest request line the daemon accepts, newline excluded. A longer line is
+/// answered with `bad_request` and the connection is closed.
+pub const MAX_REQUEST_LINE: usize = 64 * 1024;
+
+/// A control request: one JSON object per line, discriminated by `"cmd"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Start a named worker from a template (DynamicSupervisor.start_child).
+    Start {
+        name: String,
+        /// Template name; optional when the config has exactly one template.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        /// Arguments appended to the template's command.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        args: Vec<String>,
+        /// Replaces the template's command (program and its arguments); the template's
+        /// other settings still apply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        command: Option<Vec<String>>,
+    },
+    /// Stop a worker: stop signal to its process group, SIGKILL after the timeout.
+    /// Answered once the worker has been reaped.
+    Stop {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+    /// Send a signal to the worker's pid as if from outside; the restart rule applies.
+    Kill {
+        name: String,
+        /// Signal name (`SIGKILL`, `KILL`) or number; default SIGKILL.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<String>,
+    },
+    /// Write `message` plus a newline to the worker's stdin.
+    Cast { name: String, message: String },
+    /// The pid registered under `name`.
+    Lookup { name: String },
+    /// How many names are registered.
+    Count,
+    /// Every registered worker.
+    List,
+    /// Stop every worker and exit the daemon.
+    Shutdown,
+}
+
+impl Request {
+    /// The command's wire name, for logs.
+    pub fn cmd(&self) -> &'static str {
+        match self {
+            Request::Start { .. } => "start",
+            Request::Stop { .. } => "stop",
+            Request::Kill { .. } => "kill",
+            Request::Cast { .. } => "cast",
+            Request::Lookup { .. } => "lookup",
+            Request::Count => "count",
+            Request::List => "list",
+            Request::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Every command name, in documentation order.
+pub const COMMANDS: &[&str] = &[
+    "start", "stop", "kill", "cast", "lookup", "count", "list", "shutdown",
+];
+
+/// The stable error kinds. Clients match on these strings; never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Malformed line: invalid JSON, unknown command, missing or mistyped field, too long.
+    BadRequest,
+    /// No worker is registered under that name.
+    NotFound,
+    /// The name is already registered; the error carries the live `pid`.
+    AlreadyStarted,
+    /// The worker name is empty, too long or has characters outside the allowed set.
+    InvalidName,
+    /// The named template does not exist, or none was named and the config has several.
+    UnknownTemplate,
+    /// A signal name or number that the daemon does not know.
+    InvalidSignal,
+    /// fork/exec of the worker failed (the message carries the OS reason).
+    SpawnFailed,
+    /// The worker's stdin buffer is full; the message was not queued.
+    MailboxFull,
+    /// The worker has no live process right now (it is waiting to be restarted, or its
+    /// stdin is closed).
+    NotRunning,
+    /// The daemon is shutting down and accepts no new workers.
+    ShuttingDown,
+}
+
+impl ErrorKind {
+    /// Every kind, in documentation order.
+    pub const ALL: &'static [ErrorKind] = &[
+        ErrorKind::BadRequest,
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyStarted,
+        ErrorKind::InvalidName,
+        ErrorKind::UnknownTemplate,
+        ErrorKind::InvalidSignal,
+        ErrorKind::SpawnFailed,
+        ErrorKind::MailboxFull,
+        ErrorKind::NotRunning,
+        ErrorKind::ShuttingDown,
+    ];
+
+    /// The wire string of this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyStarted => "already_started",
+            ErrorKind::InvalidName => "invalid_name",
+            ErrorKind::UnknownTemplate => "unknown_template",
+            ErrorKind::InvalidSignal => "invalid_signal",
+            ErrorKind::SpawnFailed => "spawn_failed",
+            ErrorKind::MailboxFull => "mailbox_full",
+            ErrorKind::NotRunning => "not_running",
+            ErrorKind::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// The error object of a failed reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// For `already_started`: the pid that holds the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+}
+
+/// How a process ended, as reported on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ExitReport {
+    /// It called exit with this code.
+    Exited { code: i32 },
+    /// A signal ended it.
+    Signaled {
+        /// Name such as `SIGTERM` (or `SIG42` for unnamed real-time signals).
+        signal: String,
+        #[serde(default)]
+        core_dumped: bool,
+    },
+}
+
+impl std::fmt::Display for ExitReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitReport::Exited { code } => write!(f, "exit {code}"),
+            ExitReport::Signaled {
+                signal,
+                core_dumped: true,
+            } => write!(f, "signal {signal} (core dumped)"),
+            ExitReport::Signaled { signal, .. } => write!(f, "signal {signal}"),
+        }
+    }
+}
+
+/// The answer to `stop`: how the worker ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopReport {
+    pub name: String,
+    /// The pid that was stopped; absent if the worker had no live process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// How it ended; absent if it had no live process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitReport>,
+    /// True when it outlived its timeout and was SIGKILLed.
+    pub killed: bool,
+}
+
+/// The state of a registered worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerStateName {
+    /// A live process.
+    Running,
+    /// Being stopped by dynsup; the process is still alive.
+    Stopping,
+    /// Its restart failed to spawn; another attempt is due.
+    Restarting,
+}
+
+impl WorkerStateName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerStateName::Running => "running",
+            WorkerStateName::Stopping => "stopping",
+            WorkerStateName::Restarting => "restarting",
+        }
+    }
+}
+
+/// One row of `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    /// Absent while `restarting`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    pub template: String,
+    /// `permanent`, `transient` or `temporary`.
+    pub restart: String,
+    pub state: WorkerStateName,
+    /// How many times this worker has been restarted after an exit.
+    pub restarts: u32,
+    /// When the current process was started, in milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+}
+
+/// One reply line. `ok` says which fields to read: on failure only `error`; on success
+/// the fields the command documents (`pid` for start/lookup/kill, `count`, `workers`,
+/// `stopped`, and so on). Unset fields are omitted from the JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<WireError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// `lookup` while the worker is restarting: the state instead of a pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<WorkerStateName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<Vec<WorkerInfo>>,
+    /// `stop`: how the worker ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<StopReport>,
+    /// `shutdown`: how every worker ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown: Option<Vec<StopReport>>,
+    /// `kill`: the signal that was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// `cast`: how many bytes were queued (message plus newline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<usize>,
+}
+
+impl Reply {
+    /// An empty success.
+    pub fn ok() -> Reply {
+        Reply {
+            ok: true,
+            ..Reply::default()
+        }
+    }
+
+    /// A failure of `kind` with a human-readable message.
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            error: Some(WireError {
+                kind,
+                message: message.into(),
+                pid: None,
+            }),
+            ..Reply::default()
+        }
+    }
+
+    /// One JSON line, newline included.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising a struct of strings, numbers and vectors cannot fail.
+        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| {
+            br#"{"ok":false,"error":{"kind":"bad_request","message":"unencodable reply"}}"#.to_vec()
+        });
+        line.push(b'\n');
+        line
+    }
+}
+
+/// Decode one request line (without its newline). The error is the `bad_request`
+/// message: it says whether the JSON was invalid (with the column), the command
+/// unknown, or a field missing or mistyped.
+pub fn decode_request(line: &[u8]) -> Result<Request, String> {
+    match serde_json::from_slice::<Request>(line) {
+        Ok(req) => Ok(req),
+        Err(err) => Err(explain_decode_error(line, err)),
+    }
+}
+
+fn explain_decode_error(line: &[u8], err: serde_json::Error) -> String {
+    let value: serde_json::Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(syntax) => {
+            return format!(
+                "invalid JSON at line {} column {}: {}",
+                syntax.line(),
+                syntax.column(),
+                strip_position(&syntax.to_string())
+            )
+        }
+    };
+    let Some(obj) = value.as_object() else {
+        return "a request must be a JSON object such as {\"cmd\":\"count\"}".to_string();
+    };
+    match obj.get("cmd") {
+        None => "missing field `cmd`".to_string(),
+        Some(serde_json::Value::String(cmd)) if !COMMANDS.contains(&cmd.as_str()) => {
+            format!(
+                "unknown command `{cmd}` (expected one of: {})",
+                COMMANDS.join(", ")
+            )
+        }
+        Some(serde_json::Value::String(_)) => strip_position(&err.to_string()),
+        Some(_) => "field `cmd` must be a string".to_string(),
+    }
+}
+
+/// serde_json appends " at line L column C"; for a one-line request the position adds
+/// nothing once the field is named.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Validate a worker name: 1 to 128 characters from `A-Z a-z 0-9 _ - . : @`.
+/// Names travel in environment variables, log prefixes and (later) file names, so
+/// whitespace, slashes and control characters are refused.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("worker name is empty".to_string());
+    }
+    if name.len() > 128 {
+        return Err(format!(
+            "worker name is {} bytes long; the limit is 128",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@')))
+    {
+        return Err(format!(
+            "worker name {name:?} contains {bad:?}; allowed are letters, digits and _ - . : @"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_each_command() {
+        let cases = [
+            (r#"{"cmd":"count"}"#, Request::Count),
+            (r#"{"cmd":"list"}"#, Request::List),
+            (r#"{"cmd":"shutdown"}"#, Request::Shutdown),
+            (
+                r#"{"cmd":"lookup","name":"w"}"#,
+                Request::Lookup { name: "w".into() },
+            ),
+            (
+                r#"{"cmd":"start","name":"w","template":"t","args":["a"]}"#,
+                Request::Start {
+                    name: "w".into(),
+                    template: Some("t".into()),
+                    args: vec!["a".into()],
+                    command: None,
+                },
+            ),
+            (
+                r#"{"cmd":"stop","name":"w","timeout_ms":10}"#,
+                Request::Stop {
+                    name: "w".into(),
+                    timeout_ms: Some(10),
+                },
+            ),
+            (
+                r#"{"cmd":"kill","name":"w","signal":"SIGTERM"}"#,
+                Request::Kill {
+                    name: "w".into(),
+                    signal: Some("SIGTERM".into()),
+                },
+            ),
+            (
+                r#"{"cmd":"cast","name":"w","message":"work"}"#,
+                Request::Cast {
+                    name: "w".into(),
+                    message: "work".into(),
+                },
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(decode_request(line.as_bytes()), Ok(want), "{line}");
+        }
+    }
+
+    #[test]
+    fn explains_bad_requests() {
+        let check = |line: &str, needle: &str| {
+            let err = decode_request(line.as_bytes()).expect_err(line);
+            assert!(err.contains(needle), "{line}: {err}");
+        };
+        check("{nope", "invalid JSON at line 1 column 2");
+        check(r#"{"cmd":"fly"}"#, "unknown command `fly`");
+        check(r#"{"cmd":"lookup"}"#, "missing field `name`");
+        check(r#"{"name":"x"}"#, "missing field `cmd`");
+        check(r#"[1]"#, "must be a JSON object");
+        check(r#"{"cmd":7}"#, "`cmd` must be a string");
+        check(r#"{"cmd":"lookup","name":3}"#, "invalid type");
+        check(r#"{"cmd":"count","extra":1}"#, "unknown field `extra`");
+    }
+
+    #[test]
+    fn replies_omit_unset_fields() {
+        let mut reply = Reply::ok();
+        reply.pid = Some(42);
+        assert_eq!(reply.encode(), b"{\"ok\":true,\"pid\":42}\n");
+        let err = Reply::error(ErrorKind::NotFound, "worker_9 is not registered");
+        assert_eq!(
+            String::from_utf8(err.encode()).unwrap(),
+            "{\"ok\":false,\"error\":{\"kind\":\"not_found\",\"message\":\"worker_9 is not registered\"}}\n"
+        );
+    }
+
+    #[test]
+    fn error_kind_strings_match_serde() {
+        for kind in ErrorKind::ALL {
+            let json = serde_json::to_string(kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("worker_1").is_ok());
+        assert!(validate_name("tenant@example.com:7").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name(&"x".repeat(129)).is_err());
+    }
+}
