@@ -938,3 +938,6 @@ fn not_running(name: &str) -> Reply {
         format!("{name} has no running process (it is waiting to be restarted)"),
     )
 }
+
+#[cfg(test)]
+mod tests;
