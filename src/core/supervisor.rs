@@ -104,17 +104,11 @@ pub enum Action {
         reply_to: ReplyTo,
     },
     /// The instance's process was reaped: close its stdin.
-    Reaped {
-        instance: InstanceId,
-    },
-    Reply {
-        to: ReplyTo,
-        reply: Reply,
-    },
+    Reaped { instance: InstanceId },
+    /// Boxed: a reply is large, and most actions are not replies.
+    Reply { to: ReplyTo, reply: Box<Reply> },
     /// Every worker is gone; the daemon should exit with this status.
-    Exit {
-        code: i32,
-    },
+    Exit { code: i32 },
 }
 
 /// Supervisor-wide settings.
@@ -319,16 +313,16 @@ impl Supervisor {
         template: Option<String>,
         args: Vec<String>,
         command: Option<Vec<String>>,
-    ) -> Result<Rc<ChildSpec>, Reply> {
+    ) -> Result<Rc<ChildSpec>, Box<Reply>> {
         if self.is_shutting_down() {
-            return Err(Reply::error(
+            return Err(err(
                 ErrorKind::ShuttingDown,
                 "the daemon is shutting down and starts no new workers",
             ));
         }
-        validate_name(&name).map_err(|msg| Reply::error(ErrorKind::InvalidName, msg))?;
+        validate_name(&name).map_err(|msg| err(ErrorKind::InvalidName, msg))?;
         if let Some(worker) = self.workers.get(name.as_str()) {
-            let mut reply = Reply::error(
+            let mut reply = err(
                 ErrorKind::AlreadyStarted,
                 match worker.state.pid() {
                     Some(pid) => format!("{name} is already started (pid {pid})"),
@@ -346,7 +340,7 @@ impl Supervisor {
             .values()
             .any(|p| &*p.spec.name == name.as_str())
         {
-            return Err(Reply::error(
+            return Err(err(
                 ErrorKind::AlreadyStarted,
                 format!("{name} is already being started"),
             ));
@@ -354,13 +348,13 @@ impl Supervisor {
         let template = self.template_for(template.as_deref())?;
         ChildSpec::new(name.into(), template, command, args)
             .map(Rc::new)
-            .map_err(|msg| Reply::error(ErrorKind::BadRequest, msg))
+            .map_err(|msg| err(ErrorKind::BadRequest, msg))
     }
 
-    fn template_for(&self, requested: Option<&str>) -> Result<Rc<Template>, Reply> {
+    fn template_for(&self, requested: Option<&str>) -> Result<Rc<Template>, Box<Reply>> {
         match requested {
             Some(name) => self.templates.get(name).cloned().ok_or_else(|| {
-                Reply::error(
+                err(
                     ErrorKind::UnknownTemplate,
                     format!(
                         "no template named {name:?} (known: {})",
@@ -368,20 +362,17 @@ impl Supervisor {
                     ),
                 )
             }),
-            None if self.templates.len() == 1 => Ok(self
-                .templates
-                .values()
-                .next()
-                .cloned()
-                .expect("one template")),
-            None => Err(Reply::error(
-                ErrorKind::UnknownTemplate,
-                format!(
-                    "the config has {} templates; name one with --template (known: {})",
-                    self.templates.len(),
-                    self.template_names()
-                ),
-            )),
+            None => match (self.templates.len(), self.templates.values().next()) {
+                (1, Some(only)) => Ok(only.clone()),
+                _ => Err(err(
+                    ErrorKind::UnknownTemplate,
+                    format!(
+                        "the config has {} templates; name one with --template (known: {})",
+                        self.templates.len(),
+                        self.template_names()
+                    ),
+                )),
+            },
         }
     }
 
@@ -441,7 +432,7 @@ impl Supervisor {
             Err(msg) => {
                 return out.push(Action::Reply {
                     to: from,
-                    reply: Reply::error(ErrorKind::InvalidSignal, msg),
+                    reply: err(ErrorKind::InvalidSignal, msg),
                 })
             }
         };
@@ -463,7 +454,10 @@ impl Supervisor {
             None if self.workers.contains_key(name) => not_running(name),
             None => not_found(name),
         };
-        out.push(Action::Reply { to: from, reply });
+        out.push(Action::Reply {
+            to: from,
+            reply: Box::new(reply),
+        });
     }
 
     fn cast(&mut self, from: ReplyTo, name: &str, message: String, out: &mut Vec<Action>) {
@@ -472,7 +466,10 @@ impl Supervisor {
                 ErrorKind::BadRequest,
                 "a message must not contain a newline (each line is one message)",
             );
-            return out.push(Action::Reply { to: from, reply });
+            return out.push(Action::Reply {
+                to: from,
+                reply: Box::new(reply),
+            });
         }
         match self.workers.get(name).map(|w| &w.state) {
             Some(State::Running { instance, .. } | State::Stopping { instance, .. }) => {
@@ -484,11 +481,11 @@ impl Supervisor {
             }
             Some(State::Restarting { .. }) => out.push(Action::Reply {
                 to: from,
-                reply: not_running(name),
+                reply: Box::new(not_running(name)),
             }),
             None => out.push(Action::Reply {
                 to: from,
-                reply: not_found(name),
+                reply: Box::new(not_found(name)),
             }),
         }
     }
@@ -895,7 +892,10 @@ impl Supervisor {
         if let (true, Some(WireError { message, .. })) = (boot_failed, &reply.error) {
             error!("boot child failed: {message}; stopping every worker and exiting with status 1");
         }
-        out.push(Action::Reply { to, reply });
+        out.push(Action::Reply {
+            to,
+            reply: Box::new(reply),
+        });
         if boot_failed {
             self.begin_shutdown(1, None, now, out);
         }
@@ -926,6 +926,10 @@ impl State {
             State::Restarting { .. } => 0,
         }
     }
+}
+
+fn err(kind: ErrorKind, message: impl Into<String>) -> Box<Reply> {
+    Box::new(Reply::error(kind, message))
 }
 
 fn not_found(name: &str) -> Reply {

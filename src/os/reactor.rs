@@ -215,7 +215,7 @@ impl Reactor {
                     self.close_source(token);
                 }
             }
-            Action::Reply { to, reply } => self.deliver(to, reply),
+            Action::Reply { to, reply } => self.deliver(to, *reply),
             Action::Exit { code } => {
                 if self.exit.is_none() {
                     self.exit = Some((code, Instant::now()));
@@ -376,12 +376,11 @@ impl Reactor {
                 Drained::Eof => self.close_source(token),
             },
             Some(Source::Mailbox(mailbox)) => {
-                if !mailbox.flush() {
-                    // Nothing left to write (or the worker is gone): stop watching.
-                    if mailbox.registered {
-                        let _ = self.poll.registry().deregister(&mut mailbox.pipe);
-                        mailbox.registered = false;
-                    }
+                let waiting = mailbox.flush();
+                // Nothing left to write (or the worker is gone): stop watching.
+                if !waiting && mailbox.registered {
+                    let _ = self.poll.registry().deregister(&mut mailbox.pipe);
+                    mailbox.registered = false;
                 }
             }
             None => {}
