@@ -301,8 +301,25 @@ impl Reply {
 /// unknown, or a field missing or mistyped.
 pub fn decode_request(line: &[u8]) -> Result<Request, String> {
     match serde_json::from_slice::<Request>(line) {
+        Ok(req @ (Request::Count | Request::List | Request::Shutdown)) => {
+            // serde's deny_unknown_fields does not reach the fieldless variants of an
+            // internally tagged enum; check them by hand so a typo is never ignored.
+            reject_extra_fields(line)?;
+            Ok(req)
+        }
         Ok(req) => Ok(req),
         Err(err) => Err(explain_decode_error(line, err)),
+    }
+}
+
+fn reject_extra_fields(line: &[u8]) -> Result<(), String> {
+    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let extra = value
+        .as_object()
+        .and_then(|obj| obj.keys().find(|k| k.as_str() != "cmd").cloned());
+    match extra {
+        Some(field) => Err(format!("unknown field `{field}`")),
+        None => Ok(()),
     }
 }
 
