@@ -224,7 +224,8 @@ pub struct WorkerInfo {
     /// `permanent`, `transient` or `temporary`.
     pub restart: String,
     pub state: WorkerStateName,
-    /// How many times this worker has been restarted after an exit.
+    /// Restart attempts after exits (each counted toward the intensity, failed
+    /// respawns included).
     pub restarts: u32,
     /// When the current process was started, in milliseconds since the Unix epoch.
     pub started_at_ms: u64,

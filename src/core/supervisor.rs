@@ -242,7 +242,7 @@ impl Supervisor {
                 template,
                 args,
                 command,
-            } => self.start(from, name, template, args, command, out),
+            } => self.start(from, name, template, args, command, now, out),
             Request::Stop { name, timeout_ms } => self.stop(from, &name, timeout_ms, now, out),
             Request::Kill { name, signal } => self.kill(from, &name, signal.as_deref(), out),
             Request::Cast { name, message } => self.cast(from, &name, message, out),
@@ -275,6 +275,13 @@ impl Supervisor {
             Request::Shutdown => {
                 if let Phase::ShuttingDown { waiters, .. } = &mut self.phase {
                     waiters.push(from);
+                } else if let Phase::Exited = self.phase {
+                    // Everything is already stopped; the daemon is on its way out.
+                    let reply = Reply {
+                        shutdown: Some(Vec::new()),
+                        ..Reply::ok()
+                    };
+                    self.reply(from, reply, now, out);
                 } else {
                     info!("shutdown requested: stopping every worker");
                     self.begin_shutdown(0, Some(from), now, out);
@@ -290,11 +297,12 @@ impl Supervisor {
         template: Option<String>,
         args: Vec<String>,
         command: Option<Vec<String>>,
+        now: Time,
         out: &mut Vec<Action>,
     ) {
         let spec = match self.build_spec(name, template, args, command) {
             Ok(spec) => spec,
-            Err(reply) => return out.push(Action::Reply { to: from, reply }),
+            Err(reply) => return self.reply(from, *reply, now, out),
         };
         let instance = self.new_instance();
         self.pending.insert(
@@ -626,9 +634,13 @@ impl Supervisor {
                 instance,
                 killed,
                 waiters,
+                kill_at,
                 ..
             } => {
                 out.push(Action::Reaped { instance });
+                if let Some(at) = kill_at {
+                    self.deadlines.remove(&(at, name.clone()));
+                }
                 if killed {
                     warn!("[{name}] stopped: did not exit in time, killed ({exit})");
                 } else {
