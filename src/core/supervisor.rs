@@ -242,7 +242,10 @@ impl Supervisor {
                 template,
                 args,
                 command,
-            } => self.start(from, name, template, args, command, now, out),
+            } => match self.build_spec(name, template, args, command) {
+                Ok(spec) => self.start(from, spec, out),
+                Err(reply) => self.reply(from, *reply, now, out),
+            },
             Request::Stop { name, timeout_ms } => self.stop(from, &name, timeout_ms, now, out),
             Request::Kill { name, signal } => self.kill(from, &name, signal.as_deref(), out),
             Request::Cast { name, message } => self.cast(from, &name, message, out),
@@ -290,20 +293,7 @@ impl Supervisor {
         }
     }
 
-    fn start(
-        &mut self,
-        from: ReplyTo,
-        name: String,
-        template: Option<String>,
-        args: Vec<String>,
-        command: Option<Vec<String>>,
-        now: Time,
-        out: &mut Vec<Action>,
-    ) {
-        let spec = match self.build_spec(name, template, args, command) {
-            Ok(spec) => spec,
-            Err(reply) => return self.reply(from, *reply, now, out),
-        };
+    fn start(&mut self, from: ReplyTo, spec: Rc<ChildSpec>, out: &mut Vec<Action>) {
         let instance = self.new_instance();
         self.pending.insert(
             instance,
