@@ -40,11 +40,12 @@ pub enum ReplyTo {
     Boot { index: usize },
 }
 
-/// The time of an input: monotonic milliseconds (for deadlines and intensity) and wall
-/// milliseconds since the Unix epoch (for what `list` shows).
+/// The time of an input: monotonic microseconds (for deadlines and intensity; fine
+/// enough that a timeout never fires early by a rounding) and wall milliseconds since the
+/// Unix epoch (for what `list` shows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Time {
-    pub mono_ms: u64,
+    pub mono_us: u64,
     pub wall_ms: u64,
 }
 
@@ -195,7 +196,7 @@ impl Supervisor {
         }
     }
 
-    /// The earliest monotonic time at which `Input::Tick` has work to do, if any.
+    /// The earliest monotonic time (µs) at which `Input::Tick` has work to do, if any.
     /// `None` means the daemon may sleep until something happens.
     pub fn next_deadline(&self) -> Option<u64> {
         self.deadlines.first().map(|(at, _)| *at)
@@ -408,7 +409,7 @@ impl Supervisor {
                 let key = worker.spec.name.clone();
                 self.deadlines.remove(&(retry_at, key.clone()));
                 self.workers.remove(&key);
-                info!("[{key}] stopped while waiting to be restarted");
+                info!("{key}: stopped while waiting to be restarted");
                 let report = StopReport {
                     name: key.to_string(),
                     pid: None,
@@ -436,7 +437,7 @@ impl Supervisor {
         };
         let reply = match self.workers.get(name).and_then(|w| w.state.pid()) {
             Some(pid) => {
-                info!("[{name}] sending {signal} to pid {pid} (kill request)");
+                info!("{name}: sending {signal} to pid {pid} (kill request)");
                 out.push(Action::Signal {
                     pid,
                     signal,
@@ -521,7 +522,7 @@ impl Supervisor {
         };
         match purpose {
             SpawnPurpose::Start { reply_to } => {
-                info!("[{name}] started, pid {pid}");
+                info!("{name}: started, pid {pid}");
                 self.workers.insert(
                     name.clone(),
                     Worker {
@@ -538,7 +539,7 @@ impl Supervisor {
                 self.reply(reply_to, reply, now, out);
             }
             SpawnPurpose::Restart => {
-                info!("[{name}] restarted, pid {pid}");
+                info!("{name}: restarted, pid {pid}");
                 if let Some(worker) = self.workers.get_mut(&name) {
                     worker.state = running;
                 }
@@ -559,7 +560,7 @@ impl Supervisor {
         let name = spec.name.clone();
         match purpose {
             SpawnPurpose::Start { reply_to } => {
-                warn!("[{name}] could not be started: {error}");
+                warn!("{name}: could not be started: {error}");
                 let reply = Reply::error(
                     ErrorKind::SpawnFailed,
                     format!("cannot start {name}: {error}"),
@@ -569,7 +570,7 @@ impl Supervisor {
             SpawnPurpose::Restart => {
                 // A failed exec on restart is an abnormal exit: it counts toward the
                 // intensity, and the next attempt is due at once (after other events).
-                warn!("[{name}] restart failed: {error}");
+                warn!("{name}: restart failed: {error}");
                 self.restart_or_escalate(&name, Retry::AfterOtherEvents, now, out);
             }
         }
@@ -597,10 +598,10 @@ impl Supervisor {
                 match decision {
                     Decision::Remove => {
                         if clean {
-                            info!("[{name}] exited ({exit}); not restarted");
+                            info!("{name}: exited ({exit}); not restarted");
                         } else {
                             warn!(
-                                "[{name}] exited abnormally ({exit}); not restarted ({})",
+                                "{name}: exited abnormally ({exit}); not restarted ({})",
                                 template.restart.as_str()
                             );
                         }
@@ -610,11 +611,11 @@ impl Supervisor {
                     Decision::Restart => {
                         if clean {
                             info!(
-                                "[{name}] exited ({exit}); restarting ({})",
+                                "{name}: exited ({exit}); restarting ({})",
                                 template.restart.as_str()
                             );
                         } else {
-                            warn!("[{name}] exited abnormally ({exit}); restarting");
+                            warn!("{name}: exited abnormally ({exit}); restarting");
                         }
                         self.restart_or_escalate(&name, Retry::Now, now, out);
                     }
@@ -632,9 +633,9 @@ impl Supervisor {
                     self.deadlines.remove(&(at, name.clone()));
                 }
                 if killed {
-                    warn!("[{name}] stopped: did not exit in time, killed ({exit})");
+                    warn!("{name}: stopped: did not exit in time, killed ({exit})");
                 } else {
-                    info!("[{name}] stopped ({exit})");
+                    info!("{name}: stopped ({exit})");
                 }
                 self.workers.remove(&name);
                 let report = StopReport {
@@ -673,17 +674,17 @@ impl Supervisor {
             self.workers.remove(name);
             return self.check_shutdown_complete(now, out);
         }
-        match self.intensity.record(now.mono_ms / 1000) {
+        match self.intensity.record(now.mono_us / 1_000_000) {
             Verdict::Within => {
                 let Some(worker) = self.workers.get_mut(name) else {
                     return;
                 };
                 worker.restarts += 1;
                 worker.state = State::Restarting {
-                    retry_at: now.mono_ms,
+                    retry_at: now.mono_us,
                 };
                 if retry == Retry::AfterOtherEvents {
-                    self.deadlines.insert((now.mono_ms, name.clone()));
+                    self.deadlines.insert((now.mono_us, name.clone()));
                     return;
                 }
                 let spec = worker.spec.clone();
@@ -699,7 +700,7 @@ impl Supervisor {
             }
             Verdict::Exceeded => {
                 error!(
-                    "[{name}] reached max restart intensity ({} restarts in {} s): stopping every worker and exiting with status 1",
+                    "{name}: reached max restart intensity ({} restarts in {} s): stopping every worker and exiting with status 1",
                     self.intensity.len(),
                     self.intensity.max_seconds()
                 );
@@ -713,7 +714,7 @@ impl Supervisor {
 
     fn on_tick(&mut self, now: Time, out: &mut Vec<Action>) {
         while let Some((at, name)) = self.deadlines.first().cloned() {
-            if at > now.mono_ms {
+            if at > now.mono_us {
                 break;
             }
             self.deadlines.remove(&(at, name.clone()));
@@ -727,7 +728,7 @@ impl Supervisor {
                     killed,
                     ..
                 } if *kill_at == Some(at) => {
-                    warn!("[{name}] did not exit within its timeout: sending SIGKILL to its process group");
+                    warn!("{name}: did not exit within its timeout: sending SIGKILL to its process group");
                     *kill_at = None;
                     *killed = true;
                     out.push(Action::Signal {
@@ -777,8 +778,8 @@ impl Supervisor {
             return;
         };
         let signal = worker.spec.template.stop_signal;
-        let kill_at = now.mono_ms.saturating_add(timeout_ms);
-        info!("[{name}] stopping: sending {signal} to process group {pid} (SIGKILL after {timeout_ms} ms)");
+        let kill_at = now.mono_us.saturating_add(timeout_ms.saturating_mul(1000));
+        info!("{name}: stopping: sending {signal} to process group {pid} (SIGKILL after {timeout_ms} ms)");
         worker.state = State::Stopping {
             pid,
             instance,

@@ -63,7 +63,7 @@ impl OutputPipe {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::WouldBlock,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::warn!("[{}] output pipe failed: {e}", self.name);
+                    log::warn!("{}: output pipe failed: {e}", self.name);
                     self.flush_partial();
                     return Drained::Eof;
                 }

@@ -50,7 +50,8 @@ pub struct Reactor {
     signals: Signals,
     listener: Option<UnixListener>,
     sources: HashMap<Token, Source>,
-    mailboxes: HashMap<InstanceId, Token>,
+    /// Each live instance's pipe tokens: stdin mailbox, stdout, stderr.
+    instances: HashMap<InstanceId, [Option<Token>; 3]>,
     next_token: usize,
     core: Supervisor,
     ctx: SpawnContext,
@@ -76,7 +77,7 @@ impl Reactor {
             signals,
             listener: Some(listener),
             sources: HashMap::new(),
-            mailboxes: HashMap::new(),
+            instances: HashMap::new(),
             next_token: FIRST_DYNAMIC,
             core,
             ctx,
@@ -117,6 +118,7 @@ impl Reactor {
                     _ => true,
                 });
                 if flushed || since.elapsed() >= EXIT_GRACE {
+                    self.drain_outputs();
                     return Ok(code);
                 }
             }
@@ -138,7 +140,7 @@ impl Reactor {
                 }
             }
             if let Some(due) = self.core.next_deadline() {
-                if due <= self.mono_ms() {
+                if due <= self.mono_us() {
                     self.feed(Input::Tick);
                 }
             }
@@ -153,7 +155,7 @@ impl Reactor {
         let deadline = self
             .core
             .next_deadline()
-            .map(|due| Duration::from_millis(due.saturating_sub(self.mono_ms())));
+            .map(|due| Duration::from_micros(due.saturating_sub(self.mono_us())));
         let grace = self
             .exit
             .map(|(_, since)| EXIT_GRACE.saturating_sub(since.elapsed()));
@@ -163,8 +165,8 @@ impl Reactor {
         }
     }
 
-    fn mono_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+    fn mono_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
     }
 
     fn now(&self) -> Time {
@@ -172,7 +174,7 @@ impl Reactor {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         Time {
-            mono_ms: self.mono_ms(),
+            mono_us: self.mono_us(),
             wall_ms,
         }
     }
@@ -211,8 +213,17 @@ impl Reactor {
                 self.deliver(reply_to, reply);
             }
             Action::Reaped { instance } => {
-                if let Some(token) = self.mailboxes.remove(&instance) {
+                let Some([mailbox, stdout, stderr]) = self.instances.remove(&instance) else {
+                    return;
+                };
+                if let Some(token) = mailbox {
                     self.close_source(token);
+                }
+                // The process is gone, so what it wrote is already in the pipes: log it
+                // now, before anything else (a shutdown may end the loop next).
+                // Descendants may still hold the pipes open; those go on being read.
+                for token in [stdout, stderr].into_iter().flatten() {
+                    self.on_source(token);
                 }
             }
             Action::Reply { to, reply } => self.deliver(to, *reply),
@@ -231,7 +242,8 @@ impl Reactor {
         let plan = ExecPlan::new(spec, &self.ctx)?;
         let child = spawn::spawn(&plan, self.ctx.daemon_pid)?;
         let name: Rc<str> = spec.name.clone();
-        for fd in [child.stdout, child.stderr] {
+        let mut tokens = [None; 3];
+        for (slot, fd) in tokens[1..].iter_mut().zip([child.stdout, child.stderr]) {
             let mut pipe = Receiver::from(fd);
             let token = self.new_token();
             match self
@@ -242,10 +254,11 @@ impl Reactor {
                 Ok(()) => {
                     self.sources
                         .insert(token, Source::Output(OutputPipe::new(pipe, name.clone())));
+                    *slot = Some(token);
                 }
                 // The worker runs on; only its output is lost (dropping the pipe
                 // closes it, so the worker gets EPIPE rather than blocking).
-                Err(e) => log::error!("[{name}] cannot watch an output pipe: {e}"),
+                Err(e) => log::error!("{name}: cannot watch an output pipe: {e}"),
             }
         }
         let token = self.new_token();
@@ -253,12 +266,13 @@ impl Reactor {
             token,
             Source::Mailbox(Mailbox::new(Sender::from(child.stdin))),
         );
-        self.mailboxes.insert(instance, token);
+        tokens[0] = Some(token);
+        self.instances.insert(instance, tokens);
         Ok(child.pid)
     }
 
     fn cast(&mut self, instance: InstanceId, message: &str) -> Reply {
-        let token = self.mailboxes.get(&instance).copied();
+        let token = self.instances.get(&instance).and_then(|t| t[0]);
         let Some(Source::Mailbox(mailbox)) = token.and_then(|t| self.sources.get_mut(&t)) else {
             return Reply::error(ErrorKind::NotRunning, "the worker's stdin is closed");
         };
@@ -453,6 +467,16 @@ impl Reactor {
         }
         // Keep the allocation for next time.
         self.dirty = dirty;
+    }
+
+    /// Log what is left in every output pipe (at exit: every worker is reaped, so
+    /// this only reads what is already buffered).
+    fn drain_outputs(&mut self) {
+        for source in self.sources.values_mut() {
+            if let Source::Output(pipe) = source {
+                while let Drained::More = pipe.drain() {}
+            }
+        }
     }
 
     fn close_source(&mut self, token: Token) {

@@ -313,7 +313,7 @@ impl Harness {
 
     fn time(&self) -> Time {
         Time {
-            mono_ms: self.now_ms,
+            mono_us: self.now_ms * 1000,
             wall_ms: WALL0 + self.now_ms,
         }
     }
@@ -474,7 +474,7 @@ impl Harness {
 #[test]
 fn start_registers_the_pid_and_lookup_count_list_see_it() {
     let mut h = Harness::simple();
-    assert_eq!(h.sup.next_deadline(), None);
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), None);
     h.at(1000)
         .check(
             start("worker_1"),
@@ -506,7 +506,7 @@ fn start_registers_the_pid_and_lookup_count_list_see_it() {
         .check(lookup("nobody"), "reply c1: error not_found");
     assert_eq!(h.sup.count(), 2);
     // Nothing is due: the daemon may sleep until something happens.
-    assert_eq!(h.sup.next_deadline(), None);
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), None);
 }
 
 #[test]
@@ -629,7 +629,7 @@ fn spawn_failure_on_start_replies_spawn_failed_and_registers_nothing() {
         .contains("No such file or directory"));
     h.check(count(), "reply c1: ok count=0")
         .check(lookup("w"), "reply c1: error not_found");
-    assert_eq!(h.sup.next_deadline(), None);
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), None);
     // Not a crash loop, and the name is free again.
     h.check(
         start("w"),
@@ -683,7 +683,7 @@ fn the_restart_table() {
                     assert_eq!(h.sup.count(), 0, "{what}");
                 }
             }
-            assert_eq!(h.sup.next_deadline(), None, "{what}");
+            assert_eq!(h.sup.next_deadline().map(|us| us / 1000), None, "{what}");
             // The old pid is gone from the index: a second report of it is ignored.
             assert_eq!(h.feed(exited(101, code(1))), Vec::<String>::new(), "{what}");
         }
@@ -749,7 +749,7 @@ fn stop_signals_the_group_and_replies_once_reaped() {
     h.at(100)
         .check(from(conn(2), stop("w")), "signal group 101 SIGTERM")
         .check(lookup("w"), "reply c1: ok name=w pid=101 state=stopping");
-    assert_eq!(h.sup.next_deadline(), Some(1100));
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), Some(1100));
     // Before the deadline a tick does nothing.
     h.at(1099).check(Input::Tick, "");
     // A permanent worker exiting 1 while stopped by dynsup: not restarted, not counted.
@@ -773,7 +773,7 @@ fn next_deadline_is_none_once_a_stop_completed() {
     let mut h = Harness::new(3, 5, vec![shutdown_ms(transient("t"), 1000)]);
     h.started("w");
     h.at(100).check(stop("w"), "signal group 101 SIGTERM");
-    assert_eq!(h.sup.next_deadline(), Some(1100));
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), Some(1100));
     h.at(200).check(
         exited(101, code(0)),
         "reaped #1
@@ -781,7 +781,7 @@ fn next_deadline_is_none_once_a_stop_completed() {
     );
     assert_eq!(h.sup.count(), 0);
     assert_eq!(
-        h.sup.next_deadline(),
+        h.sup.next_deadline().map(|us| us / 1000),
         None,
         "stale stop deadline left behind"
     );
@@ -798,7 +798,7 @@ fn stop_kills_the_group_at_the_deadline() {
         .at(1500)
         .check(Input::Tick, "signal group 101 SIGKILL");
     // Killed once: no second SIGKILL, nothing more is due.
-    assert_eq!(h.sup.next_deadline(), None);
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), None);
     h.at(5000).check(Input::Tick, "").check(
         exited(101, signaled(Signal::KILL)),
         "reaped #1
@@ -822,7 +822,7 @@ fn a_second_stop_while_stopping_is_answered_too() {
     h.check(from(conn(2), stop("w")), "signal group 101 SIGTERM")
         // No second signal and no new deadline.
         .check(from(conn(3), stop_within("w", 10)), "");
-    assert_eq!(h.sup.next_deadline(), Some(1000));
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), Some(1000));
     h.at(20).check(
         exited(101, code(0)),
         "reaped #1
@@ -837,7 +837,7 @@ fn stop_timeout_overrides_the_template() {
     h.started("w");
     h.at(1000)
         .check(stop_within("w", 10), "signal group 101 SIGTERM");
-    assert_eq!(h.sup.next_deadline(), Some(1010));
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), Some(1010));
     h.at(1010).check(Input::Tick, "signal group 101 SIGKILL");
 
     // A zero timeout: SIGKILL at the first tick.
@@ -845,7 +845,7 @@ fn stop_timeout_overrides_the_template() {
     h.started("w");
     h.at(1000)
         .check(stop_within("w", 0), "signal group 101 SIGTERM");
-    assert_eq!(h.sup.next_deadline(), Some(1000));
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), Some(1000));
     h.check(Input::Tick, "signal group 101 SIGKILL");
 }
 
@@ -880,11 +880,11 @@ fn stop_of_a_restarting_worker_removes_it_at_once() {
         "reaped #1
          spawn w #2 -> failed",
     );
-    assert_eq!(h.sup.next_deadline(), Some(10));
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), Some(10));
     h.check(stop("w"), "reply c1: ok stopped={w killed=false}");
     assert_eq!(h.sup.count(), 0);
     // The retry is cancelled.
-    assert_eq!(h.sup.next_deadline(), None);
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), None);
     h.check(Input::Tick, "");
 }
 
@@ -1122,13 +1122,13 @@ fn a_failed_restart_counts_and_is_retried_by_a_deadline() {
          spawn w #2 -> failed",
     );
     assert_eq!(h.sup.intensity.len(), 2, "the crash and the failed restart");
-    assert_eq!(h.sup.next_deadline(), Some(1000));
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), Some(1000));
     h.check(lookup("w"), "reply c1: ok name=w state=restarting")
         .check(count(), "reply c1: ok count=1")
         // The retry is due now: the next tick spawns again.
         .check(Input::Tick, "spawn w #3 -> 102")
         .check(lookup("w"), "reply c1: ok name=w pid=102 state=running");
-    assert_eq!(h.sup.next_deadline(), None);
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), None);
     assert_eq!(h.sup.intensity.len(), 2);
 }
 
@@ -1150,7 +1150,7 @@ fn a_restart_that_can_never_spawn_exhausts_the_intensity() {
     // The third failed spawn is the 4th restart decision: it trips.
     h.check(Input::Tick, "spawn w #4 -> failed\nexit 1");
     assert_eq!(h.sup.count(), 0);
-    assert_eq!(h.sup.next_deadline(), None);
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), None);
 }
 
 #[test]
@@ -1166,7 +1166,7 @@ fn intensity_trip_drops_pending_restarts_and_keeps_user_stops() {
          spawn a #4 -> failed",
     );
     assert_eq!(h.sup.intensity.len(), 2);
-    assert_eq!(h.sup.next_deadline(), Some(0));
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), Some(0));
     // b is being stopped by a user when c's crash trips the limit (3rd restart > 2).
     h.check(from(conn(2), stop("b")), "signal group 102 SIGTERM")
         .check(exited(103, code(1)), "reaped #3");
@@ -1204,7 +1204,7 @@ fn shutdown_request_stops_everyone_and_replies_after_the_last_exit() {
          signal group 103 SIGTERM",
     );
     assert!(h.sup.is_shutting_down());
-    assert_eq!(h.sup.next_deadline(), Some(1100));
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), Some(1100));
     h.check(start("d"), "reply c1: error shutting_down")
         .check(lookup("b"), "reply c1: ok name=b pid=102 state=stopping")
         // A second shutdown request waits for the same end.
@@ -1273,7 +1273,7 @@ fn shutdown_signal_then_a_second_one_kills_every_stopping_worker() {
              signal group 103 SIGKILL",
         );
     // Every kill deadline is gone with the SIGKILL.
-    assert_eq!(h.sup.next_deadline(), None);
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), None);
     // A worker that was already on its way out is reported as killed all the same.
     h.check(exited(101, code(0)), "reaped #1")
     .check(
@@ -1302,7 +1302,7 @@ fn shutdown_drops_a_worker_waiting_to_be_restarted() {
     )
     .check(shutdown(), "signal group 102 SIGTERM");
     assert_eq!(h.sup.count(), 1);
-    assert_eq!(h.sup.next_deadline(), Some(5000));
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), Some(5000));
     h.check(
         exited(102, code(0)),
         "reaped #2
@@ -1412,6 +1412,6 @@ fn retries_due_at_the_same_tick_all_spawn() {
         "spawn a #5 -> 103
          spawn b #6 -> 104",
     );
-    assert_eq!(h.sup.next_deadline(), None);
+    assert_eq!(h.sup.next_deadline().map(|us| us / 1000), None);
     h.check(lookup("b"), "reply c1: ok name=b pid=104 state=running");
 }

@@ -1,0 +1,258 @@
+//! The CLI: `dynsup [--socket PATH] COMMAND`, its output and its exit codes
+//! (0 success, 1 error answered by the daemon, 2 usage, 3 daemon unreachable).
+
+mod common;
+use common::*;
+use std::process::{Command, Output};
+
+const CONFIG: &str = r#"
+[supervisor]
+max_restarts = 100
+max_seconds = 5
+
+[templates.worker]
+command = ["dynsup-worker"]
+restart = "transient"
+"#;
+
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit status {:?}, expected {code}\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout_of(out),
+        stderr_of(out)
+    );
+}
+
+/// The pid a `start` or `lookup` printed: the only thing on stdout.
+#[track_caller]
+fn printed_pid(out: &Output) -> i32 {
+    assert_exit(out, 0);
+    let text = stdout_of(out);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("stdout is not a pid: {text:?}"))
+}
+
+#[test]
+fn start_lookup_count_stop() {
+    let d = TestDaemon::start(CONFIG);
+    let pid = printed_pid(&d.cli(&["start", "worker_1"]));
+    assert_eq!(d.lookup("worker_1"), Some(pid));
+    assert_eq!(stat(pid).unwrap().ppid, d.pid());
+    assert_eq!(printed_pid(&d.cli(&["lookup", "worker_1"])), pid);
+
+    let out = d.cli(&["count"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout_of(&out).trim(), "1");
+
+    let out = d.cli(&["list"]);
+    assert_exit(&out, 0);
+    assert!(stdout_of(&out).contains("worker_1"), "{}", stdout_of(&out));
+    assert!(
+        stdout_of(&out).contains(&pid.to_string()),
+        "{}",
+        stdout_of(&out)
+    );
+
+    d.wait_started("worker_1", 1);
+    let out = d.cli(&["cast", "worker_1", "work"]);
+    assert_exit(&out, 0);
+    d.wait_worker_line("worker_1", "hola", 1);
+
+    let out = d.cli(&["stop", "worker_1"]);
+    assert_exit(&out, 0);
+    assert!(
+        !stdout_of(&out).trim().is_empty(),
+        "stop prints how the worker ended"
+    );
+    d.assert_reaped(pid);
+    assert_eq!(d.lookup("worker_1"), None);
+    assert_eq!(stdout_of(&d.cli(&["count"])).trim(), "0");
+}
+
+#[test]
+fn socket_and_json_are_accepted_before_and_after_the_command() {
+    let d = TestDaemon::start(CONFIG);
+    let socket = d.socket().to_str().unwrap();
+    let pid = printed_pid(&d.cli(&["start", "w"]));
+
+    let run_cli = |args: &[&str]| {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).env_remove("DYNSUP_SOCKET");
+        run(&mut cmd, DEADLINE)
+    };
+    assert_eq!(
+        printed_pid(&run_cli(&["--socket", socket, "lookup", "w"])),
+        pid
+    );
+    assert_eq!(
+        printed_pid(&run_cli(&["lookup", "w", "--socket", socket])),
+        pid
+    );
+    assert_eq!(
+        printed_pid(&run_cli(&["lookup", "--socket", socket, "w"])),
+        pid
+    );
+
+    for args in [
+        vec!["--socket", socket, "--json", "lookup", "w"],
+        vec!["--socket", socket, "lookup", "w", "--json"],
+        vec!["lookup", "--json", "w", "--socket", socket],
+    ] {
+        let out = run_cli(&args);
+        assert_exit(&out, 0);
+        let reply: Reply = serde_json::from_str(stdout_of(&out).trim()).unwrap_or_else(|e| {
+            panic!("{args:?}: stdout is not a reply ({e}): {}", stdout_of(&out))
+        });
+        assert!(reply.ok);
+        assert_eq!(reply.pid, Some(pid), "{args:?}");
+    }
+
+    let out = d.cli(&["count", "--json"]);
+    assert_exit(&out, 0);
+    let reply: Reply = serde_json::from_str(stdout_of(&out).trim()).unwrap();
+    assert_eq!(reply.count, Some(1));
+
+    // --json on an error: the raw error reply (on stdout or stderr), exit status 1.
+    let out = d.cli(&["--json", "lookup", "ghost"]);
+    assert_exit(&out, 1);
+    let reply: Reply = [stdout_of(&out), stderr_of(&out)]
+        .iter()
+        .find_map(|text| serde_json::from_str(text.trim()).ok())
+        .unwrap_or_else(|| panic!("no JSON reply printed: {out:?}"));
+    assert_eq!(error_kind(&reply), Some(ErrorKind::NotFound));
+}
+
+#[test]
+fn socket_from_the_environment() {
+    let d = TestDaemon::start(CONFIG);
+    let mut cmd = Command::new(bin());
+    cmd.args(["count"]).env("DYNSUP_SOCKET", d.socket());
+    let out = run(&mut cmd, DEADLINE);
+    assert_exit(&out, 0);
+    assert_eq!(stdout_of(&out).trim(), "0");
+}
+
+#[test]
+fn errors_answered_by_the_daemon_exit_1() {
+    let d = TestDaemon::start(CONFIG);
+    let out = d.cli(&["lookup", "worker_9"]);
+    assert_exit(&out, 1);
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("dynsup: "), "{stderr}");
+    assert!(stderr.contains("worker_9 is not registered"), "{stderr}");
+    assert!(stdout_of(&out).is_empty(), "{}", stdout_of(&out));
+
+    assert_exit(&d.cli(&["stop", "worker_9"]), 1);
+    assert_exit(&d.cli(&["kill", "worker_9"]), 1);
+    assert_exit(&d.cli(&["cast", "worker_9", "work"]), 1);
+
+    let pid = printed_pid(&d.cli(&["start", "w"]));
+    let out = d.cli(&["start", "w"]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr_of(&out).contains(&pid.to_string()),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_exit(&d.cli(&["start", "x", "--template", "nope"]), 1);
+    assert_exit(&d.cli(&["kill", "w", "--signal", "SIGFOO"]), 1);
+    assert_eq!(d.lookup("w"), Some(pid));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let d = TestDaemon::start(CONFIG);
+    for args in [
+        vec!["frobnicate"],
+        vec!["start"],
+        vec!["lookup"],
+        vec!["cast", "w"],
+        vec!["stop", "w", "--timeout", "soon"],
+        vec!["count", "--bogus-flag"],
+    ] {
+        let out = d.cli(&args);
+        assert_exit(&out, 2);
+        assert!(!stderr_of(&out).is_empty(), "{args:?}: no message");
+    }
+    // None of them reached the daemon.
+    assert_eq!(d.count(), 0);
+}
+
+#[test]
+fn unreachable_daemon_exits_3_and_names_the_socket() {
+    let dir = TestDir::new();
+    let socket = dir.join("nobody-listens.sock");
+    let mut cmd = Command::new(bin());
+    cmd.arg("--socket").arg(&socket).arg("count");
+    let out = run(&mut cmd, DEADLINE);
+    assert_exit(&out, 3);
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains(socket.to_str().unwrap()), "{stderr}");
+
+    // A stale socket file with no daemon behind it.
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    drop(_listener);
+    let mut cmd = Command::new(bin());
+    cmd.arg("count").arg("--socket").arg(&socket);
+    let out = run(&mut cmd, DEADLINE);
+    assert_exit(&out, 3);
+    assert!(stderr_of(&out).contains(socket.to_str().unwrap()));
+}
+
+#[test]
+fn start_with_template_args_and_command() {
+    let config = r#"
+[templates.worker]
+command = ["dynsup-worker"]
+
+[templates.sleeper]
+command = ["sleep"]
+restart = "temporary"
+"#;
+    let d = TestDaemon::start(config);
+    let pid = printed_pid(&d.cli(&["start", "s", "--template", "sleeper", "--arg", "100000"]));
+    assert_eq!(cmdline(pid), ["sleep", "100000"]);
+
+    let pid = printed_pid(&d.cli(&[
+        "start",
+        "c",
+        "--template",
+        "sleeper",
+        "--",
+        "sleep",
+        "99999",
+    ]));
+    assert_eq!(cmdline(pid), ["sleep", "99999"]);
+    let list = d.list();
+    let c = list.iter().find(|w| w.name == "c").unwrap();
+    assert_eq!(c.template, "sleeper");
+    assert_eq!(c.restart, "temporary");
+}
+
+#[test]
+fn kill_restarts_and_shutdown_ends_the_daemon() {
+    let mut d = TestDaemon::start(CONFIG);
+    let pid = printed_pid(&d.cli(&["start", "w"]));
+    let out = d.cli(&["kill", "w"]);
+    assert_exit(&out, 0);
+    let new = d.wait_restarted("w", pid);
+    assert_ne!(new, pid);
+    let out = d.cli(&["kill", "w", "--signal", "SIGTERM"]);
+    assert_exit(&out, 0);
+    d.wait_unregistered("w");
+
+    printed_pid(&d.cli(&["start", "w2"]));
+    let out = d.cli(&["shutdown"]);
+    assert_exit(&out, 0);
+    let status = d.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(0), "{}", d.log_tail());
+    assert!(!d.socket().exists());
+
+    // Now nobody is listening.
+    assert_exit(&d.cli(&["count"]), 3);
+}
