@@ -62,9 +62,29 @@ pub enum Command {
     /// Print the pid registered under NAME
     Lookup { name: String },
     /// Print how many workers are registered
-    Count,
+    Count {
+        /// Also break it down by state (total, active, backoff, failed, stopping)
+        #[arg(long)]
+        all: bool,
+    },
     /// Show every worker
     List,
     /// Stop every worker and exit the daemon
     Shutdown,
+    /// Stop a worker, then start it again with the same spec (not counted as a crash)
+    Restart {
+        name: String,
+        /// Milliseconds to wait before SIGKILL [default: the template's shutdown_ms]
+        #[arg(long, value_name = "MS")]
+        timeout: Option<u64>,
+    },
+    /// Print the name of the worker owning PID (its pid, or any pid in its process group)
+    Whois { pid: i32 },
+    /// Stream events (started, exited, restarting, stopped, failed, ...) until the daemon exits
+    Watch {
+        /// Only events about these workers [default: all]
+        names: Vec<String>,
+    },
+    /// Read the config file again and apply the difference
+    Reload,
 }

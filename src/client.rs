@@ -1,11 +1,12 @@
-//! The CLI side of the socket: send one request, read one reply, print it.
+//! The CLI side of the socket: send one request, read one reply, print it (or, for
+//! `watch`, print the event stream until the daemon closes it).
 //!
 //! Exit statuses: 0 success, 1 the daemon answered with an error, 3 the daemon could
 //! not be reached (the message names the socket path and the reason). Usage errors (2)
 //! are clap's.
 
 use crate::cli::Command;
-use crate::protocol::{ExitReport, Reply, Request, StopReport, WorkerInfo};
+use crate::protocol::{Event, ExitReport, Reply, Request, StopReport, WorkerInfo};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -16,9 +17,13 @@ pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_UNREACHABLE: i32 = 3;
 
 pub fn run(socket: &Path, command: Command, json: bool) -> i32 {
+    let count_all = matches!(command, Command::Count { all: true });
     let Some(request) = to_request(command) else {
         return EXIT_ERROR;
     };
+    if let Request::Watch { .. } = request {
+        return watch(socket, &request, json);
+    }
     let reply = match exchange(socket, &request) {
         Ok(reply) => reply,
         Err(message) => {
@@ -34,7 +39,13 @@ pub fn run(socket: &Path, command: Command, json: bool) -> i32 {
         eprintln!("dynsup: {}", err.message);
         return EXIT_ERROR;
     }
-    print_human(&request, &reply);
+    match (count_all, reply.counts) {
+        (true, Some(c)) => println!(
+            "total {}  active {}  backoff {}  failed {}  stopping {}",
+            c.total, c.active, c.backoff, c.failed, c.stopping
+        ),
+        _ => print_human(&request, &reply),
+    }
     EXIT_OK
 }
 
@@ -62,14 +73,20 @@ fn to_request(command: Command) -> Option<Request> {
         },
         Command::Cast { name, message } => Request::Cast { name, message },
         Command::Lookup { name } => Request::Lookup { name },
-        Command::Count => Request::Count,
+        Command::Count { .. } => Request::Count,
         Command::List => Request::List,
         Command::Shutdown => Request::Shutdown,
+        Command::Restart { name, timeout } => Request::Restart {
+            name,
+            timeout_ms: timeout,
+        },
+        Command::Whois { pid } => Request::Whois { pid },
+        Command::Watch { names } => Request::Watch { names },
+        Command::Reload => Request::Reload,
     })
 }
 
-/// One request, one reply, over a fresh connection.
-pub fn exchange(socket: &Path, request: &Request) -> Result<Reply, String> {
+fn connect_and_send(socket: &Path, request: &Request) -> Result<UnixStream, String> {
     let shown = socket.display();
     let mut stream = UnixStream::connect(socket)
         .map_err(|e| format!("cannot connect to the daemon at {shown}: {e}"))?;
@@ -78,6 +95,13 @@ pub fn exchange(socket: &Path, request: &Request) -> Result<Reply, String> {
     stream
         .write_all(&line)
         .map_err(|e| format!("cannot send to the daemon at {shown}: {e}"))?;
+    Ok(stream)
+}
+
+/// One request, one reply, over a fresh connection.
+pub fn exchange(socket: &Path, request: &Request) -> Result<Reply, String> {
+    let shown = socket.display();
+    let stream = connect_and_send(socket, request)?;
     let mut reply = String::new();
     BufReader::new(&stream)
         .read_line(&mut reply)
@@ -88,6 +112,81 @@ pub fn exchange(socket: &Path, request: &Request) -> Result<Reply, String> {
         ));
     }
     serde_json::from_str(&reply).map_err(|e| format!("unreadable reply from {shown}: {e}"))
+}
+
+/// Subscribe and print events until the daemon closes the stream.
+fn watch(socket: &Path, request: &Request, json: bool) -> i32 {
+    let shown = socket.display();
+    let stream = match connect_and_send(socket, request) {
+        Ok(stream) => stream,
+        Err(message) => {
+            eprintln!("dynsup: {message}");
+            return EXIT_UNREACHABLE;
+        }
+    };
+    let mut lines = BufReader::new(&stream).lines();
+    match lines.next() {
+        Some(Ok(line)) => match serde_json::from_str::<Reply>(&line) {
+            Ok(reply) if reply.ok => {}
+            Ok(reply) => {
+                let message = reply.error.map(|e| e.message).unwrap_or_default();
+                eprintln!("dynsup: {message}");
+                return EXIT_ERROR;
+            }
+            Err(e) => {
+                eprintln!("dynsup: unreadable reply from {shown}: {e}");
+                return EXIT_UNREACHABLE;
+            }
+        },
+        _ => {
+            eprintln!("dynsup: the daemon at {shown} closed the connection without replying");
+            return EXIT_UNREACHABLE;
+        }
+    }
+    let stdout = std::io::stdout();
+    for line in lines {
+        let Ok(line) = line else { break };
+        let text = if json {
+            line
+        } else {
+            match serde_json::from_str::<Event>(&line) {
+                Ok(event) => format!(
+                    "{} {}",
+                    crate::logger::timestamp(SystemTime::now()),
+                    describe_event(&event)
+                ),
+                Err(_) => line,
+            }
+        };
+        // Flush per event: a watcher is usually piped into something that reacts.
+        let mut out = stdout.lock();
+        if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+            break;
+        }
+    }
+    EXIT_OK
+}
+
+fn describe_event(event: &Event) -> String {
+    match event {
+        Event::Started { name, pid } => format!("{name} started (pid {pid})"),
+        Event::Exited {
+            name, pid, reason, ..
+        } => format!("{name} exited: {reason} (pid {pid})"),
+        Event::Restarting { name, delay_ms: 0 } => format!("{name} restarting now"),
+        Event::Restarting { name, delay_ms } => format!("{name} restarting in {delay_ms} ms"),
+        Event::Stopped { name, reason } => format!("{name} stopped: {reason}"),
+        Event::Failed { name, reason } => {
+            format!("{name} failed: gave up after its restart limit (last exit: {reason})")
+        }
+        Event::IntensityTripped { name } => {
+            format!("{name} reached the restart intensity: the daemon is shutting down")
+        }
+        Event::Shutdown => "the daemon is shutting down".to_string(),
+        Event::Lagged { dropped } => {
+            format!("(this watcher fell behind: {dropped} event(s) were dropped)")
+        }
+    }
 }
 
 fn print_human(request: &Request, reply: &Reply) {
@@ -109,8 +208,29 @@ fn print_human(request: &Request, reply: &Reply) {
             reply.signal.as_deref().unwrap_or("?"),
             reply.pid.unwrap_or_default()
         ),
-        Request::Cast { .. } => {}
+        Request::Cast { .. } | Request::Watch { .. } => {}
         Request::List => print_table(reply.workers.as_deref().unwrap_or_default()),
+        Request::Restart { name, .. } => {
+            println!("{name} restarted (pid {})", reply.pid.unwrap_or_default())
+        }
+        Request::Whois { .. } => println!("{}", reply.name.as_deref().unwrap_or_default()),
+        Request::Reload => {
+            let Some(r) = &reply.reload else { return };
+            for (what, names) in [
+                ("started", &r.started),
+                ("stopped", &r.stopped),
+                ("restarted", &r.restarted),
+                ("unchanged", &r.unchanged),
+                ("skipped", &r.skipped),
+            ] {
+                if !names.is_empty() {
+                    println!("{what}: {}", names.join(", "));
+                }
+            }
+            if r.started.is_empty() && r.stopped.is_empty() && r.restarted.is_empty() {
+                println!("config reloaded: no child changed");
+            }
+        }
         Request::Shutdown => {
             let reports = reply.shutdown.as_deref().unwrap_or_default();
             for report in reports {
@@ -154,14 +274,14 @@ fn print_table(workers: &[WorkerInfo]) {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let rows: Vec<[String; 7]> = workers
+    let rows: Vec<[String; 9]> = workers
         .iter()
         .map(|w| {
             [
                 w.name.clone(),
                 w.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
                 w.state.as_str().to_string(),
-                w.restarts.to_string(),
+                format!("{} ({} recent)", w.restarts, w.restarts_in_window),
                 if w.pid.is_some() {
                     uptime(now_ms.saturating_sub(w.started_at_ms))
                 } else {
@@ -169,11 +289,33 @@ fn print_table(workers: &[WorkerInfo]) {
                 },
                 w.template.clone(),
                 w.restart.clone(),
+                w.last_exit.as_ref().map_or_else(
+                    || "-".to_string(),
+                    |e| {
+                        format!(
+                            "{} ({} ago)",
+                            e.reason,
+                            uptime(now_ms.saturating_sub(e.at_ms))
+                        )
+                    },
+                ),
+                w.next_try_ms.map_or_else(
+                    || "-".to_string(),
+                    |at| format!("in {}", uptime(at.saturating_sub(now_ms))),
+                ),
             ]
         })
         .collect();
     let header = [
-        "NAME", "PID", "STATE", "RESTARTS", "UPTIME", "TEMPLATE", "RESTART",
+        "NAME",
+        "PID",
+        "STATE",
+        "RESTARTS",
+        "UPTIME",
+        "TEMPLATE",
+        "RESTART",
+        "LAST EXIT",
+        "NEXT TRY",
     ];
     let mut widths = header.map(str::len);
     for row in &rows {

@@ -7,7 +7,7 @@
 //! commands, unknown templates, duplicate child names, signal names, names' syntax).
 //! `docs/CONFIG.md` documents every key; a test checks it names each one.
 
-use crate::core::{RestartType, Template};
+use crate::core::{Backoff, OnLimit, RestartLimit, RestartType, Template};
 use crate::protocol::validate_name;
 use crate::signal::Signal;
 use serde::Deserialize;
@@ -35,6 +35,8 @@ pub const KEYS: &[&str] = &[
     "supervisor.socket",
     "supervisor.max_restarts",
     "supervisor.max_seconds",
+    "supervisor.max_children",
+    "supervisor.state_file",
     "templates.NAME.command",
     "templates.NAME.restart",
     "templates.NAME.shutdown_ms",
@@ -42,6 +44,16 @@ pub const KEYS: &[&str] = &[
     "templates.NAME.clean_signals",
     "templates.NAME.env",
     "templates.NAME.cwd",
+    "templates.NAME.extra_args",
+    "templates.NAME.normal_exit_codes",
+    "templates.NAME.backoff",
+    "templates.NAME.backoff.initial_ms",
+    "templates.NAME.backoff.max_ms",
+    "templates.NAME.backoff.multiplier",
+    "templates.NAME.backoff.reset_after_ms",
+    "templates.NAME.max_restarts",
+    "templates.NAME.max_seconds",
+    "templates.NAME.on_limit",
     "children.name",
     "children.template",
     "children.args",
@@ -55,18 +67,15 @@ pub struct Config {
     pub socket: Option<PathBuf>,
     pub max_restarts: u32,
     pub max_seconds: u64,
+    /// `None`: no limit.
+    pub max_children: Option<usize>,
+    /// Where dynamically started workers are recorded; `None`: not recorded.
+    pub state_file: Option<PathBuf>,
     pub templates: BTreeMap<String, Rc<Template>>,
     pub children: Vec<BootChild>,
 }
 
-/// A `[[children]]` entry: started at boot, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BootChild {
-    pub name: String,
-    /// Always resolved: the named template, or the only one.
-    pub template: String,
-    pub args: Vec<String>,
-}
+pub use crate::core::BootChild;
 
 /// A config that cannot be used. Displays as `file:line:column: what is wrong`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +114,8 @@ struct RawSupervisor {
     socket: Option<Spanned<String>>,
     max_restarts: Option<u32>,
     max_seconds: Option<Spanned<u64>>,
+    max_children: Option<usize>,
+    state_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +129,22 @@ struct RawTemplate {
     #[serde(default)]
     env: BTreeMap<Spanned<String>, String>,
     cwd: Option<Spanned<String>>,
+    #[serde(default)]
+    extra_args: Vec<String>,
+    normal_exit_codes: Option<Vec<i32>>,
+    backoff: Option<Spanned<RawBackoff>>,
+    max_restarts: Option<Spanned<toml::Value>>,
+    max_seconds: Option<Spanned<u64>>,
+    on_limit: Option<OnLimit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackoff {
+    initial_ms: Option<u64>,
+    max_ms: Option<u64>,
+    multiplier: Option<f64>,
+    reset_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,9 +194,13 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         Some(s) => s.into_inner(),
         None => 5,
     };
+    let defaults = RestartLimit {
+        max_restarts: Some(raw.supervisor.max_restarts.unwrap_or(3)),
+        max_seconds,
+    };
     let mut templates = BTreeMap::new();
     for (name, raw_template) in raw.templates {
-        let template = validate_template(name.clone(), raw_template)?;
+        let template = validate_template(name.clone(), raw_template, defaults)?;
         templates.insert(name, Rc::new(template));
     }
     let mut children = Vec::with_capacity(raw.children.len());
@@ -218,17 +249,30 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         });
     }
     let socket = raw.supervisor.socket.map(|s| PathBuf::from(s.into_inner()));
+    let state_file = match raw.supervisor.state_file {
+        Some(f) if f.get_ref().is_empty() => {
+            return Err((f.span(), "state_file must be a non-empty path".to_string()))
+        }
+        Some(f) => Some(PathBuf::from(f.into_inner())),
+        None => None,
+    };
     Ok(Config {
         source: file.to_string(),
         socket,
         max_restarts: raw.supervisor.max_restarts.unwrap_or(3),
         max_seconds,
+        max_children: raw.supervisor.max_children,
+        state_file,
         templates,
         children,
     })
 }
 
-fn validate_template(name: String, raw: RawTemplate) -> Result<Template, Invalid> {
+fn validate_template(
+    name: String,
+    raw: RawTemplate,
+    defaults: RestartLimit,
+) -> Result<Template, Invalid> {
     let command_span = raw.command.span();
     let command = raw.command.into_inner();
     if command.is_empty() || command[0].is_empty() {
@@ -273,6 +317,66 @@ fn validate_template(name: String, raw: RawTemplate) -> Result<Template, Invalid
         Some(c) => Some(c.into_inner()),
         None => None,
     };
+    let backoff = match raw.backoff {
+        Some(spanned) => {
+            let span = spanned.span();
+            let b = spanned.into_inner();
+            let d = Backoff::default();
+            let backoff = Backoff {
+                initial_ms: b.initial_ms.unwrap_or(d.initial_ms),
+                max_ms: b.max_ms.unwrap_or(d.max_ms.max(b.initial_ms.unwrap_or(0))),
+                multiplier: b.multiplier.unwrap_or(d.multiplier),
+                reset_after_ms: b.reset_after_ms.unwrap_or(d.reset_after_ms),
+            };
+            if !(backoff.multiplier.is_finite() && backoff.multiplier >= 1.0) {
+                return Err((
+                    span,
+                    format!("template {name:?}: backoff.multiplier must be a number >= 1"),
+                ));
+            }
+            if backoff.max_ms < backoff.initial_ms {
+                return Err((
+                    span,
+                    format!("template {name:?}: backoff.max_ms must be at least initial_ms"),
+                ));
+            }
+            backoff
+        }
+        None => Backoff::default(),
+    };
+    let max_restarts = match raw.max_restarts {
+        None => None,
+        Some(v) => Some(match v.get_ref() {
+            toml::Value::Integer(n) if (0..=i64::from(u32::MAX)).contains(n) => Some(*n as u32),
+            toml::Value::String(s) if s == "infinity" => None,
+            _ => {
+                return Err((
+                    v.span(),
+                    format!("template {name:?}: max_restarts must be a non-negative integer or \"infinity\""),
+                ))
+            }
+        }),
+    };
+    let own_max_seconds = match raw.max_seconds {
+        Some(s) if *s.get_ref() == 0 => {
+            return Err((
+                s.span(),
+                format!("template {name:?}: max_seconds must be at least 1"),
+            ))
+        }
+        Some(s) => Some(s.into_inner()),
+        None => None,
+    };
+    let on_limit = raw.on_limit.unwrap_or(OnLimit::Escalate);
+    // A worker has its own window when the template sets one, and always when it gives
+    // up on its own (then the supervisor's values are the defaults).
+    let limit = (max_restarts.is_some()
+        || own_max_seconds.is_some()
+        || on_limit == OnLimit::GiveUp)
+        .then(|| RestartLimit {
+            max_restarts: max_restarts.unwrap_or(defaults.max_restarts),
+            max_seconds: own_max_seconds.unwrap_or(defaults.max_seconds),
+        });
     Ok(Template {
         name,
         command,
@@ -282,6 +386,11 @@ fn validate_template(name: String, raw: RawTemplate) -> Result<Template, Invalid
         clean_signals,
         env,
         cwd,
+        extra_args: raw.extra_args,
+        normal_exit_codes: raw.normal_exit_codes.unwrap_or_else(|| vec![0]),
+        backoff,
+        limit,
+        on_limit,
     })
 }
 

@@ -5,9 +5,8 @@
 //! reached or a fatal runtime error, 2 for a bad config or an unusable socket path.
 
 use crate::config::{self, Config};
-use crate::core::supervisor::Limits;
 use crate::core::Supervisor;
-use crate::os::reactor::Reactor;
+use crate::os::reactor::{limits_of, Paths, Reactor};
 use crate::os::{listener, spawn::SpawnContext};
 use std::path::{Path, PathBuf};
 
@@ -52,15 +51,13 @@ pub fn run(args: DaemonArgs) -> i32 {
         config.templates.len(),
         config.children.len()
     );
-    let core = Supervisor::new(
-        Limits {
-            max_restarts: config.max_restarts,
-            max_seconds: config.max_seconds,
-        },
-        config.templates.clone(),
-    );
+    let core = Supervisor::new(limits_of(&config), config.templates.clone());
     let ctx = SpawnContext::from_process(socket.clone());
-    let code = match Reactor::new(listener, core, ctx) {
+    let paths = Paths {
+        config: args.config.clone(),
+        state_file: config.state_file.clone(),
+    };
+    let code = match Reactor::new(listener, core, ctx, paths) {
         Ok(mut reactor) => {
             reactor.boot(&config.children);
             log::info!("listening on {}", socket.display());

@@ -57,6 +57,24 @@ pub enum Request {
     List,
     /// Stop every worker and exit the daemon.
     Shutdown,
+    /// Stop a worker (as `stop` does), then start it again with the same spec. An
+    /// operator action: not counted as a crash.
+    Restart {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+    /// The name of the worker owning `pid` (its main pid, or any pid in its process
+    /// group).
+    Whois { pid: i32 },
+    /// Turn this connection into an event stream: one JSON [`Event`] per line. Only
+    /// events about `names` are sent, or all events when `names` is empty.
+    Watch {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        names: Vec<String>,
+    },
+    /// Read the config file again and apply the difference.
+    Reload,
 }
 
 impl Request {
@@ -71,13 +89,18 @@ impl Request {
             Request::Count => "count",
             Request::List => "list",
             Request::Shutdown => "shutdown",
+            Request::Restart { .. } => "restart",
+            Request::Whois { .. } => "whois",
+            Request::Watch { .. } => "watch",
+            Request::Reload => "reload",
         }
     }
 }
 
 /// Every command name, in documentation order.
 pub const COMMANDS: &[&str] = &[
-    "start", "stop", "kill", "cast", "lookup", "count", "list", "shutdown",
+    "start", "stop", "kill", "cast", "lookup", "count", "list", "shutdown", "restart", "whois",
+    "watch", "reload",
 ];
 
 /// The stable error kinds. Clients match on these strings; never rename one.
@@ -105,6 +128,11 @@ pub enum ErrorKind {
     NotRunning,
     /// The daemon is shutting down and accepts no new workers.
     ShuttingDown,
+    /// `start` while `[supervisor] max_children` workers are registered.
+    MaxChildren,
+    /// `reload` found the config invalid (the message has file:line:column), or the
+    /// daemon runs without a config file; nothing was changed.
+    InvalidConfig,
 }
 
 impl ErrorKind {
@@ -120,6 +148,8 @@ impl ErrorKind {
         ErrorKind::MailboxFull,
         ErrorKind::NotRunning,
         ErrorKind::ShuttingDown,
+        ErrorKind::MaxChildren,
+        ErrorKind::InvalidConfig,
     ];
 
     /// The wire string of this kind.
@@ -135,6 +165,8 @@ impl ErrorKind {
             ErrorKind::MailboxFull => "mailbox_full",
             ErrorKind::NotRunning => "not_running",
             ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::MaxChildren => "max_children",
+            ErrorKind::InvalidConfig => "invalid_config",
         }
     }
 }
@@ -199,8 +231,13 @@ pub enum WorkerStateName {
     Running,
     /// Being stopped by dynsup; the process is still alive.
     Stopping,
-    /// Its restart failed to spawn; another attempt is due.
+    /// Its restart failed to exec; another attempt is due at once.
     Restarting,
+    /// Waiting for its backoff delay before the next restart.
+    Backoff,
+    /// Gave up after its own restart limit (`on_limit = "give_up"`); stays listed with
+    /// its last exit until stopped or started again.
+    Failed,
 }
 
 impl WorkerStateName {
@@ -209,6 +246,8 @@ impl WorkerStateName {
             WorkerStateName::Running => "running",
             WorkerStateName::Stopping => "stopping",
             WorkerStateName::Restarting => "restarting",
+            WorkerStateName::Backoff => "backoff",
+            WorkerStateName::Failed => "failed",
         }
     }
 }
@@ -227,8 +266,110 @@ pub struct WorkerInfo {
     /// Restart attempts after exits (each counted toward the intensity, failed
     /// respawns included).
     pub restarts: u32,
-    /// When the current process was started, in milliseconds since the Unix epoch.
+    /// Of those, how many fall within the restart window that limits this worker.
+    #[serde(default)]
+    pub restarts_in_window: u32,
+    /// When the current process was started, in milliseconds since the Unix epoch
+    /// (0 when it has none).
     pub started_at_ms: u64,
+    /// How its last process ended, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<LastExit>,
+    /// In `backoff` or `restarting`: when the next start is due (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_try_ms: Option<u64>,
+    /// Started at run time (`start`, or restored from the state file), not a
+    /// `[[children]]` entry of the config.
+    #[serde(default)]
+    pub dynamic: bool,
+}
+
+/// How a worker's last process ended: `exit 1`, `signal SIGKILL`, `stopped`,
+/// `spawn failed: ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastExit {
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// `count` in OTP's `count_children` shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Every registered name.
+    pub total: usize,
+    /// Names with a live process (running or stopping).
+    pub active: usize,
+    /// Waiting to be restarted (`backoff` and `restarting`).
+    pub backoff: usize,
+    pub failed: usize,
+    pub stopping: usize,
+}
+
+/// What `reload` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// New `[[children]]`, started.
+    pub started: Vec<String>,
+    /// `[[children]]` no longer in the config, being stopped.
+    pub stopped: Vec<String>,
+    /// `[[children]]` whose effective spec changed, being restarted with the new one.
+    pub restarted: Vec<String>,
+    /// `[[children]]` whose spec did not change: not touched.
+    pub unchanged: Vec<String>,
+    /// Entries that could not be applied, with the reason (for example a new child
+    /// whose name a dynamic worker already holds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+}
+
+/// One line of a `watch` stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A process was started for `name` (first start or restart).
+    Started { name: String, pid: i32 },
+    /// A worker's process ended on its own (not by a stop dynsup ordered).
+    Exited {
+        name: String,
+        pid: i32,
+        reason: String,
+        exit: ExitReport,
+    },
+    /// A restart is scheduled after `delay_ms`.
+    Restarting { name: String, delay_ms: u64 },
+    /// The worker was stopped by dynsup (or left the registry after a clean exit) and
+    /// is no longer registered.
+    Stopped { name: String, reason: String },
+    /// The worker reached its own restart limit and was given up.
+    Failed { name: String, reason: String },
+    /// The supervisor-wide restart intensity was reached; the daemon is shutting down.
+    IntensityTripped { name: String },
+    /// The daemon is shutting down.
+    Shutdown,
+    /// This watcher did not read fast enough; `dropped` events were discarded.
+    Lagged { dropped: u64 },
+}
+
+impl Event {
+    /// The worker the event is about, if any (for `watch NAME` filters).
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Event::Started { name, .. }
+            | Event::Exited { name, .. }
+            | Event::Restarting { name, .. }
+            | Event::Stopped { name, .. }
+            | Event::Failed { name, .. }
+            | Event::IntensityTripped { name } => Some(name),
+            Event::Shutdown | Event::Lagged { .. } => None,
+        }
+    }
+
+    /// One JSON line, newline included.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
 }
 
 /// One reply line. `ok` says which fields to read: on failure only `error`; on success
@@ -248,6 +389,9 @@ pub struct Reply {
     pub state: Option<WorkerStateName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<usize>,
+    /// `count`: the breakdown by state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<Vec<WorkerInfo>>,
     /// `stop`: how the worker ended.
@@ -262,6 +406,12 @@ pub struct Reply {
     /// `cast`: how many bytes were queued (message plus newline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued: Option<usize>,
+    /// `watch`: the names watched (empty: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watching: Option<Vec<String>>,
+    /// `reload`: what changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadReport>,
 }
 
 impl Reply {
@@ -302,7 +452,7 @@ impl Reply {
 /// unknown, or a field missing or mistyped.
 pub fn decode_request(line: &[u8]) -> Result<Request, String> {
     match serde_json::from_slice::<Request>(line) {
-        Ok(req @ (Request::Count | Request::List | Request::Shutdown)) => {
+        Ok(req @ (Request::Count | Request::List | Request::Shutdown | Request::Reload)) => {
             // serde's deny_unknown_fields does not reach the fieldless variants of an
             // internally tagged enum; check them by hand so a typo is never ignored.
             reject_extra_fields(line)?;

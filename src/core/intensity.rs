@@ -21,6 +21,10 @@ pub enum Verdict {
     Exceeded,
 }
 
+/// At most this many restart times are kept per window: a limit above it behaves as
+/// "infinity" (never trips), and `len` saturates there.
+pub const MAX_TRACKED: usize = 65_536;
+
 #[derive(Debug, Clone)]
 pub struct Intensity {
     max_restarts: u32,
@@ -39,6 +43,23 @@ impl Intensity {
         }
     }
 
+    /// A window that never trips (`max_restarts = "infinity"`), still counting.
+    pub fn unlimited(max_seconds: u64) -> Intensity {
+        Intensity::new(u32::MAX, max_seconds)
+    }
+
+    /// Change the limits (on reload); the recorded history is kept.
+    pub fn set_limits(&mut self, max_restarts: u32, max_seconds: u64) {
+        self.max_restarts = max_restarts;
+        self.max_seconds = max_seconds;
+    }
+
+    /// How many recorded restarts are still inside the window at `now_secs`.
+    pub fn count_within(&self, now_secs: u64) -> usize {
+        let threshold = now_secs.saturating_sub(self.max_seconds);
+        self.restarts.iter().filter(|&&t| t >= threshold).count()
+    }
+
     /// Record a restart at `now_secs` and say whether it is allowed.
     pub fn record(&mut self, now_secs: u64) -> Verdict {
         let threshold = now_secs.saturating_sub(self.max_seconds);
@@ -46,11 +67,14 @@ impl Intensity {
             self.restarts.pop_front();
         }
         self.restarts.push_back(now_secs);
+        // Keep the bound: entries beyond max_restarts + 1 can never matter.
+        let keep = (self.max_restarts as usize)
+            .saturating_add(1)
+            .min(MAX_TRACKED);
+        while self.restarts.len() > keep {
+            self.restarts.pop_front();
+        }
         if self.restarts.len() > self.max_restarts as usize {
-            // Keep the bound: older entries can never matter again once tripped.
-            while self.restarts.len() > self.max_restarts as usize + 1 {
-                self.restarts.pop_front();
-            }
             Verdict::Exceeded
         } else {
             Verdict::Within
@@ -116,6 +140,16 @@ mod tests {
             // One restart every 2 s: at most 3 in any 5 s window (t-4, t-2, t).
             assert_eq!(i.record(t), Within, "t={t}");
         }
+    }
+
+    #[test]
+    fn unlimited_never_trips_and_stays_bounded() {
+        let mut i = Intensity::unlimited(5);
+        for _ in 0..(MAX_TRACKED + 10) {
+            assert_eq!(i.record(1), Within);
+        }
+        assert_eq!(i.len(), MAX_TRACKED);
+        assert_eq!(i.count_within(100), 0);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub mod supervisor;
 
 pub use exit::Exit;
 pub use intensity::Intensity;
-pub use policy::{decide, Decision};
-pub use spec::{ChildSpec, RestartType, Template};
-pub use supervisor::{Action, Input, InstanceId, ReplyTo, SpawnPurpose, Supervisor, Time};
+pub use policy::{decide, CleanExits, Decision};
+pub use spec::{
+    Backoff, BootChild, ChildSpec, OnLimit, RestartLimit, RestartType, SavedWorker, Template,
+};
+pub use supervisor::{Action, Input, InstanceId, Limits, ReloadConfig, ReplyTo, Supervisor, Time};

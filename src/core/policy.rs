@@ -20,19 +20,29 @@ pub enum Decision {
     Remove,
 }
 
-/// True when the exit is OTP's `:normal` or `:shutdown`: not a crash.
-pub fn is_clean(exit: &Exit, clean_signals: &[Signal]) -> bool {
-    match *exit {
-        Exit::Code(code) => code == 0,
-        Exit::Signaled { signal, .. } => clean_signals.contains(&signal),
+/// What counts as a clean exit (OTP's `:normal` / `:shutdown`) for a template: its
+/// `normal_exit_codes` (default `[0]`) and its `clean_signals` (default `[SIGTERM]`).
+#[derive(Debug, Clone, Copy)]
+pub struct CleanExits<'a> {
+    pub codes: &'a [i32],
+    pub signals: &'a [Signal],
+}
+
+impl CleanExits<'_> {
+    /// True when the exit is not a crash.
+    pub fn contains(&self, exit: &Exit) -> bool {
+        match *exit {
+            Exit::Code(code) => self.codes.contains(&code),
+            Exit::Signaled { signal, .. } => self.signals.contains(&signal),
+        }
     }
 }
 
-pub fn decide(restart: RestartType, exit: &Exit, clean_signals: &[Signal]) -> Decision {
+pub fn decide(restart: RestartType, exit: &Exit, clean: CleanExits) -> Decision {
     match restart {
         RestartType::Permanent => Decision::Restart,
         RestartType::Temporary => Decision::Remove,
-        RestartType::Transient if is_clean(exit, clean_signals) => Decision::Remove,
+        RestartType::Transient if clean.contains(exit) => Decision::Remove,
         RestartType::Transient => Decision::Restart,
     }
 }
@@ -50,9 +60,16 @@ mod tests {
         }
     }
 
+    fn clean(signals: &[Signal]) -> CleanExits<'_> {
+        CleanExits {
+            codes: &[0],
+            signals,
+        }
+    }
+
     #[test]
     fn the_issue_table() {
-        let clean = [Signal::TERM];
+        let clean = clean(&[Signal::TERM]);
         let segv = Signal(libc_segv());
         #[rustfmt::skip]
         let rows = [
@@ -67,17 +84,17 @@ mod tests {
         ];
         for (exit, permanent, transient, temporary) in rows {
             assert_eq!(
-                decide(Permanent, &exit, &clean),
+                decide(Permanent, &exit, clean),
                 permanent,
                 "permanent {exit}"
             );
             assert_eq!(
-                decide(Transient, &exit, &clean),
+                decide(Transient, &exit, clean),
                 transient,
                 "transient {exit}"
             );
             assert_eq!(
-                decide(Temporary, &exit, &clean),
+                decide(Temporary, &exit, clean),
                 temporary,
                 "temporary {exit}"
             );
@@ -86,9 +103,26 @@ mod tests {
 
     #[test]
     fn clean_signals_are_configurable() {
-        let clean = [Signal::TERM, Signal::INT];
-        assert_eq!(decide(Transient, &sig(Signal::INT), &clean), Remove);
-        assert_eq!(decide(Transient, &sig(Signal::TERM), &[]), Restart);
+        let both = [Signal::TERM, Signal::INT];
+        assert_eq!(decide(Transient, &sig(Signal::INT), clean(&both)), Remove);
+        assert_eq!(decide(Transient, &sig(Signal::TERM), clean(&[])), Restart);
+    }
+
+    #[test]
+    fn normal_exit_codes_are_configurable() {
+        let clean = CleanExits {
+            codes: &[0, 3],
+            signals: &[Signal::TERM],
+        };
+        assert_eq!(decide(Transient, &Exit::Code(3), clean), Remove);
+        assert_eq!(decide(Transient, &Exit::Code(0), clean), Remove);
+        assert_eq!(decide(Transient, &Exit::Code(1), clean), Restart);
+        let no_zero = CleanExits {
+            codes: &[2],
+            signals: &[],
+        };
+        assert_eq!(decide(Transient, &Exit::Code(0), no_zero), Restart);
+        assert_eq!(decide(Permanent, &Exit::Code(2), no_zero), Restart);
     }
 
     fn libc_segv() -> i32 {

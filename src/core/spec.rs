@@ -1,7 +1,7 @@
 //! What a worker is: its template and the command line it runs.
 
 use crate::signal::Signal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::rc::Rc;
 
 /// OTP's restart types.
@@ -26,9 +26,68 @@ impl RestartType {
     }
 }
 
+/// Restart pacing: the delay before the n-th consecutive restart is
+/// `initial_ms * multiplier^(n-1)`, capped at `max_ms`. A run that lasted at least
+/// `reset_after_ms` starts the sequence again. `initial_ms = 0` (the default) restarts at
+/// once, as OTP does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    pub multiplier: f64,
+    pub reset_after_ms: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            initial_ms: 0,
+            max_ms: 30_000,
+            multiplier: 2.0,
+            reset_after_ms: 30_000,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before a restart that follows `consecutive` earlier quick restarts.
+    pub fn delay_ms(&self, consecutive: u32) -> u64 {
+        if self.initial_ms == 0 {
+            return 0;
+        }
+        let factor = self.multiplier.max(1.0).powi(consecutive.min(64) as i32);
+        let delay = self.initial_ms as f64 * factor;
+        if delay.is_finite() && delay < self.max_ms as f64 {
+            delay as u64
+        } else {
+            self.max_ms
+        }
+    }
+}
+
+/// What happens when a worker exceeds its own restart limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLimit {
+    /// Escalate: the daemon stops everything and exits 1 (OTP). Restarts of such a
+    /// worker also count in the supervisor-wide intensity.
+    Escalate,
+    /// Give up on this worker only: it is marked `failed`. Its restarts count only in
+    /// its own window, never in the supervisor's.
+    GiveUp,
+}
+
+/// A worker's own restart window (per template, counted per worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartLimit {
+    /// `None`: no limit (`"infinity"`).
+    pub max_restarts: Option<u32>,
+    pub max_seconds: u64,
+}
+
 /// A validated template from the config: everything about a worker but its name and
 /// its per-start arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     pub name: String,
     /// Program and arguments; never empty.
@@ -42,17 +101,42 @@ pub struct Template {
     /// Added to the daemon's environment, in order.
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
+    /// Prepended to every start's arguments (OTP's `extra_arguments`).
+    pub extra_args: Vec<String>,
+    /// Exit codes that count as a clean exit for the transient rule.
+    pub normal_exit_codes: Vec<i32>,
+    pub backoff: Backoff,
+    /// The worker's own restart window, if the template sets one.
+    pub limit: Option<RestartLimit>,
+    pub on_limit: OnLimit,
+}
+
+impl Template {
+    /// Equal in every way that matters to a running worker (all but the name).
+    pub fn same_effect(&self, other: &Template) -> bool {
+        Template {
+            name: String::new(),
+            ..self.clone()
+        } == Template {
+            name: String::new(),
+            ..other.clone()
+        }
+    }
 }
 
 /// Everything needed to (re)start one named worker. Shared by `Rc` between the
 /// registry and the spawn action, so a restart copies a pointer, not the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChildSpec {
     pub name: Rc<str>,
     pub template: Rc<Template>,
-    /// The full command line: the template's command (or the per-start override)
-    /// followed by the per-start arguments. Never empty.
+    /// The full command line: the template's command and `extra_args` (or the
+    /// per-start command override) followed by the per-start arguments. Never empty.
     pub argv: Vec<String>,
+    /// The start request's own arguments and command override, as given (what the
+    /// state file records).
+    pub args: Vec<String>,
+    pub command: Option<Vec<String>>,
 }
 
 impl ChildSpec {
@@ -64,19 +148,49 @@ impl ChildSpec {
         command: Option<Vec<String>>,
         args: Vec<String>,
     ) -> Result<ChildSpec, String> {
-        let mut argv = command.unwrap_or_else(|| template.command.clone());
+        let mut argv = match &command {
+            Some(command) => command.clone(),
+            None => {
+                let mut argv = template.command.clone();
+                argv.extend(template.extra_args.iter().cloned());
+                argv
+            }
+        };
         if argv.is_empty() || argv[0].is_empty() {
             return Err("the command is empty".to_string());
         }
-        argv.extend(args);
+        argv.extend(args.iter().cloned());
         Ok(ChildSpec {
             name,
             template,
             argv,
+            args,
+            command,
         })
     }
 
     pub fn restart(&self) -> RestartType {
         self.template.restart
     }
+}
+
+/// A `[[children]]` entry of the config: started at boot, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootChild {
+    pub name: String,
+    /// Always resolved: the named template, or the only one.
+    pub template: String,
+    pub args: Vec<String>,
+}
+
+/// A dynamically started worker as the state file records it: enough to start it
+/// again after the daemon itself restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedWorker {
+    pub name: String,
+    pub template: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
 }

@@ -1,9 +1,9 @@
 //! The supervisor: the Registry and the DynamicSupervisor as one pure state machine.
 //!
 //! [`Supervisor::handle`] takes one [`Input`] (a request, an exit, a spawn result, the
-//! passing of time, a shutdown signal) and the current [`Time`], and returns the
-//! [`Action`]s the OS layer must carry out, in order. It never performs a syscall and
-//! never reads the clock.
+//! passing of time, a shutdown signal, a reloaded config) and the current [`Time`], and
+//! returns the [`Action`]s the OS layer must carry out, in order. It never performs a
+//! syscall and never reads the clock.
 //!
 //! Contract with the OS layer:
 //! - Every `Action::Spawn` is carried out at once and answered with `Input::Spawned` or
@@ -12,32 +12,47 @@
 //! - `Input::Exited` is fed for each reaped pid as soon as it is reaped, before any
 //!   other action is executed, so a signal is never sent to a reaped pid.
 //! - `Input::Tick` is fed whenever [`Supervisor::next_deadline`] has passed.
+//! - `Action::SaveState` is carried out (the state file written) before the actions
+//!   that follow it, so a `start`/`stop` reply is sent only once it is durable.
 //!
-//! Every operation is O(1) in the number of workers (hash maps by name and by pid, a
-//! sorted deadline set) except `list` and the shutdown sweep, which must visit each.
+//! Every event costs O(1) in the number of workers (hash maps by name and by pid, a
+//! sorted deadline set); `list`, `count`, reload and the shutdown sweep visit each.
 
 use super::exit::Exit;
 use super::intensity::{Intensity, Verdict};
-use super::policy::{decide, is_clean, Decision};
-use super::spec::{ChildSpec, Template};
+use super::policy::{decide, CleanExits, Decision};
+use super::spec::{BootChild, ChildSpec, OnLimit, SavedWorker, Template};
 use crate::protocol::{
-    validate_name, ErrorKind, Reply, Request, StopReport, WireError, WorkerInfo, WorkerStateName,
+    validate_name, Counts, ErrorKind, Event, LastExit, ReloadReport, Reply, Request, StopReport,
+    WireError, WorkerInfo, WorkerStateName,
 };
 use crate::signal::Signal;
 use log::{debug, error, info, warn};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 /// One spawned process of a worker. Never reused, so a late event from a dead
 /// instance (an output pipe's EOF, say) can never be mistaken for its successor.
 pub type InstanceId = u64;
 
-/// Where a reply goes: a request on a client connection, or a boot child from the
-/// config (whose replies are logged, and whose failure aborts the boot).
+/// Where a reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyTo {
+    /// A request on a client connection.
     Conn { conn: u64, seq: u64 },
+    /// A `[[children]]` entry at boot: its failure aborts the boot.
     Boot { index: usize },
+    /// A worker restored from the state file at boot: failures are logged.
+    Restore { index: usize },
+    /// A child started by a reload: failures are logged.
+    Reload,
+}
+
+impl ReplyTo {
+    /// Workers started for these are dynamic: recorded in the state file.
+    fn is_dynamic(self) -> bool {
+        matches!(self, ReplyTo::Conn { .. } | ReplyTo::Restore { .. })
+    }
 }
 
 /// The time of an input: monotonic microseconds (for deadlines and intensity; fine
@@ -49,11 +64,40 @@ pub struct Time {
     pub wall_ms: u64,
 }
 
+impl Time {
+    fn secs(self) -> u64 {
+        self.mono_us / 1_000_000
+    }
+}
+
+/// Supervisor-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_restarts: u32,
+    pub max_seconds: u64,
+    /// `None`: no limit.
+    pub max_children: Option<usize>,
+}
+
+/// A reloaded, validated config, as the core needs it.
+#[derive(Debug, Clone)]
+pub struct ReloadConfig {
+    pub limits: Limits,
+    pub templates: BTreeMap<String, Rc<Template>>,
+    pub children: Vec<BootChild>,
+}
+
+#[derive(Debug, Clone)]
 pub enum Input {
     Request {
         from: ReplyTo,
         req: Request,
+    },
+    /// `whois PID`, with the process group of `pid` read by the OS layer (if `pid` exists).
+    Whois {
+        from: ReplyTo,
+        pid: i32,
+        group: Option<i32>,
     },
     /// `waitpid` reported this pid.
     Exited {
@@ -76,15 +120,14 @@ pub enum Input {
     ShutdownSignal {
         signal: Signal,
     },
+    /// The config was read again (SIGHUP or `reload`): apply it, or report why not.
+    Reload {
+        from: Option<ReplyTo>,
+        config: Result<Box<ReloadConfig>, String>,
+    },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpawnPurpose {
-    Start { reply_to: ReplyTo },
-    Restart,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Fork and exec `spec`; answer with `Spawned` or `SpawnFailed` for `instance`.
     Spawn {
@@ -108,15 +151,13 @@ pub enum Action {
     Reaped { instance: InstanceId },
     /// Boxed: a reply is large, and most actions are not replies.
     Reply { to: ReplyTo, reply: Box<Reply> },
+    /// For `watch` subscribers.
+    Event(Event),
+    /// The set of dynamic workers changed: write [`Supervisor::saved_workers`] to the
+    /// state file now, before the actions that follow.
+    SaveState,
     /// Every worker is gone; the daemon should exit with this status.
     Exit { code: i32 },
-}
-
-/// Supervisor-wide settings.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_restarts: u32,
-    pub max_seconds: u64,
 }
 
 #[derive(Debug)]
@@ -125,6 +166,7 @@ enum State {
         pid: i32,
         instance: InstanceId,
         since_wall_ms: u64,
+        since_us: u64,
     },
     Stopping {
         pid: i32,
@@ -134,15 +176,44 @@ enum State {
         kill_at: Option<u64>,
         killed: bool,
         waiters: Vec<ReplyTo>,
+        then: AfterStop,
     },
-    /// No process: a restart is due at `retry_at` (or a restart spawn is in flight).
-    Restarting { retry_at: u64 },
+    /// No process: the next start is due at `retry_at` (a restart spawn may also be in
+    /// flight). `delay_ms` is 0 after a failed exec (`restarting`), else a backoff.
+    Waiting {
+        retry_at: u64,
+        retry_wall_ms: u64,
+        delay_ms: u64,
+    },
+    /// Gave up after its own restart limit; no process, no deadline.
+    Failed,
+}
+
+/// What a finished stop leads to.
+#[derive(Debug)]
+enum AfterStop {
+    /// Unregister (`stop`, shutdown, a child removed by reload).
+    Remove,
+    /// Start again with `spec` (`restart`, a child changed by reload).
+    Restart {
+        spec: Rc<ChildSpec>,
+        reply_to: Option<ReplyTo>,
+    },
 }
 
 #[derive(Debug)]
 struct Worker {
     spec: Rc<ChildSpec>,
+    /// Started at run time (recorded in the state file), not a `[[children]]` entry.
+    dynamic: bool,
+    /// Restart attempts after exits.
     restarts: u32,
+    /// This worker's restart times: its own limit when the template sets one,
+    /// otherwise only counted for `list`.
+    window: Intensity,
+    /// Quick restarts in a row, for the backoff curve.
+    consecutive: u32,
+    last_exit: Option<LastExit>,
     state: State,
 }
 
@@ -150,6 +221,16 @@ struct Worker {
 enum Retry {
     Now,
     AfterOtherEvents,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SpawnPurpose {
+    /// A new worker (`start`, boot, restore, reload): registered on success.
+    Start { reply_to: ReplyTo },
+    /// A crash restart: the worker is registered already.
+    Restart,
+    /// An operator restart (`restart`, reload of a changed child): registered already.
+    Operator { reply_to: Option<ReplyTo> },
 }
 
 #[derive(Debug)]
@@ -171,6 +252,7 @@ enum Phase {
 
 #[derive(Debug)]
 pub struct Supervisor {
+    limits: Limits,
     templates: BTreeMap<String, Rc<Template>>,
     workers: HashMap<Rc<str>, Worker>,
     by_pid: HashMap<i32, Rc<str>>,
@@ -185,12 +267,13 @@ pub struct Supervisor {
 impl Supervisor {
     pub fn new(limits: Limits, templates: BTreeMap<String, Rc<Template>>) -> Supervisor {
         Supervisor {
+            intensity: Intensity::new(limits.max_restarts, limits.max_seconds),
+            limits,
             templates,
             workers: HashMap::new(),
             by_pid: HashMap::new(),
             deadlines: BTreeSet::new(),
             pending: HashMap::new(),
-            intensity: Intensity::new(limits.max_restarts, limits.max_seconds),
             next_instance: 1,
             phase: Phase::Running,
         }
@@ -211,10 +294,44 @@ impl Supervisor {
         !matches!(self.phase, Phase::Running)
     }
 
+    /// The dynamic workers, as the state file records them, sorted by name.
+    pub fn saved_workers(&self) -> Vec<SavedWorker> {
+        let mut saved: Vec<SavedWorker> = self
+            .workers
+            .values()
+            .filter(|w| w.dynamic)
+            .map(|w| SavedWorker {
+                name: w.spec.name.to_string(),
+                template: w.spec.template.name.clone(),
+                args: w.spec.args.clone(),
+                command: w.spec.command.clone(),
+            })
+            .collect();
+        saved.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        saved
+    }
+
     pub fn handle(&mut self, input: Input, now: Time) -> Vec<Action> {
         let mut out = Vec::new();
         match input {
             Input::Request { from, req } => self.on_request(from, req, now, &mut out),
+            Input::Whois { from, pid, group } => {
+                let owner = self
+                    .by_pid
+                    .get(&pid)
+                    .or_else(|| group.and_then(|g| self.by_pid.get(&g)))
+                    .cloned();
+                let reply = match owner.and_then(|n| self.workers.get(&n).map(|w| (n, w))) {
+                    Some((name, worker)) => Reply {
+                        name: Some(name.to_string()),
+                        pid: worker.state.pid(),
+                        state: Some(worker.state.name()),
+                        ..Reply::ok()
+                    },
+                    None => Reply::error(ErrorKind::NotFound, format!("no worker owns pid {pid}")),
+                };
+                self.reply(from, reply, now, &mut out);
+            }
             Input::Exited { pid, exit } => self.on_exited(pid, exit, now, &mut out),
             Input::Spawned { instance, pid } => self.on_spawned(instance, pid, now, &mut out),
             Input::SpawnFailed { instance, error } => {
@@ -230,6 +347,7 @@ impl Supervisor {
                     self.begin_shutdown(0, None, now, &mut out);
                 }
             }
+            Input::Reload { from, config } => self.reload(from, config, now, &mut out),
         }
         out
     }
@@ -248,6 +366,9 @@ impl Supervisor {
                 Err(reply) => self.reply(from, *reply, now, out),
             },
             Request::Stop { name, timeout_ms } => self.stop(from, &name, timeout_ms, now, out),
+            Request::Restart { name, timeout_ms } => {
+                self.restart(from, &name, timeout_ms, now, out)
+            }
             Request::Kill { name, signal } => self.kill(from, &name, signal.as_deref(), out),
             Request::Cast { name, message } => self.cast(from, &name, message, out),
             Request::Lookup { name } => {
@@ -263,44 +384,67 @@ impl Supervisor {
                 self.reply(from, reply, now, out);
             }
             Request::Count => {
+                let counts = self.counts();
                 let reply = Reply {
-                    count: Some(self.workers.len()),
+                    count: Some(counts.total),
+                    counts: Some(counts),
                     ..Reply::ok()
                 };
                 self.reply(from, reply, now, out);
             }
             Request::List => {
                 let reply = Reply {
-                    workers: Some(self.list()),
+                    workers: Some(self.list(now)),
                     ..Reply::ok()
                 };
                 self.reply(from, reply, now, out);
             }
-            Request::Shutdown => {
-                if let Phase::ShuttingDown { waiters, .. } = &mut self.phase {
-                    waiters.push(from);
-                } else if let Phase::Exited = self.phase {
-                    // Everything is already stopped; the daemon is on its way out.
+            Request::Shutdown => match &mut self.phase {
+                Phase::ShuttingDown { waiters, .. } => waiters.push(from),
+                // Everything is already stopped; the daemon is on its way out.
+                Phase::Exited => {
                     let reply = Reply {
                         shutdown: Some(Vec::new()),
                         ..Reply::ok()
                     };
                     self.reply(from, reply, now, out);
-                } else {
+                }
+                Phase::Running => {
                     info!("shutdown requested: stopping every worker");
                     self.begin_shutdown(0, Some(from), now, out);
                 }
+            },
+            // These need the OS (a /proc read, a subscription, a file read): the event
+            // loop turns them into other inputs and never passes them here.
+            req @ (Request::Whois { .. } | Request::Watch { .. } | Request::Reload) => {
+                let reply = Reply::error(
+                    ErrorKind::BadRequest,
+                    format!("`{}` is handled by the event loop", req.cmd()),
+                );
+                self.reply(from, reply, now, out);
             }
         }
     }
 
     fn start(&mut self, from: ReplyTo, spec: Rc<ChildSpec>, out: &mut Vec<Action>) {
-        let instance = self.new_instance();
+        // A failed worker named again is replaced by the new start.
+        if matches!(
+            self.workers.get(&spec.name).map(|w| &w.state),
+            Some(State::Failed)
+        ) {
+            self.remove_worker(&spec.name, out);
+        }
+        self.spawn(spec, SpawnPurpose::Start { reply_to: from }, out);
+    }
+
+    fn spawn(&mut self, spec: Rc<ChildSpec>, purpose: SpawnPurpose, out: &mut Vec<Action>) {
+        let instance = self.next_instance;
+        self.next_instance += 1;
         self.pending.insert(
             instance,
             PendingSpawn {
                 spec: spec.clone(),
-                purpose: SpawnPurpose::Start { reply_to: from },
+                purpose,
             },
         );
         out.push(Action::Spawn { instance, spec });
@@ -319,30 +463,38 @@ impl Supervisor {
                 "the daemon is shutting down and starts no new workers",
             ));
         }
+        if let Some(max) = self.limits.max_children {
+            let replacing_failed = matches!(
+                self.workers.get(name.as_str()).map(|w| &w.state),
+                Some(State::Failed)
+            );
+            if self.workers.len() >= max && !replacing_failed {
+                return Err(err(
+                    ErrorKind::MaxChildren,
+                    format!("{max} workers are registered, the configured max_children"),
+                ));
+            }
+        }
         validate_name(&name).map_err(|msg| err(ErrorKind::InvalidName, msg))?;
         if let Some(worker) = self.workers.get(name.as_str()) {
-            let mut reply = err(
-                ErrorKind::AlreadyStarted,
-                match worker.state.pid() {
-                    Some(pid) => format!("{name} is already started (pid {pid})"),
-                    None => format!("{name} is already started (restarting)"),
-                },
-            );
-            if let Some(err) = reply.error.as_mut() {
-                err.pid = worker.state.pid();
+            if !matches!(worker.state, State::Failed) {
+                let pid = worker.state.pid();
+                let mut reply = Reply::error(
+                    ErrorKind::AlreadyStarted,
+                    match pid {
+                        Some(pid) => format!("{name} is already started (pid {pid})"),
+                        None => format!(
+                            "{name} is already started ({})",
+                            worker.state.name().as_str()
+                        ),
+                    },
+                );
+                if let Some(error) = reply.error.as_mut() {
+                    error.pid = pid;
+                }
+                reply.pid = pid;
+                return Err(Box::new(reply));
             }
-            reply.pid = worker.state.pid();
-            return Err(reply);
-        }
-        if self
-            .pending
-            .values()
-            .any(|p| &*p.spec.name == name.as_str())
-        {
-            return Err(err(
-                ErrorKind::AlreadyStarted,
-                format!("{name} is already being started"),
-            ));
         }
         let template = self.template_for(template.as_deref())?;
         ChildSpec::new(name.into(), template, command, args)
@@ -397,32 +549,102 @@ impl Supervisor {
         let Some(worker) = self.workers.get_mut(name) else {
             return self.reply(from, not_found(name), now, out);
         };
+        let key = worker.spec.name.clone();
         match &mut worker.state {
             State::Running { .. } => {
                 let timeout = timeout_ms.unwrap_or(worker.spec.template.shutdown_ms);
-                let key: Rc<str> = worker.spec.name.clone();
-                self.begin_stop(&key, timeout, Some(from), now, out);
+                self.begin_stop(&key, timeout, Some(from), AfterStop::Remove, now, out);
             }
-            State::Stopping { waiters, .. } => waiters.push(from),
-            State::Restarting { retry_at } => {
-                let retry_at = *retry_at;
-                let key = worker.spec.name.clone();
-                self.deadlines.remove(&(retry_at, key.clone()));
-                self.workers.remove(&key);
-                info!("{key}: stopped while waiting to be restarted");
-                let report = StopReport {
+            State::Stopping { waiters, then, .. } => {
+                // A stop wins over a pending operator restart.
+                *then = AfterStop::Remove;
+                waiters.push(from);
+            }
+            State::Waiting { .. } | State::Failed => {
+                info!("{key}: stopped (it had no running process)");
+                out.push(Action::Event(Event::Stopped {
                     name: key.to_string(),
-                    pid: None,
-                    exit: None,
-                    killed: false,
-                };
+                    reason: "stopped".to_string(),
+                }));
+                self.remove_worker(&key, out);
                 let reply = Reply {
-                    stopped: Some(report),
+                    stopped: Some(StopReport {
+                        name: key.to_string(),
+                        pid: None,
+                        exit: None,
+                        killed: false,
+                    }),
                     ..Reply::ok()
                 };
                 self.reply(from, reply, now, out);
             }
         }
+    }
+
+    fn restart(
+        &mut self,
+        from: ReplyTo,
+        name: &str,
+        timeout_ms: Option<u64>,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        if self.is_shutting_down() {
+            let reply = Reply::error(ErrorKind::ShuttingDown, "the daemon is shutting down");
+            return self.reply(from, reply, now, out);
+        }
+        let Some(worker) = self.workers.get_mut(name) else {
+            return self.reply(from, not_found(name), now, out);
+        };
+        let key = worker.spec.name.clone();
+        let spec = worker.spec.clone();
+        match worker.state {
+            State::Running { .. } => {
+                let timeout = timeout_ms.unwrap_or(spec.template.shutdown_ms);
+                info!("{key}: restart requested");
+                let then = AfterStop::Restart {
+                    spec,
+                    reply_to: Some(from),
+                };
+                self.begin_stop(&key, timeout, None, then, now, out);
+            }
+            State::Stopping { .. } => {
+                let reply = Reply::error(
+                    ErrorKind::NotRunning,
+                    format!("{key} is being stopped; start it again once it is gone"),
+                );
+                self.reply(from, reply, now, out);
+            }
+            State::Waiting { .. } | State::Failed => {
+                info!("{key}: restart requested; starting it now");
+                self.respawn_now(&key, spec, Some(from), out);
+            }
+        }
+    }
+
+    /// Cancel any wait and start `key` again at once with `spec` (an operator action:
+    /// the backoff starts afresh and nothing is counted).
+    fn respawn_now(
+        &mut self,
+        key: &Rc<str>,
+        spec: Rc<ChildSpec>,
+        reply_to: Option<ReplyTo>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(worker) = self.workers.get_mut(key) else {
+            return;
+        };
+        if let State::Waiting { retry_at, .. } = worker.state {
+            self.deadlines.remove(&(retry_at, key.clone()));
+        }
+        worker.consecutive = 0;
+        worker.spec = spec.clone();
+        worker.state = State::Waiting {
+            retry_at: 0,
+            retry_wall_ms: 0,
+            delay_ms: 0,
+        };
+        self.spawn(spec, SpawnPurpose::Operator { reply_to }, out);
     }
 
     fn kill(&mut self, from: ReplyTo, name: &str, signal: Option<&str>, out: &mut Vec<Action>) {
@@ -461,35 +683,49 @@ impl Supervisor {
 
     fn cast(&mut self, from: ReplyTo, name: &str, message: String, out: &mut Vec<Action>) {
         if message.contains('\n') {
-            let reply = Reply::error(
+            let reply = err(
                 ErrorKind::BadRequest,
                 "a message must not contain a newline (each line is one message)",
             );
-            return out.push(Action::Reply {
-                to: from,
-                reply: Box::new(reply),
-            });
+            return out.push(Action::Reply { to: from, reply });
         }
-        match self.workers.get(name).map(|w| &w.state) {
+        let reply = match self.workers.get(name).map(|w| &w.state) {
             Some(State::Running { instance, .. } | State::Stopping { instance, .. }) => {
-                out.push(Action::Cast {
+                return out.push(Action::Cast {
                     instance: *instance,
                     message,
                     reply_to: from,
                 })
             }
-            Some(State::Restarting { .. }) => out.push(Action::Reply {
-                to: from,
-                reply: Box::new(not_running(name)),
-            }),
-            None => out.push(Action::Reply {
-                to: from,
-                reply: Box::new(not_found(name)),
-            }),
-        }
+            Some(_) => not_running(name),
+            None => not_found(name),
+        };
+        out.push(Action::Reply {
+            to: from,
+            reply: Box::new(reply),
+        });
     }
 
-    fn list(&self) -> Vec<WorkerInfo> {
+    fn counts(&self) -> Counts {
+        let mut counts = Counts {
+            total: self.workers.len(),
+            ..Counts::default()
+        };
+        for worker in self.workers.values() {
+            match worker.state {
+                State::Running { .. } => counts.active += 1,
+                State::Stopping { .. } => {
+                    counts.active += 1;
+                    counts.stopping += 1;
+                }
+                State::Waiting { .. } => counts.backoff += 1,
+                State::Failed => counts.failed += 1,
+            }
+        }
+        counts
+    }
+
+    fn list(&self, now: Time) -> Vec<WorkerInfo> {
         let mut rows: Vec<WorkerInfo> = self
             .workers
             .values()
@@ -500,7 +736,14 @@ impl Supervisor {
                 restart: w.spec.restart().as_str().to_string(),
                 state: w.state.name(),
                 restarts: w.restarts,
+                restarts_in_window: w.window.count_within(now.secs()) as u32,
                 started_at_ms: w.state.since_wall_ms(),
+                last_exit: w.last_exit.clone(),
+                next_try_ms: match w.state {
+                    State::Waiting { retry_wall_ms, .. } => Some(retry_wall_ms),
+                    _ => None,
+                },
+                dynamic: w.dynamic,
             })
             .collect();
         rows.sort_unstable_by(|a, b| a.name.cmp(&b.name));
@@ -519,18 +762,38 @@ impl Supervisor {
             pid,
             instance,
             since_wall_ms: now.wall_ms,
+            since_us: now.mono_us,
         };
+        out.push(Action::Event(Event::Started {
+            name: name.to_string(),
+            pid,
+        }));
         match purpose {
             SpawnPurpose::Start { reply_to } => {
                 info!("{name}: started, pid {pid}");
+                let template = &spec.template;
+                let window = match template.limit {
+                    Some(limit) => {
+                        Intensity::new(limit.max_restarts.unwrap_or(u32::MAX), limit.max_seconds)
+                    }
+                    None => Intensity::unlimited(self.limits.max_seconds),
+                };
+                let dynamic = reply_to.is_dynamic();
                 self.workers.insert(
                     name.clone(),
                     Worker {
                         spec,
+                        dynamic,
                         restarts: 0,
+                        window,
+                        consecutive: 0,
+                        last_exit: None,
                         state: running,
                     },
                 );
+                if dynamic {
+                    out.push(Action::SaveState);
+                }
                 let reply = Reply {
                     name: Some(name.to_string()),
                     pid: Some(pid),
@@ -538,10 +801,21 @@ impl Supervisor {
                 };
                 self.reply(reply_to, reply, now, out);
             }
-            SpawnPurpose::Restart => {
+            SpawnPurpose::Restart | SpawnPurpose::Operator { .. } => {
                 info!("{name}: restarted, pid {pid}");
                 if let Some(worker) = self.workers.get_mut(&name) {
                     worker.state = running;
+                }
+                if let SpawnPurpose::Operator {
+                    reply_to: Some(reply_to),
+                } = purpose
+                {
+                    let reply = Reply {
+                        name: Some(name.to_string()),
+                        pid: Some(pid),
+                        ..Reply::ok()
+                    };
+                    self.reply(reply_to, reply, now, out);
                 }
             }
         }
@@ -567,11 +841,35 @@ impl Supervisor {
                 );
                 self.reply(reply_to, reply, now, out);
             }
+            SpawnPurpose::Operator { reply_to } => {
+                // The old process is gone and the new one cannot start: unregister,
+                // and say so to whoever asked.
+                warn!("{name}: could not be restarted: {error}");
+                out.push(Action::Event(Event::Stopped {
+                    name: name.to_string(),
+                    reason: format!("spawn failed: {error}"),
+                }));
+                self.remove_worker(&name, out);
+                if let Some(reply_to) = reply_to {
+                    let reply = Reply::error(
+                        ErrorKind::SpawnFailed,
+                        format!("cannot restart {name}: {error}"),
+                    );
+                    self.reply(reply_to, reply, now, out);
+                }
+                self.check_shutdown_complete(now, out);
+            }
             SpawnPurpose::Restart => {
                 // A failed exec on restart is an abnormal exit: it counts toward the
-                // intensity, and the next attempt is due at once (after other events).
+                // intensity, and the next attempt is due after other events.
                 warn!("{name}: restart failed: {error}");
-                self.restart_or_escalate(&name, Retry::AfterOtherEvents, now, out);
+                if let Some(worker) = self.workers.get_mut(&name) {
+                    worker.last_exit = Some(LastExit {
+                        reason: format!("spawn failed: {error}"),
+                        at_ms: now.wall_ms,
+                    });
+                }
+                self.restart_or_give_up(&name, Retry::AfterOtherEvents, now, out);
             }
         }
     }
@@ -585,40 +883,64 @@ impl Supervisor {
         let Some(worker) = self.workers.get_mut(&name) else {
             return;
         };
-        match std::mem::replace(&mut worker.state, State::Restarting { retry_at: 0 }) {
-            State::Running { instance, .. } => {
+        let placeholder = State::Waiting {
+            retry_at: 0,
+            retry_wall_ms: 0,
+            delay_ms: 0,
+        };
+        match std::mem::replace(&mut worker.state, placeholder) {
+            State::Running {
+                instance, since_us, ..
+            } => {
                 out.push(Action::Reaped { instance });
-                let template = &worker.spec.template;
+                worker.last_exit = Some(LastExit {
+                    reason: exit.to_string(),
+                    at_ms: now.wall_ms,
+                });
+                let template = worker.spec.template.clone();
+                // A run that lasted long enough resets the backoff curve.
+                let ran_ms = now.mono_us.saturating_sub(since_us) / 1000;
+                if ran_ms >= template.backoff.reset_after_ms {
+                    worker.consecutive = 0;
+                }
+                let clean = CleanExits {
+                    codes: &template.normal_exit_codes,
+                    signals: &template.clean_signals,
+                };
                 let decision = if shutting_down {
                     Decision::Remove
                 } else {
-                    decide(template.restart, &exit, &template.clean_signals)
+                    decide(template.restart, &exit, clean)
                 };
-                let clean = is_clean(&exit, &template.clean_signals);
+                out.push(Action::Event(Event::Exited {
+                    name: name.to_string(),
+                    pid,
+                    reason: exit.to_string(),
+                    exit: exit.report(),
+                }));
+                let restart = template.restart.as_str();
+                match (decision, clean.contains(&exit)) {
+                    (Decision::Remove, true) => info!("{name}: exited ({exit}); not restarted"),
+                    (Decision::Remove, false) => {
+                        warn!("{name}: exited abnormally ({exit}); not restarted ({restart})")
+                    }
+                    (Decision::Restart, true) => {
+                        info!("{name}: exited ({exit}); restarting ({restart})")
+                    }
+                    (Decision::Restart, false) => {
+                        warn!("{name}: exited abnormally ({exit}); restarting")
+                    }
+                }
                 match decision {
                     Decision::Remove => {
-                        if clean {
-                            info!("{name}: exited ({exit}); not restarted");
-                        } else {
-                            warn!(
-                                "{name}: exited abnormally ({exit}); not restarted ({})",
-                                template.restart.as_str()
-                            );
-                        }
-                        self.workers.remove(&name);
+                        out.push(Action::Event(Event::Stopped {
+                            name: name.to_string(),
+                            reason: format!("{exit}; not restarted"),
+                        }));
+                        self.remove_worker(&name, out);
                         self.check_shutdown_complete(now, out);
                     }
-                    Decision::Restart => {
-                        if clean {
-                            info!(
-                                "{name}: exited ({exit}); restarting ({})",
-                                template.restart.as_str()
-                            );
-                        } else {
-                            warn!("{name}: exited abnormally ({exit}); restarting");
-                        }
-                        self.restart_or_escalate(&name, Retry::Now, now, out);
-                    }
+                    Decision::Restart => self.restart_or_give_up(&name, Retry::Now, now, out),
                 }
             }
             State::Stopping {
@@ -626,6 +948,7 @@ impl Supervisor {
                 killed,
                 waiters,
                 kill_at,
+                then,
                 ..
             } => {
                 out.push(Action::Reaped { instance });
@@ -637,13 +960,42 @@ impl Supervisor {
                 } else {
                     info!("{name}: stopped ({exit})");
                 }
-                self.workers.remove(&name);
+                worker.last_exit = Some(LastExit {
+                    reason: "stopped".to_string(),
+                    at_ms: now.wall_ms,
+                });
                 let report = StopReport {
                     name: name.to_string(),
                     pid: Some(pid),
                     exit: Some(exit.report()),
                     killed,
                 };
+                match then {
+                    AfterStop::Restart { spec, reply_to } if !shutting_down => {
+                        out.push(Action::Event(Event::Exited {
+                            name: name.to_string(),
+                            pid,
+                            reason: format!("{exit} (stopped to be restarted)"),
+                            exit: exit.report(),
+                        }));
+                        out.push(Action::Event(Event::Restarting {
+                            name: name.to_string(),
+                            delay_ms: 0,
+                        }));
+                        self.respawn_now(&name, spec, reply_to, out);
+                    }
+                    AfterStop::Restart { reply_to, .. } => {
+                        self.finish_stop(&name, &report, killed, out);
+                        if let Some(to) = reply_to {
+                            let reply = Reply::error(
+                                ErrorKind::ShuttingDown,
+                                "the daemon is shutting down",
+                            );
+                            self.reply(to, reply, now, out);
+                        }
+                    }
+                    AfterStop::Remove => self.finish_stop(&name, &report, killed, out),
+                }
                 for to in waiters {
                     let reply = Reply {
                         stopped: Some(report.clone()),
@@ -651,19 +1003,39 @@ impl Supervisor {
                     };
                     self.reply(to, reply, now, out);
                 }
-                if let Phase::ShuttingDown { reports, .. } = &mut self.phase {
-                    reports.push(report);
-                }
                 self.check_shutdown_complete(now, out);
             }
-            restarting @ State::Restarting { .. } => worker.state = restarting,
+            other => worker.state = other,
         }
     }
 
-    /// Count a restart against the intensity; restart `name` or escalate. A restart
-    /// after a failed spawn is scheduled as a deadline due now rather than spawned at
-    /// once, so a command that can never exec cannot monopolise the loop.
-    fn restart_or_escalate(
+    /// The worker is gone for good after a stop: unregister and report.
+    fn finish_stop(
+        &mut self,
+        name: &Rc<str>,
+        report: &StopReport,
+        killed: bool,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(Action::Event(Event::Stopped {
+            name: name.to_string(),
+            reason: if killed {
+                "killed after its stop timeout".to_string()
+            } else {
+                "stopped".to_string()
+            },
+        }));
+        self.remove_worker(name, out);
+        if let Phase::ShuttingDown { reports, .. } = &mut self.phase {
+            reports.push(report.clone());
+        }
+    }
+
+    /// Count a restart against the worker's own limit and/or the supervisor's
+    /// intensity, then restart `name` (at once or after its backoff), give it up, or
+    /// escalate. A restart after a failed spawn is never spawned synchronously, so a
+    /// command that can never exec cannot monopolise the loop.
+    fn restart_or_give_up(
         &mut self,
         name: &Rc<str>,
         retry: Retry,
@@ -671,43 +1043,88 @@ impl Supervisor {
         out: &mut Vec<Action>,
     ) {
         if self.is_shutting_down() {
-            self.workers.remove(name);
+            self.remove_worker(name, out);
             return self.check_shutdown_complete(now, out);
         }
-        match self.intensity.record(now.mono_us / 1_000_000) {
-            Verdict::Within => {
-                let Some(worker) = self.workers.get_mut(name) else {
-                    return;
-                };
-                worker.restarts += 1;
-                worker.state = State::Restarting {
-                    retry_at: now.mono_us,
-                };
-                if retry == Retry::AfterOtherEvents {
-                    self.deadlines.insert((now.mono_us, name.clone()));
+        let Some(worker) = self.workers.get_mut(name) else {
+            return;
+        };
+        let template = worker.spec.template.clone();
+        let own = worker.window.record(now.secs());
+        let enforced = template.limit.is_some();
+        if enforced && own == Verdict::Exceeded {
+            let limit = template.limit.map_or(0, |l| l.max_seconds);
+            match template.on_limit {
+                OnLimit::GiveUp => {
+                    let reason = worker
+                        .last_exit
+                        .as_ref()
+                        .map_or_else(String::new, |e| e.reason.clone());
+                    error!(
+                        "{name}: reached its own restart limit ({} restarts in {limit} s); giving up (last exit: {reason})",
+                        worker.window.len(),
+                    );
+                    worker.state = State::Failed;
+                    out.push(Action::Event(Event::Failed {
+                        name: name.to_string(),
+                        reason,
+                    }));
                     return;
                 }
-                let spec = worker.spec.clone();
-                let instance = self.new_instance();
-                self.pending.insert(
-                    instance,
-                    PendingSpawn {
-                        spec: spec.clone(),
-                        purpose: SpawnPurpose::Restart,
-                    },
-                );
-                out.push(Action::Spawn { instance, spec });
-            }
-            Verdict::Exceeded => {
-                error!(
-                    "{name}: reached max restart intensity ({} restarts in {} s): stopping every worker and exiting with status 1",
-                    self.intensity.len(),
-                    self.intensity.max_seconds()
-                );
-                self.workers.remove(name);
-                self.begin_shutdown(1, None, now, out);
+                OnLimit::Escalate => {
+                    error!(
+                        "{name}: reached its own restart limit ({} restarts in {limit} s): reached max restart intensity; stopping every worker and exiting with status 1",
+                        worker.window.len(),
+                    );
+                    return self.escalate(name, now, out);
+                }
             }
         }
+        if template.on_limit == OnLimit::Escalate
+            && self.intensity.record(now.secs()) == Verdict::Exceeded
+        {
+            error!(
+                "{name}: reached max restart intensity ({} restarts in {} s): stopping every worker and exiting with status 1",
+                self.intensity.len(),
+                self.intensity.max_seconds()
+            );
+            return self.escalate(name, now, out);
+        }
+        let Some(worker) = self.workers.get_mut(name) else {
+            return;
+        };
+        let delay_ms = template.backoff.delay_ms(worker.consecutive);
+        worker.consecutive = worker.consecutive.saturating_add(1);
+        worker.restarts = worker.restarts.saturating_add(1);
+        out.push(Action::Event(Event::Restarting {
+            name: name.to_string(),
+            delay_ms,
+        }));
+        let retry_at = now.mono_us.saturating_add(delay_ms.saturating_mul(1000));
+        worker.state = State::Waiting {
+            retry_at,
+            retry_wall_ms: now.wall_ms.saturating_add(delay_ms),
+            delay_ms,
+        };
+        if delay_ms == 0 && retry == Retry::Now {
+            let spec = worker.spec.clone();
+            return self.spawn(spec, SpawnPurpose::Restart, out);
+        }
+        if delay_ms > 0 {
+            info!("{name}: next restart in {delay_ms} ms (backoff)");
+        }
+        self.deadlines.insert((retry_at, name.clone()));
+    }
+
+    /// Give up on the whole supervisor. The worker that tripped the limit has no
+    /// process (it is `Waiting`), so the shutdown sweep unregisters it; like every
+    /// other dynamic worker it stays in the state file, so a daemon restarted by its
+    /// own supervisor brings it back.
+    fn escalate(&mut self, name: &Rc<str>, now: Time, out: &mut Vec<Action>) {
+        out.push(Action::Event(Event::IntensityTripped {
+            name: name.to_string(),
+        }));
+        self.begin_shutdown(1, None, now, out);
     }
 
     // ----- time -----------------------------------------------------------------
@@ -737,17 +1154,9 @@ impl Supervisor {
                         group: true,
                     });
                 }
-                State::Restarting { retry_at } if *retry_at == at => {
+                State::Waiting { retry_at, .. } if *retry_at == at => {
                     let spec = worker.spec.clone();
-                    let instance = self.new_instance();
-                    self.pending.insert(
-                        instance,
-                        PendingSpawn {
-                            spec: spec.clone(),
-                            purpose: SpawnPurpose::Restart,
-                        },
-                    );
-                    out.push(Action::Spawn { instance, spec });
+                    self.spawn(spec, SpawnPurpose::Restart, out);
                 }
                 _ => {}
             }
@@ -763,6 +1172,7 @@ impl Supervisor {
         name: &Rc<str>,
         timeout_ms: u64,
         waiter: Option<ReplyTo>,
+        then: AfterStop,
         now: Time,
         out: &mut Vec<Action>,
     ) {
@@ -773,6 +1183,7 @@ impl Supervisor {
             pid,
             instance,
             since_wall_ms,
+            ..
         } = worker.state
         else {
             return;
@@ -787,6 +1198,7 @@ impl Supervisor {
             kill_at: Some(kill_at),
             killed: false,
             waiters: waiter.into_iter().collect(),
+            then,
         };
         self.deadlines.insert((kill_at, name.clone()));
         out.push(Action::Signal {
@@ -811,6 +1223,7 @@ impl Supervisor {
             waiters: waiter.into_iter().collect(),
             reports: Vec::new(),
         };
+        out.push(Action::Event(Event::Shutdown));
         let names: Vec<Rc<str>> = self.workers.keys().cloned().collect();
         for name in names {
             let Some(worker) = self.workers.get(&name) else {
@@ -819,11 +1232,16 @@ impl Supervisor {
             match worker.state {
                 State::Running { .. } => {
                     let timeout = worker.spec.template.shutdown_ms;
-                    self.begin_stop(&name, timeout, None, now, out);
+                    self.begin_stop(&name, timeout, None, AfterStop::Remove, now, out);
                 }
-                State::Restarting { retry_at } => {
-                    self.deadlines.remove(&(retry_at, name.clone()));
-                    self.workers.remove(&name);
+                State::Waiting { .. } | State::Failed => {
+                    // Not recorded as removed in the state file: a daemon that comes
+                    // back after this shutdown starts them again.
+                    if let Some(State::Waiting { retry_at, .. }) =
+                        self.workers.remove(&name).map(|w| w.state)
+                    {
+                        self.deadlines.remove(&(retry_at, name.clone()));
+                    }
                 }
                 State::Stopping { .. } => {}
             }
@@ -880,20 +1298,200 @@ impl Supervisor {
         out.push(Action::Exit { code });
     }
 
+    // ----- reload ---------------------------------------------------------------
+
+    fn reload(
+        &mut self,
+        from: Option<ReplyTo>,
+        config: Result<Box<ReloadConfig>, String>,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        let config = match config {
+            Ok(config) if !self.is_shutting_down() => config,
+            Ok(_) => {
+                let reply = Reply::error(ErrorKind::ShuttingDown, "the daemon is shutting down");
+                return self.reply_opt(from, reply, now, out);
+            }
+            Err(message) => {
+                error!("reload refused, still running on the previous config: {message}");
+                let reply = Reply::error(
+                    ErrorKind::InvalidConfig,
+                    format!("reload refused, nothing changed: {message}"),
+                );
+                return self.reply_opt(from, reply, now, out);
+            }
+        };
+        let ReloadConfig {
+            limits,
+            templates,
+            children,
+        } = *config;
+        self.intensity
+            .set_limits(limits.max_restarts, limits.max_seconds);
+        self.limits = limits;
+        self.templates = templates;
+        let mut report = ReloadReport::default();
+        let mut wanted: HashSet<String> = HashSet::new();
+        for child in children {
+            wanted.insert(child.name.clone());
+            let Some(template) = self.templates.get(&child.template).cloned() else {
+                continue;
+            };
+            let spec = match ChildSpec::new(child.name.as_str().into(), template, None, child.args)
+            {
+                Ok(spec) => Rc::new(spec),
+                Err(msg) => {
+                    report.skipped.push(format!("{}: {msg}", child.name));
+                    continue;
+                }
+            };
+            match self.workers.get(child.name.as_str()) {
+                None => {
+                    report.started.push(child.name.clone());
+                    self.spawn(
+                        spec,
+                        SpawnPurpose::Start {
+                            reply_to: ReplyTo::Reload,
+                        },
+                        out,
+                    );
+                }
+                Some(worker) if worker.dynamic => report.skipped.push(format!(
+                    "{}: a dynamically started worker holds that name",
+                    child.name
+                )),
+                Some(worker)
+                    if worker.spec.argv == spec.argv
+                        && worker.spec.template.same_effect(&spec.template) =>
+                {
+                    report.unchanged.push(child.name.clone());
+                }
+                Some(worker) => {
+                    report.restarted.push(child.name.clone());
+                    let key = worker.spec.name.clone();
+                    match worker.state {
+                        State::Running { .. } => {
+                            let timeout = worker.spec.template.shutdown_ms;
+                            let then = AfterStop::Restart {
+                                spec,
+                                reply_to: None,
+                            };
+                            self.begin_stop(&key, timeout, None, then, now, out);
+                        }
+                        State::Stopping { .. } => {
+                            if let Some(State::Stopping { then, .. }) =
+                                self.workers.get_mut(&key).map(|w| &mut w.state)
+                            {
+                                *then = AfterStop::Restart {
+                                    spec,
+                                    reply_to: None,
+                                };
+                            }
+                        }
+                        State::Waiting { .. } | State::Failed => {
+                            self.respawn_now(&key, spec, None, out)
+                        }
+                    }
+                }
+            }
+        }
+        let removed: Vec<Rc<str>> = self
+            .workers
+            .iter()
+            .filter(|(name, w)| !w.dynamic && !wanted.contains(&***name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in removed {
+            report.stopped.push(name.to_string());
+            let Some(worker) = self.workers.get_mut(&name) else {
+                continue;
+            };
+            match &mut worker.state {
+                State::Running { .. } => {
+                    let timeout = worker.spec.template.shutdown_ms;
+                    self.begin_stop(&name, timeout, None, AfterStop::Remove, now, out);
+                }
+                State::Stopping { then, .. } => *then = AfterStop::Remove,
+                State::Waiting { .. } | State::Failed => {
+                    out.push(Action::Event(Event::Stopped {
+                        name: name.to_string(),
+                        reason: "removed from the config".to_string(),
+                    }));
+                    self.remove_worker(&name, out);
+                }
+            }
+        }
+        for list in [
+            &mut report.started,
+            &mut report.stopped,
+            &mut report.restarted,
+            &mut report.unchanged,
+        ] {
+            list.sort_unstable();
+        }
+        info!(
+            "config reloaded: {} started, {} stopped, {} restarted, {} unchanged, {} skipped",
+            report.started.len(),
+            report.stopped.len(),
+            report.restarted.len(),
+            report.unchanged.len(),
+            report.skipped.len()
+        );
+        for skipped in &report.skipped {
+            warn!("reload skipped {skipped}");
+        }
+        let reply = Reply {
+            reload: Some(report),
+            ..Reply::ok()
+        };
+        self.reply_opt(from, reply, now, out);
+    }
+
     // ----- helpers --------------------------------------------------------------
 
-    fn new_instance(&mut self) -> InstanceId {
-        let id = self.next_instance;
-        self.next_instance += 1;
-        id
+    /// Unregister `name`, cancelling its deadline; record the change if it was dynamic.
+    fn remove_worker(&mut self, name: &Rc<str>, out: &mut Vec<Action>) {
+        let Some(worker) = self.workers.remove(name) else {
+            return;
+        };
+        match worker.state {
+            State::Waiting { retry_at, .. } => {
+                self.deadlines.remove(&(retry_at, name.clone()));
+            }
+            State::Stopping {
+                kill_at: Some(at), ..
+            } => {
+                self.deadlines.remove(&(at, name.clone()));
+            }
+            _ => {}
+        }
+        if worker.dynamic && !self.is_shutting_down() {
+            out.push(Action::SaveState);
+        }
+    }
+
+    fn reply_opt(&mut self, to: Option<ReplyTo>, reply: Reply, now: Time, out: &mut Vec<Action>) {
+        if let Some(to) = to {
+            self.reply(to, reply, now, out);
+        }
     }
 
     /// Send a reply. A boot child's failure aborts the boot: like an OTP supervisor
     /// whose static child fails to start, the daemon stops and exits 1.
     fn reply(&mut self, to: ReplyTo, reply: Reply, now: Time, out: &mut Vec<Action>) {
         let boot_failed = matches!(to, ReplyTo::Boot { .. }) && !reply.ok;
-        if let (true, Some(WireError { message, .. })) = (boot_failed, &reply.error) {
-            error!("boot child failed: {message}; stopping every worker and exiting with status 1");
+        match (&to, &reply.error) {
+            (ReplyTo::Boot { .. }, Some(WireError { message, .. })) => error!(
+                "boot child failed: {message}; stopping every worker and exiting with status 1"
+            ),
+            (ReplyTo::Restore { .. }, Some(WireError { message, .. })) => {
+                error!("could not restore a worker from the state file: {message}")
+            }
+            (ReplyTo::Reload, Some(WireError { message, .. })) => {
+                error!("reload could not start a child: {message}")
+            }
+            _ => {}
         }
         out.push(Action::Reply {
             to,
@@ -909,7 +1507,7 @@ impl State {
     fn pid(&self) -> Option<i32> {
         match *self {
             State::Running { pid, .. } | State::Stopping { pid, .. } => Some(pid),
-            State::Restarting { .. } => None,
+            State::Waiting { .. } | State::Failed => None,
         }
     }
 
@@ -917,7 +1515,9 @@ impl State {
         match self {
             State::Running { .. } => WorkerStateName::Running,
             State::Stopping { .. } => WorkerStateName::Stopping,
-            State::Restarting { .. } => WorkerStateName::Restarting,
+            State::Waiting { delay_ms: 0, .. } => WorkerStateName::Restarting,
+            State::Waiting { .. } => WorkerStateName::Backoff,
+            State::Failed => WorkerStateName::Failed,
         }
     }
 
@@ -926,7 +1526,7 @@ impl State {
             State::Running { since_wall_ms, .. } | State::Stopping { since_wall_ms, .. } => {
                 since_wall_ms
             }
-            State::Restarting { .. } => 0,
+            State::Waiting { .. } | State::Failed => 0,
         }
     }
 }
@@ -942,9 +1542,12 @@ fn not_found(name: &str) -> Reply {
 fn not_running(name: &str) -> Reply {
     Reply::error(
         ErrorKind::NotRunning,
-        format!("{name} has no running process (it is waiting to be restarted)"),
+        format!("{name} has no running process (it is waiting to be restarted, or failed)"),
     )
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod operating_tests;

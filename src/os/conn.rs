@@ -7,9 +7,9 @@
 //! too many replies are pending or unsent (the client must read), and an oversized
 //! line gets one `bad_request` and the connection is closed.
 
-use crate::protocol::{decode_request, Request, MAX_REQUEST_LINE};
+use crate::protocol::{decode_request, Event, Request, MAX_REQUEST_LINE};
 use mio::net::UnixStream;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 
@@ -21,6 +21,16 @@ const MAX_IN_FLIGHT: u64 = 1024;
 const MAX_UNSENT: usize = 4 * 1024 * 1024;
 /// After an oversized line, read and drop at most this much before closing hard.
 const DISCARD_LIMIT: usize = 16 * 1024 * 1024;
+/// A watcher's queue: events beyond this many unsent bytes are dropped (and counted).
+pub const WATCH_QUEUE: usize = 256 * 1024;
+
+/// A connection that became an event stream (`watch`).
+struct Watch {
+    /// Only events about these names; all when empty.
+    names: HashSet<String>,
+    /// Events dropped since the watcher last kept up.
+    dropped: u64,
+}
 
 pub struct Conn {
     pub stream: UnixStream,
@@ -39,6 +49,7 @@ pub struct Conn {
     discarded: usize,
     /// Registered for writability (only while output waits).
     pub want_write: bool,
+    watch: Option<Watch>,
 }
 
 /// What reading produced: requests to handle (with their sequence numbers), and
@@ -69,6 +80,7 @@ impl Conn {
             closing: false,
             discarded: 0,
             want_write: false,
+            watch: None,
         }
     }
 
@@ -84,7 +96,8 @@ impl Conn {
             requests: Vec::new(),
             more: false,
         };
-        if self.closing {
+        if self.closing || self.watch.is_some() {
+            // No more requests: drop what arrives, but notice when the client leaves.
             self.discard();
             return batch;
         }
@@ -191,6 +204,52 @@ impl Conn {
         }
     }
 
+    /// True when every request before `seq` has been answered (so a reply to `seq`
+    /// goes out at once, and events can follow it in order).
+    pub fn is_next(&self, seq: u64) -> bool {
+        self.next_to_send == seq
+    }
+
+    /// Turn the connection into an event stream; later input is ignored.
+    pub fn start_watching(&mut self, names: Vec<String>) {
+        self.read_done = true;
+        self.watch = Some(Watch {
+            names: names.into_iter().collect(),
+            dropped: 0,
+        });
+    }
+
+    pub fn is_watching(&self) -> bool {
+        self.watch.is_some()
+    }
+
+    /// Queue an event for a watcher, if it wants it. When the queue is full the event
+    /// is dropped and counted; the next event that fits is preceded by one `lagged`.
+    /// Returns true when bytes were queued.
+    pub fn push_event(&mut self, event: &Event, line: &[u8]) -> bool {
+        let Some(watch) = self.watch.as_mut() else {
+            return false;
+        };
+        if let Some(name) = event.name() {
+            if !watch.names.is_empty() && !watch.names.contains(name) {
+                return false;
+            }
+        }
+        if self.out.len() - self.written + line.len() > WATCH_QUEUE {
+            watch.dropped += 1;
+            return false;
+        }
+        if watch.dropped > 0 {
+            let lagged = Event::Lagged {
+                dropped: watch.dropped,
+            };
+            self.out.extend_from_slice(&lagged.encode());
+            watch.dropped = 0;
+        }
+        self.out.extend_from_slice(line);
+        true
+    }
+
     /// Put the reply to request `seq` in line; it is written once those before it are.
     pub fn deliver(&mut self, seq: u64, line: Vec<u8>) {
         if seq == self.next_to_send {
@@ -232,13 +291,22 @@ impl Conn {
             self.written = 0;
         }
         let owed = self.next_seq - self.next_to_send;
+        if self.watch.is_some() && self.discarded >= DISCARD_LIMIT {
+            // The watcher hung up (or flooded us with input it had no business sending).
+            return ConnStatus::Close;
+        }
         if self.closing && !self.has_unsent() && owed == 0 {
             let _ = self.stream.shutdown(Shutdown::Write);
             self.discard();
             if self.discarded >= DISCARD_LIMIT {
                 return ConnStatus::Close;
             }
-        } else if self.read_done && !self.closing && !self.has_unsent() && owed == 0 {
+        } else if self.read_done
+            && self.watch.is_none()
+            && !self.closing
+            && !self.has_unsent()
+            && owed == 0
+        {
             return ConnStatus::Close;
         }
         ConnStatus::Open

@@ -6,6 +6,7 @@
 //! - [`listener`]: binding the control socket (stale-socket replacement, mode 0600).
 //! - [`conn`]: one client connection: bounded line reader, replies in request order.
 //! - [`pipes`]: worker stdout/stderr line logging and the bounded stdin mailbox.
+//! - [`state_file`]: the durable list of dynamic workers.
 //! - [`reactor`]: the single-threaded mio loop.
 
 pub mod conn;
@@ -14,3 +15,4 @@ pub mod pipes;
 pub mod process;
 pub mod reactor;
 pub mod spawn;
+pub mod state_file;

@@ -53,3 +53,16 @@ pub fn send_signal(pid: i32, signal: Signal, group: bool) -> io::Result<()> {
     let signal = nix_signal::Signal::try_from(signal.0).map_err(io::Error::from)?;
     nix_signal::kill(Pid::from_raw(target), signal).map_err(io::Error::from)
 }
+
+/// The process group of `pid`, read from `/proc/PID/stat`; `None` if there is no such
+/// process.
+pub fn process_group(pid: i32) -> Option<i32> {
+    if pid <= 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // The fields after it: state, ppid, pgrp.
+    rest.split_whitespace().nth(2)?.parse().ok()
+}

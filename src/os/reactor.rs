@@ -18,9 +18,12 @@ use super::conn::{Conn, ConnStatus};
 use super::pipes::{CastError, Drained, Mailbox, OutputPipe};
 use super::process;
 use super::spawn::{self, ExecPlan, SpawnContext};
-use crate::config::BootChild;
-use crate::core::{Action, ChildSpec, Input, InstanceId, ReplyTo, Supervisor, Time};
-use crate::protocol::{ErrorKind, Reply, Request};
+use super::state_file;
+use crate::config::{self, BootChild, Config};
+use crate::core::{
+    Action, ChildSpec, Input, InstanceId, Limits, ReloadConfig, ReplyTo, Supervisor, Time,
+};
+use crate::protocol::{ErrorKind, Event, Reply, Request};
 use crate::signal::Signal;
 use mio::net::UnixListener;
 use mio::unix::pipe::{Receiver, Sender};
@@ -29,6 +32,7 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::HashMap;
 use std::io;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -61,10 +65,45 @@ pub struct Reactor {
     /// Connections that got replies since they were last flushed.
     dirty: Vec<Token>,
     exit: Option<(i32, Instant)>,
+    /// Connections that turned into event streams.
+    watchers: Vec<Token>,
+    /// The config file, read again on SIGHUP / `reload` (none: built-in defaults).
+    config_path: Option<PathBuf>,
+    state_file: Option<PathBuf>,
+    /// While restoring the state file at boot, saves are deferred to the end.
+    restoring: bool,
+}
+
+/// What the daemon runs from, for the reactor: where the config and state live.
+pub struct Paths {
+    pub config: Option<PathBuf>,
+    pub state_file: Option<PathBuf>,
+}
+
+/// The core's view of a config.
+pub fn reload_config(config: &Config) -> ReloadConfig {
+    ReloadConfig {
+        limits: limits_of(config),
+        templates: config.templates.clone(),
+        children: config.children.clone(),
+    }
+}
+
+pub fn limits_of(config: &Config) -> Limits {
+    Limits {
+        max_restarts: config.max_restarts,
+        max_seconds: config.max_seconds,
+        max_children: config.max_children,
+    }
 }
 
 impl Reactor {
-    pub fn new(listener: UnixListener, core: Supervisor, ctx: SpawnContext) -> io::Result<Reactor> {
+    pub fn new(
+        listener: UnixListener,
+        core: Supervisor,
+        ctx: SpawnContext,
+        paths: Paths,
+    ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP])?;
         poll.registry()
@@ -85,6 +124,10 @@ impl Reactor {
             retry: Vec::new(),
             dirty: Vec::new(),
             exit: None,
+            watchers: Vec::new(),
+            config_path: paths.config,
+            state_file: paths.state_file,
+            restoring: false,
         })
     }
 
@@ -104,6 +147,65 @@ impl Reactor {
                     command: None,
                 },
             });
+        }
+        self.restore();
+    }
+
+    /// Start the workers recorded in the state file (after the boot children). A
+    /// corrupt file is reported, set aside, and the daemon goes on without it.
+    fn restore(&mut self) {
+        let Some(path) = self.state_file.clone() else {
+            return;
+        };
+        if self.core.is_shutting_down() {
+            return;
+        }
+        let saved = match state_file::load(&path) {
+            Ok(Some(saved)) => saved,
+            Ok(None) => return,
+            Err(message) => {
+                match state_file::set_aside(&path) {
+                    Ok(aside) => log::error!(
+                        "{message}; moved it to {} and starting without it",
+                        aside.display()
+                    ),
+                    Err(e) => {
+                        log::error!("{message}; could not move it aside ({e}); starting without it")
+                    }
+                }
+                return;
+            }
+        };
+        log::info!(
+            "restoring {} dynamic worker(s) from {}",
+            saved.len(),
+            path.display()
+        );
+        self.restoring = true;
+        for (index, worker) in saved.into_iter().enumerate() {
+            self.feed(Input::Request {
+                from: ReplyTo::Restore { index },
+                req: Request::Start {
+                    name: worker.name,
+                    template: Some(worker.template),
+                    args: worker.args,
+                    command: worker.command,
+                },
+            });
+        }
+        self.restoring = false;
+        self.save_state();
+    }
+
+    fn save_state(&mut self) {
+        let Some(path) = self.state_file.as_deref() else {
+            return;
+        };
+        if self.restoring {
+            return;
+        }
+        if let Err(e) = state_file::save(path, &self.core.saved_workers()) {
+            log::error!("cannot write the state file {}: {e}", path.display());
         }
     }
 
@@ -227,6 +329,8 @@ impl Reactor {
                 }
             }
             Action::Reply { to, reply } => self.deliver(to, *reply),
+            Action::Event(event) => self.broadcast(&event),
+            Action::SaveState => self.save_state(),
             Action::Exit { code } => {
                 if self.exit.is_none() {
                     self.exit = Some((code, Instant::now()));
@@ -330,13 +434,12 @@ impl Reactor {
     fn on_signals(&mut self) {
         let mut child_exited = false;
         let mut shutdown = None;
+        let mut reload = false;
         for signal in self.signals.pending() {
             match signal {
                 SIGCHLD => child_exited = true,
                 SIGTERM | SIGINT => shutdown = Some(Signal(signal)),
-                SIGHUP => log::warn!(
-                    "SIGHUP received: configuration reload is not supported yet; ignoring it"
-                ),
+                SIGHUP => reload = true,
                 _ => {}
             }
         }
@@ -344,6 +447,10 @@ impl Reactor {
             while let Some((pid, exit)) = process::reap_one() {
                 self.feed(Input::Exited { pid, exit });
             }
+        }
+        if reload {
+            log::info!("SIGHUP received: reloading the config");
+            self.reload(None);
         }
         if let Some(signal) = shutdown {
             self.feed(Input::ShutdownSignal { signal });
@@ -416,14 +523,86 @@ impl Reactor {
                 seq,
             };
             match request {
-                Ok(req) => self.feed(Input::Request { from, req }),
+                Ok(req) => self.on_request(token, seq, from, req),
                 Err(message) => self.deliver(from, Reply::error(ErrorKind::BadRequest, message)),
+            }
+            if matches!(self.sources.get(&token), Some(Source::Conn(c)) if c.is_watching()) {
+                // The rest of the batch arrived after `watch`: it is ignored.
+                break;
             }
         }
         if batch.more {
             self.retry.push(token);
         }
         self.dirty.push(token);
+    }
+
+    /// Most requests go to the core as they are; these need the OS first.
+    fn on_request(&mut self, token: Token, seq: u64, from: ReplyTo, req: Request) {
+        match req {
+            Request::Watch { names } => self.watch(token, seq, from, names),
+            Request::Whois { pid } => {
+                let group = process::process_group(pid);
+                self.feed(Input::Whois { from, pid, group });
+            }
+            Request::Reload => self.reload(Some(from)),
+            req => self.feed(Input::Request { from, req }),
+        }
+    }
+
+    fn watch(&mut self, token: Token, seq: u64, from: ReplyTo, names: Vec<String>) {
+        let Some(Source::Conn(conn)) = self.sources.get_mut(&token) else {
+            return;
+        };
+        if !conn.is_next(seq) {
+            let reply = Reply::error(
+                ErrorKind::BadRequest,
+                "watch must wait until the earlier requests on this connection are answered",
+            );
+            return self.deliver(from, reply);
+        }
+        conn.start_watching(names.clone());
+        self.watchers.push(token);
+        let reply = Reply {
+            watching: Some(names),
+            ..Reply::ok()
+        };
+        self.deliver(from, reply);
+    }
+
+    fn broadcast(&mut self, event: &Event) {
+        if self.watchers.is_empty() {
+            return;
+        }
+        let line = event.encode();
+        let sources = &mut self.sources;
+        let dirty = &mut self.dirty;
+        self.watchers.retain(|token| match sources.get_mut(token) {
+            Some(Source::Conn(conn)) => {
+                if conn.push_event(event, &line) {
+                    dirty.push(*token);
+                }
+                true
+            }
+            _ => false,
+        });
+    }
+
+    /// Read the config file again and hand the result to the core.
+    fn reload(&mut self, from: Option<ReplyTo>) {
+        let config = match &self.config_path {
+            None => Err("the daemon runs on its built-in defaults (no --config); there is nothing to reload".to_string()),
+            Some(path) => match config::load(path) {
+                Ok(config) => {
+                    if config.state_file != self.state_file {
+                        log::warn!("reload: state_file changed; the new value applies after a restart");
+                    }
+                    Ok(Box::new(reload_config(&config)))
+                }
+                Err(err) => Err(err.to_string()),
+            },
+        };
+        self.feed(Input::Reload { from, config });
     }
 
     fn flush_dirty(&mut self) {

@@ -38,6 +38,11 @@ fn template(name: &str, restart: RestartType) -> Template {
         clean_signals: vec![Signal::TERM],
         env: Vec::new(),
         cwd: None,
+        extra_args: Vec::new(),
+        normal_exit_codes: vec![0],
+        backoff: crate::core::Backoff::default(),
+        limit: None,
+        on_limit: crate::core::OnLimit::Escalate,
     }
 }
 
@@ -166,6 +171,8 @@ fn render_to(to: &ReplyTo) -> String {
     match to {
         ReplyTo::Conn { conn, .. } => format!("c{conn}"),
         ReplyTo::Boot { index } => format!("boot{index}"),
+        ReplyTo::Restore { index } => format!("restore{index}"),
+        ReplyTo::Reload => "reload".to_string(),
     }
 }
 
@@ -256,6 +263,11 @@ fn render(action: &Action) -> String {
         // `reply` may be a `Reply` or a `Box<Reply>`: deref coercion takes either.
         Action::Reply { to, reply } => format!("reply {}: {}", render_to(to), render_reply(reply)),
         Action::Exit { code } => format!("exit {code}"),
+        Action::Event(event) => format!(
+            "event {}",
+            String::from_utf8_lossy(&event.encode()).trim_end()
+        ),
+        Action::SaveState => "save state".to_string(),
     }
 }
 
@@ -294,6 +306,7 @@ impl Harness {
                 Limits {
                     max_restarts,
                     max_seconds,
+                    max_children: None,
                 },
                 templates,
             ),
@@ -343,7 +356,11 @@ impl Harness {
         for action in actions {
             self.last.push(action.clone());
             let Action::Spawn { instance, spec } = action else {
-                trace.push(render(&action));
+                // Events and state saves have their own tests (`operating_tests.rs`); the
+                // scenario traces here show the commands only.
+                if !matches!(action, Action::Event(_) | Action::SaveState) {
+                    trace.push(render(&action));
+                }
                 continue;
             };
             self.specs.push(spec.clone());

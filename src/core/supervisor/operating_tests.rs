@@ -1,0 +1,1 @@
+//! Placeholder: scenario tests for backoff, limits, restart, max_children, events, durable state and reload.
