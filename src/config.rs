@@ -7,6 +7,7 @@
 //! commands, unknown templates, duplicate child names, signal names, names' syntax).
 //! `docs/CONFIG.md` documents every key; a test checks it names each one.
 
+use crate::access::AccessPolicy;
 use crate::core::{Backoff, OnLimit, RestartLimit, RestartType, Template};
 use crate::protocol::validate_name;
 use crate::signal::Signal;
@@ -37,6 +38,14 @@ pub const KEYS: &[&str] = &[
     "supervisor.max_seconds",
     "supervisor.max_children",
     "supervisor.state_file",
+    "supervisor.log_level",
+    "supervisor.socket_mode",
+    "supervisor.socket_group",
+    "supervisor.allow_uids",
+    "supervisor.allow_groups",
+    "supervisor.read_only_uids",
+    "supervisor.read_only_groups",
+    "supervisor.max_connections",
     "templates.NAME.command",
     "templates.NAME.restart",
     "templates.NAME.shutdown_ms",
@@ -71,6 +80,15 @@ pub struct Config {
     pub max_children: Option<usize>,
     /// Where dynamically started workers are recorded; `None`: not recorded.
     pub state_file: Option<PathBuf>,
+    /// `None`: `RUST_LOG` or info.
+    pub log_level: Option<log::LevelFilter>,
+    /// Permission bits of the socket file (default 0600).
+    pub socket_mode: u32,
+    /// Group owner of the socket file, if shared with a group.
+    pub socket_group: Option<u32>,
+    /// Who may connect (the daemon's own uid is filled in at start).
+    pub access: AccessPolicy,
+    pub max_connections: usize,
     pub templates: BTreeMap<String, Rc<Template>>,
     pub children: Vec<BootChild>,
 }
@@ -116,6 +134,18 @@ struct RawSupervisor {
     max_seconds: Option<Spanned<u64>>,
     max_children: Option<usize>,
     state_file: Option<Spanned<String>>,
+    log_level: Option<Spanned<String>>,
+    socket_mode: Option<Spanned<String>>,
+    socket_group: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    allow_uids: Vec<Spanned<toml::Value>>,
+    #[serde(default)]
+    allow_groups: Vec<Spanned<toml::Value>>,
+    #[serde(default)]
+    read_only_uids: Vec<Spanned<toml::Value>>,
+    #[serde(default)]
+    read_only_groups: Vec<Spanned<toml::Value>>,
+    max_connections: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,8 +286,51 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         Some(f) => Some(PathBuf::from(f.into_inner())),
         None => None,
     };
+    let log_level = match raw.supervisor.log_level {
+        Some(level) => Some(level.get_ref().parse::<log::LevelFilter>().map_err(|_| {
+            (
+                level.span(),
+                format!(
+                    "unknown log_level {:?} (expected off, error, warn, info, debug or trace)",
+                    level.get_ref()
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let socket_mode = match &raw.supervisor.socket_mode {
+        Some(mode) => parse_mode(mode, "socket_mode")?,
+        None => 0o600,
+    };
+    let socket_group = match &raw.supervisor.socket_group {
+        Some(group) => Some(resolve_gid(group)?),
+        None => None,
+    };
+    let uids =
+        |list: &[Spanned<toml::Value>]| list.iter().map(resolve_uid).collect::<Result<_, _>>();
+    let gids =
+        |list: &[Spanned<toml::Value>]| list.iter().map(resolve_gid).collect::<Result<_, _>>();
+    let access = AccessPolicy {
+        daemon_uid: 0,
+        allow_uids: uids(&raw.supervisor.allow_uids)?,
+        allow_gids: gids(&raw.supervisor.allow_groups)?,
+        read_only_uids: uids(&raw.supervisor.read_only_uids)?,
+        read_only_gids: gids(&raw.supervisor.read_only_groups)?,
+    };
+    let max_connections = match raw.supervisor.max_connections {
+        Some(m) if *m.get_ref() == 0 => {
+            return Err((m.span(), "max_connections must be at least 1".to_string()))
+        }
+        Some(m) => m.into_inner(),
+        None => 1024,
+    };
     Ok(Config {
         source: file.to_string(),
+        log_level,
+        socket_mode,
+        socket_group,
+        access,
+        max_connections,
         socket,
         max_restarts: raw.supervisor.max_restarts.unwrap_or(3),
         max_seconds,
@@ -392,6 +465,52 @@ fn validate_template(
         limit,
         on_limit,
     })
+}
+
+/// An octal mode written as a string, such as `"0660"`.
+fn parse_mode(mode: &Spanned<String>, key: &str) -> Result<u32, Invalid> {
+    let text = mode.get_ref().trim();
+    match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+        Ok(bits) if bits <= 0o7777 => Ok(bits),
+        _ => Err((
+            mode.span(),
+            format!("{key} must be an octal mode written as a string, such as \"0660\""),
+        )),
+    }
+}
+
+/// A user given by name or number.
+fn resolve_uid(value: &Spanned<toml::Value>) -> Result<u32, Invalid> {
+    match value.get_ref() {
+        toml::Value::Integer(n) => {
+            u32::try_from(*n).map_err(|_| (value.span(), format!("{n} is not a valid uid")))
+        }
+        toml::Value::String(name) => match nix::unistd::User::from_name(name) {
+            Ok(Some(user)) => Ok(user.uid.as_raw()),
+            _ => Err((value.span(), format!("unknown user {name:?}"))),
+        },
+        _ => Err((
+            value.span(),
+            "a user must be a name or a number".to_string(),
+        )),
+    }
+}
+
+/// A group given by name or number.
+fn resolve_gid(value: &Spanned<toml::Value>) -> Result<u32, Invalid> {
+    match value.get_ref() {
+        toml::Value::Integer(n) => {
+            u32::try_from(*n).map_err(|_| (value.span(), format!("{n} is not a valid gid")))
+        }
+        toml::Value::String(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(group)) => Ok(group.gid.as_raw()),
+            _ => Err((value.span(), format!("unknown group {name:?}"))),
+        },
+        _ => Err((
+            value.span(),
+            "a group must be a name or a number".to_string(),
+        )),
+    }
 }
 
 fn names_of(templates: &BTreeMap<String, Rc<Template>>) -> String {

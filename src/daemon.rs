@@ -6,7 +6,7 @@
 
 use crate::config::{self, Config};
 use crate::core::Supervisor;
-use crate::os::reactor::{limits_of, Paths, Reactor};
+use crate::os::reactor::{limits_of, Reactor, Settings};
 use crate::os::{listener, spawn::SpawnContext};
 use std::path::{Path, PathBuf};
 
@@ -28,6 +28,15 @@ pub fn run(args: DaemonArgs) -> i32 {
             return 2;
         }
     };
+    crate::logger::set_config_level(config.log_level);
+    // Orphaned descendants of workers come back to us (not to init) and are reaped,
+    // so no zombie is ever left behind; unknown pids are reaped silently.
+    if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
+        log::warn!("cannot become a child subreaper: {err}");
+    }
+    if std::process::id() == 1 {
+        log::info!("running as PID 1: SIGTERM, SIGINT and SIGQUIT shut down in order");
+    }
     if let Err(err) = keep_stdio_open() {
         eprintln!("dynsup: cannot open /dev/null for closed standard streams: {err}");
         return 1;
@@ -36,7 +45,7 @@ pub fn run(args: DaemonArgs) -> i32 {
         .socket
         .or_else(|| config.socket.clone())
         .unwrap_or_else(crate::paths::default_socket);
-    let listener = match listener::bind(&socket) {
+    let listener = match listener::bind(&socket, config.socket_mode, config.socket_group) {
         Ok(listener) => listener,
         Err(err) => {
             log::error!("{err}");
@@ -53,14 +62,19 @@ pub fn run(args: DaemonArgs) -> i32 {
     );
     let core = Supervisor::new(limits_of(&config), config.templates.clone());
     let ctx = SpawnContext::from_process(socket.clone());
-    let paths = Paths {
+    let mut access = config.access.clone();
+    access.daemon_uid = nix::unistd::geteuid().as_raw();
+    let settings = Settings {
         config: args.config.clone(),
         state_file: config.state_file.clone(),
+        access,
+        max_connections: config.max_connections,
     };
-    let code = match Reactor::new(listener, core, ctx, paths) {
+    let code = match Reactor::new(listener, core, ctx, settings) {
         Ok(mut reactor) => {
             reactor.boot(&config.children);
             log::info!("listening on {}", socket.display());
+            reactor.ready();
             match reactor.run() {
                 Ok(code) => code,
                 Err(err) => {

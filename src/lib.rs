@@ -4,6 +4,7 @@
 //! rules as pure code (no syscalls, no clock); [`os`] holds the syscalls and the event
 //! loop; [`protocol`] is the wire format shared by the daemon, the CLI and the tests.
 
+pub mod access;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -1,13 +1,22 @@
-//! The daemon's logger: one line per record on stderr, `TIMESTAMP LEVEL message`.
+//! The daemon's logger: one line per record on stderr.
 //!
-//! Small on purpose (it is the "one small logger" the project allows): a UTC
-//! timestamp with milliseconds, the level, the message. The level comes from
-//! `RUST_LOG` (`error`, `warn`, `info`, `debug`, `trace`, `off`; default `info`).
+//! Small on purpose (it is the "one small logger" the project allows). Two formats:
+//! - for a terminal or a file: `2026-11-24T16:54:00.123Z INFO  message` (UTC);
+//! - under systemd, when `$JOURNAL_STREAM` names the very file stderr is (device and
+//!   inode match): `<6>message`, the syslog priority prefix journald understands
+//!   (`<3>` error, `<4>` warn, `<6>` info, `<7>` debug and trace), and no timestamp,
+//!   since journald adds its own.
+//!
+//! The level comes from `RUST_LOG` when it is set (`error`, `warn`, `info`, `debug`,
+//! `trace`, `off`), else from the config's `[supervisor] log_level`, else `info`.
 //! Worker output arrives here as `[NAME] line` records.
 
-use log::{LevelFilter, Log, Metadata, Record};
+use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+static JOURNAL: AtomicBool = AtomicBool::new(false);
 
 struct StderrLogger;
 
@@ -20,12 +29,16 @@ impl Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = format!(
-            "{} {:<5} {}\n",
-            timestamp(SystemTime::now()),
-            record.level(),
-            record.args()
-        );
+        let line = if JOURNAL.load(Ordering::Relaxed) {
+            format!("<{}>{}\n", priority(record.level()), record.args())
+        } else {
+            format!(
+                "{} {:<5} {}\n",
+                timestamp(SystemTime::now()),
+                record.level(),
+                record.args()
+            )
+        };
         // A failed write to stderr has nowhere to be reported.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
@@ -35,14 +48,54 @@ impl Log for StderrLogger {
 
 static LOGGER: StderrLogger = StderrLogger;
 
-/// Install the logger; the level is read from `RUST_LOG`.
+/// Install the logger: level from `RUST_LOG` (default info), journald format when
+/// stderr is the journal stream.
 pub fn init() {
-    let level = std::env::var("RUST_LOG")
+    JOURNAL.store(stderr_is_journal(), Ordering::Relaxed);
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(env_level().unwrap_or(LevelFilter::Info));
+    }
+}
+
+/// Apply the config's level, unless `RUST_LOG` says otherwise.
+pub fn set_config_level(level: Option<LevelFilter>) {
+    if let (None, Some(level)) = (env_level(), level) {
+        log::set_max_level(level);
+    }
+}
+
+fn env_level() -> Option<LevelFilter> {
+    std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| v.trim().parse::<LevelFilter>().ok())
-        .unwrap_or(LevelFilter::Info);
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(level);
+}
+
+fn priority(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
+/// systemd sets `JOURNAL_STREAM=DEV:INODE` for a service whose stderr (or stdout) goes
+/// to the journal; it only counts if stderr is still that very stream.
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let value = value.to_string_lossy();
+    let Some((dev, ino)) = value.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    match std::fs::metadata("/proc/self/fd/2") {
+        Ok(meta) => meta.dev() == dev && meta.ino() == ino,
+        Err(_) => false,
     }
 }
 

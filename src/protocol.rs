@@ -133,6 +133,11 @@ pub enum ErrorKind {
     /// `reload` found the config invalid (the message has file:line:column), or the
     /// daemon runs without a config file; nothing was changed.
     InvalidConfig,
+    /// The peer may not use this command (or, at connect, the socket at all; then the
+    /// connection is closed).
+    PermissionDenied,
+    /// `max_connections` clients are connected; this one is closed.
+    TooManyConnections,
 }
 
 impl ErrorKind {
@@ -150,6 +155,8 @@ impl ErrorKind {
         ErrorKind::ShuttingDown,
         ErrorKind::MaxChildren,
         ErrorKind::InvalidConfig,
+        ErrorKind::PermissionDenied,
+        ErrorKind::TooManyConnections,
     ];
 
     /// The wire string of this kind.
@@ -167,6 +174,8 @@ impl ErrorKind {
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::MaxChildren => "max_children",
             ErrorKind::InvalidConfig => "invalid_config",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::TooManyConnections => "too_many_connections",
         }
     }
 }

@@ -706,7 +706,8 @@ impl Supervisor {
         });
     }
 
-    fn counts(&self) -> Counts {
+    /// The registry by state (visits every worker).
+    pub fn counts(&self) -> Counts {
         let mut counts = Counts {
             total: self.workers.len(),
             ..Counts::default()

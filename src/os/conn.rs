@@ -50,6 +50,8 @@ pub struct Conn {
     /// Registered for writability (only while output waits).
     pub want_write: bool,
     watch: Option<Watch>,
+    /// The peer may only use read-only commands.
+    pub read_only: bool,
 }
 
 /// What reading produced: requests to handle (with their sequence numbers), and
@@ -66,7 +68,7 @@ pub enum ConnStatus {
 }
 
 impl Conn {
-    pub fn new(stream: UnixStream) -> Conn {
+    pub fn new(stream: UnixStream, read_only: bool) -> Conn {
         Conn {
             stream,
             inbuf: Vec::new(),
@@ -81,6 +83,7 @@ impl Conn {
             discarded: 0,
             want_write: false,
             watch: None,
+            read_only,
         }
     }
 

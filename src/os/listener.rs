@@ -1,7 +1,8 @@
 //! Binding the control socket.
 //!
-//! The socket file is created with mode 0600 and never exists with a wider mode: it is
-//! bound under a umask of 0177, then chmod'ed to 0600 explicitly. A socket file left by
+//! The socket file never exists with a wider mode than asked: it is bound under a umask
+//! of 0177 (so it is born 0600), then given its group (`socket_group`) and only then its
+//! final mode (`socket_mode`, default 0600). A socket file left by
 //! a daemon that was SIGKILLed is replaced; one that a live daemon still answers on is
 //! not (the new daemon refuses to start instead of stealing it).
 
@@ -10,7 +11,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 
-pub fn bind(path: &Path) -> Result<UnixListener, String> {
+pub fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<UnixListener, String> {
     let shown = path.display();
     if path.as_os_str().len() >= 108 {
         return Err(format!(
@@ -41,7 +42,11 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     let bound = UnixListener::bind(path);
     nix::sys::stat::umask(old_umask);
     let listener = bound.map_err(|e| format!("cannot bind {shown}: {e}"))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot chmod {shown}: {e}"))?;
+    if let Some(gid) = group {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| format!("cannot give {shown} to group {gid}: {e}"))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot chmod {shown} to {mode:o}: {e}"))?;
     Ok(listener)
 }

@@ -4,6 +4,7 @@
 //! - [`spawn`]: fork + exec of one worker (the only `unsafe` code in the daemon).
 //! - [`process`]: `waitpid` and `kill`.
 //! - [`listener`]: binding the control socket (stale-socket replacement, mode 0600).
+//! - [`notify`]: sd_notify to systemd (READY, STATUS, STOPPING, WATCHDOG).
 //! - [`conn`]: one client connection: bounded line reader, replies in request order.
 //! - [`pipes`]: worker stdout/stderr line logging and the bounded stdin mailbox.
 //! - [`state_file`]: the durable list of dynamic workers.
@@ -11,6 +12,7 @@
 
 pub mod conn;
 pub mod listener;
+pub mod notify;
 pub mod pipes;
 pub mod process;
 pub mod reactor;

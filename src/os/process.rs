@@ -66,3 +66,37 @@ pub fn process_group(pid: i32) -> Option<i32> {
     // The fields after it: state, ppid, pgrp.
     rest.split_whitespace().nth(2)?.parse().ok()
 }
+
+/// Who is at the other end of a Unix socket (`SO_PEERCRED`: set by the kernel at
+/// connect, not forgeable by the peer).
+pub struct Peer {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub fn peer_credentials(stream: &impl std::os::fd::AsFd) -> io::Result<Peer> {
+    let creds = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(io::Error::from)?;
+    Ok(Peer {
+        pid: creds.pid(),
+        uid: creds.uid(),
+        gid: creds.gid(),
+    })
+}
+
+/// A process's groups: `gid` plus its supplementary groups from `/proc/PID/status`
+/// (best effort: a process that is already gone has just `gid`).
+pub fn groups_of(pid: i32, gid: u32) -> Vec<u32> {
+    let mut groups = vec![gid];
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        if let Some(line) = status.lines().find(|l| l.starts_with("Groups:")) {
+            groups.extend(
+                line["Groups:".len()..]
+                    .split_whitespace()
+                    .filter_map(|g| g.parse::<u32>().ok()),
+            );
+        }
+    }
+    groups
+}

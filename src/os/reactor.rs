@@ -15,10 +15,12 @@
 //! deep pipeline cannot starve the others.
 
 use super::conn::{Conn, ConnStatus};
+use super::notify::Systemd;
 use super::pipes::{CastError, Drained, Mailbox, OutputPipe};
 use super::process;
 use super::spawn::{self, ExecPlan, SpawnContext};
 use super::state_file;
+use crate::access::{is_read_only_command, Access, AccessPolicy};
 use crate::config::{self, BootChild, Config};
 use crate::core::{
     Action, ChildSpec, Input, InstanceId, Limits, ReloadConfig, ReplyTo, Supervisor, Time,
@@ -28,7 +30,7 @@ use crate::signal::Signal;
 use mio::net::UnixListener;
 use mio::unix::pipe::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::HashMap;
 use std::io;
@@ -72,12 +74,20 @@ pub struct Reactor {
     state_file: Option<PathBuf>,
     /// While restoring the state file at boot, saves are deferred to the end.
     restoring: bool,
+    systemd: Systemd,
+    access: AccessPolicy,
+    max_connections: usize,
+    /// Client connections open now.
+    connections: usize,
 }
 
-/// What the daemon runs from, for the reactor: where the config and state live.
-pub struct Paths {
+/// What the reactor needs from the config and the command line.
+pub struct Settings {
+    /// The config file, read again on reload (none: built-in defaults).
     pub config: Option<PathBuf>,
     pub state_file: Option<PathBuf>,
+    pub access: AccessPolicy,
+    pub max_connections: usize,
 }
 
 /// The core's view of a config.
@@ -102,10 +112,15 @@ impl Reactor {
         listener: UnixListener,
         core: Supervisor,
         ctx: SpawnContext,
-        paths: Paths,
+        settings: Settings,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP])?;
+        if std::process::id() == 1 {
+            // PID 1 gets no default action for signals it does not handle: a container
+            // runtime's SIGQUIT would otherwise be ignored. It means orderly shutdown.
+            signals.add_signal(SIGQUIT)?;
+        }
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut listener = listener;
@@ -125,10 +140,32 @@ impl Reactor {
             dirty: Vec::new(),
             exit: None,
             watchers: Vec::new(),
-            config_path: paths.config,
-            state_file: paths.state_file,
+            config_path: settings.config,
+            state_file: settings.state_file,
+            access: settings.access,
+            max_connections: settings.max_connections,
+            connections: 0,
             restoring: false,
+            systemd: Systemd::from_env(),
         })
+    }
+
+    /// Boot is complete and the socket accepts requests: tell systemd.
+    pub fn ready(&mut self) {
+        let status = self.status_line();
+        self.systemd.ready(status);
+    }
+
+    /// A short summary for systemd's `STATUS=`.
+    fn status_line(&self) -> String {
+        let c = self.core.counts();
+        format!(
+            "{} running, {} in backoff, {} failed, {} stopping",
+            c.active - c.stopping,
+            c.backoff,
+            c.failed,
+            c.stopping
+        )
     }
 
     /// Start the config's `[[children]]`, in order. A failure stops the boot (the
@@ -246,6 +283,14 @@ impl Reactor {
                     self.feed(Input::Tick);
                 }
             }
+            if self
+                .systemd
+                .next_wake()
+                .is_some_and(|at| at <= Instant::now())
+            {
+                let status = self.status_line();
+                self.systemd.on_wake(|| status);
+            }
             self.flush_dirty();
         }
     }
@@ -261,10 +306,11 @@ impl Reactor {
         let grace = self
             .exit
             .map(|(_, since)| EXIT_GRACE.saturating_sub(since.elapsed()));
-        match (deadline, grace) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let systemd = self
+            .systemd
+            .next_wake()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        [deadline, grace, systemd].into_iter().flatten().min()
     }
 
     fn mono_us(&self) -> u64 {
@@ -329,7 +375,13 @@ impl Reactor {
                 }
             }
             Action::Reply { to, reply } => self.deliver(to, *reply),
-            Action::Event(event) => self.broadcast(&event),
+            Action::Event(event) => {
+                if event == Event::Shutdown {
+                    self.systemd.stopping();
+                }
+                self.systemd.changed();
+                self.broadcast(&event);
+            }
             Action::SaveState => self.save_state(),
             Action::Exit { code } => {
                 if self.exit.is_none() {
@@ -438,7 +490,7 @@ impl Reactor {
         for signal in self.signals.pending() {
             match signal {
                 SIGCHLD => child_exited = true,
-                SIGTERM | SIGINT => shutdown = Some(Signal(signal)),
+                SIGTERM | SIGINT | SIGQUIT => shutdown = Some(Signal(signal)),
                 SIGHUP => reload = true,
                 _ => {}
             }
@@ -463,19 +515,7 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((mut stream, _)) => {
-                    let token = self.new_token();
-                    match self
-                        .poll
-                        .registry()
-                        .register(&mut stream, token, Interest::READABLE)
-                    {
-                        Ok(()) => {
-                            self.sources.insert(token, Source::Conn(Conn::new(stream)));
-                        }
-                        Err(e) => log::error!("cannot watch a new connection: {e}"),
-                    }
-                }
+                Ok((stream, _)) => self.admit(stream),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -485,6 +525,63 @@ impl Reactor {
                     return;
                 }
             }
+        }
+    }
+
+    /// Check who is connecting and whether there is room; register or turn away.
+    fn admit(&mut self, mut stream: mio::net::UnixStream) {
+        let refuse = |stream: &mut mio::net::UnixStream, kind: ErrorKind, message: String| {
+            // Best effort, never blocking: a fresh socket's buffer takes one line.
+            let _ = io::Write::write(stream, &Reply::error(kind, message).encode());
+        };
+        if self.connections >= self.max_connections {
+            log::warn!(
+                "refusing a connection: {} clients are connected (max_connections)",
+                self.connections
+            );
+            let message = format!(
+                "the daemon serves at most {} connections",
+                self.max_connections
+            );
+            return refuse(&mut stream, ErrorKind::TooManyConnections, message);
+        }
+        let access = match process::peer_credentials(&stream) {
+            Ok(peer) => {
+                let gids = if self.access.needs_groups(peer.uid) {
+                    process::groups_of(peer.pid, peer.gid)
+                } else {
+                    vec![peer.gid]
+                };
+                let access = self.access.decide(peer.uid, &gids);
+                if access == Access::Denied {
+                    log::warn!(
+                        "refused a connection from uid {} (pid {}): not allowed by the config",
+                        peer.uid,
+                        peer.pid
+                    );
+                    let message = format!("uid {} may not use this daemon", peer.uid);
+                    return refuse(&mut stream, ErrorKind::PermissionDenied, message);
+                }
+                access
+            }
+            Err(e) => {
+                log::warn!("refused a connection whose credentials cannot be read: {e}");
+                let message = "the peer's credentials cannot be read".to_string();
+                return refuse(&mut stream, ErrorKind::PermissionDenied, message);
+            }
+        };
+        let token = self.new_token();
+        match self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+        {
+            Ok(()) => {
+                let conn = Conn::new(stream, access == Access::ReadOnly);
+                self.sources.insert(token, Source::Conn(conn));
+                self.connections += 1;
+            }
+            Err(e) => log::error!("cannot watch a new connection: {e}"),
         }
     }
 
@@ -539,6 +636,17 @@ impl Reactor {
 
     /// Most requests go to the core as they are; these need the OS first.
     fn on_request(&mut self, token: Token, seq: u64, from: ReplyTo, req: Request) {
+        let read_only = matches!(self.sources.get(&token), Some(Source::Conn(c)) if c.read_only);
+        if read_only && !is_read_only_command(req.cmd()) {
+            let reply = Reply::error(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "`{}` needs full access; this connection is read-only",
+                    req.cmd()
+                ),
+            );
+            return self.deliver(from, reply);
+        }
         match req {
             Request::Watch { names } => self.watch(token, seq, from, names),
             Request::Whois { pid } => {
@@ -664,7 +772,10 @@ impl Reactor {
         };
         let registry = self.poll.registry();
         let _ = match source {
-            Source::Conn(mut c) => registry.deregister(&mut c.stream),
+            Source::Conn(mut c) => {
+                self.connections -= 1;
+                registry.deregister(&mut c.stream)
+            }
             Source::Output(mut p) => registry.deregister(&mut p.pipe),
             Source::Mailbox(mut m) if m.registered => registry.deregister(&mut m.pipe),
             Source::Mailbox(_) => Ok(()),
