@@ -8,7 +8,9 @@
 //! `docs/CONFIG.md` documents every key; a test checks it names each one.
 
 use crate::access::AccessPolicy;
-use crate::core::{Backoff, OnLimit, RestartLimit, RestartType, Template};
+use crate::core::{
+    Backoff, Credentials, OnLimit, Readiness, Resource, RestartLimit, RestartType, Rlimit, Template,
+};
 use crate::protocol::validate_name;
 use crate::signal::Signal;
 use serde::Deserialize;
@@ -63,6 +65,13 @@ pub const KEYS: &[&str] = &[
     "templates.NAME.max_restarts",
     "templates.NAME.max_seconds",
     "templates.NAME.on_limit",
+    "templates.NAME.user",
+    "templates.NAME.group",
+    "templates.NAME.umask",
+    "templates.NAME.rlimits",
+    "templates.NAME.no_new_privs",
+    "templates.NAME.ready",
+    "templates.NAME.ready_timeout_ms",
     "children.name",
     "children.template",
     "children.args",
@@ -166,6 +175,15 @@ struct RawTemplate {
     max_restarts: Option<Spanned<toml::Value>>,
     max_seconds: Option<Spanned<u64>>,
     on_limit: Option<OnLimit>,
+    user: Option<Spanned<toml::Value>>,
+    group: Option<Spanned<toml::Value>>,
+    umask: Option<Spanned<String>>,
+    #[serde(default)]
+    rlimits: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    #[serde(default)]
+    no_new_privs: bool,
+    ready: Option<Readiness>,
+    ready_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -441,6 +459,16 @@ fn validate_template(
         None => None,
     };
     let on_limit = raw.on_limit.unwrap_or(OnLimit::Escalate);
+    let credentials = credentials(&name, raw.user.as_ref(), raw.group.as_ref())?;
+    let umask = match &raw.umask {
+        Some(mask) => Some(parse_mode(mask, "umask")?),
+        None => None,
+    };
+    let rlimits = raw
+        .rlimits
+        .iter()
+        .map(|(resource, value)| rlimit(resource, value))
+        .collect::<Result<Vec<_>, _>>()?;
     // A worker has its own window when the template sets one, and always when it gives
     // up on its own (then the supervisor's values are the defaults).
     let limit = (max_restarts.is_some()
@@ -464,7 +492,111 @@ fn validate_template(
         backoff,
         limit,
         on_limit,
+        credentials,
+        umask,
+        rlimits,
+        no_new_privs: raw.no_new_privs,
+        ready: raw.ready.unwrap_or(Readiness::Exec),
+        ready_timeout_ms: raw.ready_timeout_ms.unwrap_or(30_000),
     })
+}
+
+/// `user` / `group` of a template, resolved to ids (and the user's supplementary
+/// groups, as `initgroups` would set them). Only root can switch users, so naming one
+/// while the daemon is not root is an error here, not a failure at every spawn.
+fn credentials(
+    template: &str,
+    user: Option<&Spanned<toml::Value>>,
+    group: Option<&Spanned<toml::Value>>,
+) -> Result<Option<Credentials>, Invalid> {
+    let Some(span) = user.or(group).map(Spanned::span) else {
+        return Ok(None);
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return Err((
+            span,
+            format!("template {template:?} sets user/group, but the daemon is not running as root"),
+        ));
+    }
+    let gid_override = group.map(resolve_gid).transpose()?;
+    let Some(user) = user else {
+        // Only a group: keep the daemon's user, switch the group.
+        let gid = gid_override.unwrap_or(0);
+        return Ok(Some(Credentials {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid,
+            groups: vec![gid],
+            user_name: None,
+            home: None,
+        }));
+    };
+    let entry = match user.get_ref() {
+        toml::Value::String(name) => nix::unistd::User::from_name(name).ok().flatten(),
+        toml::Value::Integer(n) => u32::try_from(*n).ok().and_then(|uid| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten()
+        }),
+        _ => None,
+    };
+    let Some(entry) = entry else {
+        return Err((
+            user.span(),
+            format!("template {template:?}: unknown user (no passwd entry)"),
+        ));
+    };
+    let gid = gid_override.unwrap_or(entry.gid.as_raw());
+    let groups = std::ffi::CString::new(entry.name.clone())
+        .ok()
+        .and_then(|cname| nix::unistd::getgrouplist(&cname, nix::unistd::Gid::from_raw(gid)).ok())
+        .map(|list| list.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_else(|| vec![gid]);
+    Ok(Some(Credentials {
+        uid: entry.uid.as_raw(),
+        gid,
+        groups,
+        user_name: Some(entry.name),
+        home: Some(entry.dir.display().to_string()),
+    }))
+}
+
+/// `nofile = 1024`, `core = "infinity"` or `nofile = [1024, 4096]` (soft, hard).
+fn rlimit(resource: &Spanned<String>, value: &Spanned<toml::Value>) -> Result<Rlimit, Invalid> {
+    let which = match resource.get_ref().as_str() {
+        "nofile" => Resource::Nofile,
+        "nproc" => Resource::Nproc,
+        "core" => Resource::Core,
+        "memlock" => Resource::Memlock,
+        other => {
+            return Err((
+                resource.span(),
+                format!("unknown rlimit {other:?} (known: nofile, nproc, core, memlock)"),
+            ))
+        }
+    };
+    let one = |v: &toml::Value| match v {
+        toml::Value::Integer(n) => u64::try_from(*n).ok(),
+        toml::Value::String(s) if s == "infinity" => Some(u64::MAX),
+        _ => None,
+    };
+    let (soft, hard) = match value.get_ref() {
+        toml::Value::Array(pair) if pair.len() == 2 => (one(&pair[0]), one(&pair[1])),
+        v => (one(v), one(v)),
+    };
+    match (soft, hard) {
+        (Some(soft), Some(hard)) if soft <= hard => Ok(Rlimit {
+            resource: which,
+            soft,
+            hard,
+        }),
+        _ => Err((
+            value.span(),
+            format!(
+                "rlimits.{}: expected a number, \"infinity\", or [soft, hard] with soft <= hard",
+                resource.get_ref()
+            ),
+        )),
+    }
 }
 
 /// An octal mode written as a string, such as `"0660"`.

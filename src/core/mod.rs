@@ -23,6 +23,7 @@ pub use exit::Exit;
 pub use intensity::Intensity;
 pub use policy::{decide, CleanExits, Decision};
 pub use spec::{
-    Backoff, BootChild, ChildSpec, OnLimit, RestartLimit, RestartType, SavedWorker, Template,
+    Backoff, BootChild, ChildSpec, Credentials, OnLimit, Readiness, Resource, RestartLimit,
+    RestartType, Rlimit, SavedWorker, Template,
 };
 pub use supervisor::{Action, Input, InstanceId, Limits, ReloadConfig, ReplyTo, Supervisor, Time};

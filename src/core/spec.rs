@@ -109,9 +109,83 @@ pub struct Template {
     /// The worker's own restart window, if the template sets one.
     pub limit: Option<RestartLimit>,
     pub on_limit: OnLimit,
+    /// Run as this user (the daemon must be root).
+    pub credentials: Option<Credentials>,
+    pub umask: Option<u32>,
+    pub rlimits: Vec<Rlimit>,
+    /// `PR_SET_NO_NEW_PRIVS`: exec can never grant more privileges (setuid binaries,
+    /// file capabilities).
+    pub no_new_privs: bool,
+    pub ready: Readiness,
+    /// `ready = "notify"`: how long the worker may take to send `READY=1`.
+    pub ready_timeout_ms: u64,
+}
+
+/// The identity a worker runs as, resolved from the config's `user`/`group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (the user's, as `initgroups` would set them).
+    pub groups: Vec<u32>,
+    /// For `USER`, `LOGNAME` and `HOME` in the worker's environment.
+    pub user_name: Option<String>,
+    pub home: Option<String>,
+}
+
+/// A resource limit for the worker (`setrlimit` before exec). `u64::MAX` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    pub resource: Resource,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Nofile,
+    Nproc,
+    Core,
+    Memlock,
+}
+
+/// When a started worker counts as up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readiness {
+    /// As soon as it has exec'd.
+    Exec,
+    /// When it sends `READY=1` to its `$NOTIFY_SOCKET` (sd_notify).
+    Notify,
 }
 
 impl Template {
+    /// A template with every optional setting at its default (as the config
+    /// documents them).
+    pub fn new(name: &str, command: Vec<String>) -> Template {
+        Template {
+            name: name.to_string(),
+            command,
+            restart: RestartType::Transient,
+            shutdown_ms: 5000,
+            stop_signal: Signal::TERM,
+            clean_signals: vec![Signal::TERM],
+            env: Vec::new(),
+            cwd: None,
+            extra_args: Vec::new(),
+            normal_exit_codes: vec![0],
+            backoff: Backoff::default(),
+            limit: None,
+            on_limit: OnLimit::Escalate,
+            credentials: None,
+            umask: None,
+            rlimits: Vec::new(),
+            no_new_privs: false,
+            ready: Readiness::Exec,
+            ready_timeout_ms: 30_000,
+        }
+    }
+
     /// Equal in every way that matters to a running worker (all but the name).
     pub fn same_effect(&self, other: &Template) -> bool {
         Template {

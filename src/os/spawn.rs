@@ -5,19 +5,24 @@
 //! async-signal-safe syscalls and touches no allocator or lock. In the child:
 //!
 //! 1. `setpgid(0, 0)`: its own process group, so `stop` can signal the whole group.
-//! 2. `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then exit at once if the daemon is already
-//!    gone (`getppid()` differs from the daemon's pid read before fork).
-//! 3. Every signal disposition back to `SIG_DFL` and an empty signal mask: ignored
+//! 2. Into its cgroup, when the daemon uses cgroups (a write of "0" to the
+//!    `cgroup.procs` fd the parent opened).
+//! 3. Resource limits (`setrlimit`), while still privileged enough to raise them.
+//! 4. `setgroups`, `setgid`, `setuid`, in that order, when the template names a user.
+//! 5. `prctl(PR_SET_PDEATHSIG, SIGKILL)` (after the uid change, which would clear it),
+//!    then exit at once if the daemon is already gone (`getppid()` differs from the
+//!    daemon's pid read before fork); then `PR_SET_NO_NEW_PRIVS` and the umask.
+//! 6. Every signal disposition back to `SIG_DFL` and an empty signal mask: ignored
 //!    signals (Rust ignores SIGPIPE) would otherwise survive exec.
-//! 4. stdin = the mailbox pipe, stdout/stderr = pipes the daemon reads.
-//! 5. `chdir` to the template's cwd, then `execve`.
+//! 7. stdin = the mailbox pipe, stdout/stderr = pipes the daemon reads.
+//! 8. `chdir` to the template's cwd, then `execve`.
 //!
 //! A failure at any step is written (stage, errno) to a close-on-exec status pipe and
 //! the child `_exit`s; the parent reads that pipe until EOF, so exec failures are
 //! reported synchronously to the `start` caller and the pid is known to have exec'd
 //! before the daemon returns to its loop.
 
-use crate::core::ChildSpec;
+use crate::core::{ChildSpec, Credentials, Resource};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::pipe2;
 use std::collections::BTreeMap;
@@ -62,6 +67,10 @@ pub struct ExecPlan {
     argv: Vec<CString>,
     envp: Vec<CString>,
     cwd: Option<CString>,
+    credentials: Option<Credentials>,
+    umask: Option<libc::mode_t>,
+    rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    no_new_privs: bool,
 }
 
 impl ExecPlan {
@@ -74,8 +83,18 @@ impl ExecPlan {
             .iter()
             .map(|a| c_string(a.as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
+        let template = &spec.template;
         let mut env: BTreeMap<OsString, OsString> = ctx.base_env.iter().cloned().collect();
-        for (key, value) in &spec.template.env {
+        if let Some(creds) = &template.credentials {
+            if let Some(user) = &creds.user_name {
+                env.insert("USER".into(), user.into());
+                env.insert("LOGNAME".into(), user.into());
+            }
+            if let Some(home) = &creds.home {
+                env.insert("HOME".into(), home.into());
+            }
+        }
+        for (key, value) in &template.env {
             env.insert(key.into(), value.into());
         }
         env.insert("DYNSUP_NAME".into(), OsStr::new(&*spec.name).to_os_string());
@@ -92,11 +111,41 @@ impl ExecPlan {
             Some(dir) => Some(c_string(dir.as_bytes())?),
             None => None,
         };
+        let rlimits = template
+            .rlimits
+            .iter()
+            .map(|limit| {
+                let resource = match limit.resource {
+                    Resource::Nofile => libc::RLIMIT_NOFILE,
+                    Resource::Nproc => libc::RLIMIT_NPROC,
+                    Resource::Core => libc::RLIMIT_CORE,
+                    Resource::Memlock => libc::RLIMIT_MEMLOCK,
+                };
+                let value = |v: u64| {
+                    if v == u64::MAX {
+                        libc::RLIM_INFINITY
+                    } else {
+                        v
+                    }
+                };
+                (
+                    resource,
+                    libc::rlimit {
+                        rlim_cur: value(limit.soft),
+                        rlim_max: value(limit.hard),
+                    },
+                )
+            })
+            .collect();
         Ok(ExecPlan {
             program: c_string(program.as_os_str().as_bytes())?,
             argv,
             envp,
             cwd,
+            credentials: template.credentials.clone(),
+            umask: template.umask.map(|m| m as libc::mode_t),
+            rlimits,
+            no_new_privs: template.no_new_privs,
         })
     }
 }
@@ -157,6 +206,11 @@ const STAGE_PDEATHSIG: i32 = 2;
 const STAGE_DUP2: i32 = 3;
 const STAGE_CHDIR: i32 = 4;
 const STAGE_EXEC: i32 = 5;
+const STAGE_RLIMIT: i32 = 6;
+const STAGE_SETGROUPS: i32 = 7;
+const STAGE_SETGID: i32 = 8;
+const STAGE_SETUID: i32 = 9;
+const STAGE_NO_NEW_PRIVS: i32 = 10;
 
 /// Fork and exec the plan. Returns once the child has exec'd, or with the reason it
 /// could not (the failed child is already reaped).
@@ -217,6 +271,11 @@ pub fn spawn(plan: &ExecPlan, daemon_pid: i32) -> Result<Spawned, String> {
                 STAGE_SETPGID => format!("setpgid failed: {err}"),
                 STAGE_PDEATHSIG => format!("prctl(PR_SET_PDEATHSIG) failed: {err}"),
                 STAGE_DUP2 => format!("redirecting stdio failed: {err}"),
+                STAGE_RLIMIT => format!("setrlimit failed: {err}"),
+                STAGE_SETGROUPS => format!("setgroups failed: {err}"),
+                STAGE_SETGID => format!("setgid failed: {err}"),
+                STAGE_SETUID => format!("setuid failed: {err}"),
+                STAGE_NO_NEW_PRIVS => format!("prctl(PR_SET_NO_NEW_PRIVS) failed: {err}"),
                 STAGE_CHDIR => format!(
                     "cannot change directory to {}: {err}",
                     plan.cwd
@@ -276,12 +335,35 @@ unsafe fn exec_child(
     if libc::setpgid(0, 0) != 0 {
         fail(STAGE_SETPGID);
     }
+    for (resource, limit) in &plan.rlimits {
+        if libc::setrlimit(*resource, limit) != 0 {
+            fail(STAGE_RLIMIT);
+        }
+    }
+    if let Some(creds) = &plan.credentials {
+        if libc::setgroups(creds.groups.len(), creds.groups.as_ptr()) != 0 {
+            fail(STAGE_SETGROUPS);
+        }
+        if libc::setgid(creds.gid) != 0 {
+            fail(STAGE_SETGID);
+        }
+        if libc::setuid(creds.uid) != 0 {
+            fail(STAGE_SETUID);
+        }
+    }
+    // After the uid change: changing credentials clears the parent-death signal.
     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
         fail(STAGE_PDEATHSIG);
     }
     if libc::getppid() != daemon_pid {
         // The daemon died between fork and prctl: nobody will ever supervise us.
         libc::_exit(1);
+    }
+    if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+        fail(STAGE_NO_NEW_PRIVS);
+    }
+    if let Some(mask) = plan.umask {
+        libc::umask(mask);
     }
     for signal in 1..=libc::SIGRTMAX() {
         if signal != libc::SIGKILL && signal != libc::SIGSTOP {

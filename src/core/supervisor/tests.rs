@@ -30,19 +30,11 @@ const WALL0: u64 = 1_700_000_000_000;
 
 fn template(name: &str, restart: RestartType) -> Template {
     Template {
-        name: name.to_string(),
-        command: vec!["/opt/bin/worker".to_string(), "--flag".to_string()],
         restart,
-        shutdown_ms: 5000,
-        stop_signal: Signal::TERM,
-        clean_signals: vec![Signal::TERM],
-        env: Vec::new(),
-        cwd: None,
-        extra_args: Vec::new(),
-        normal_exit_codes: vec![0],
-        backoff: crate::core::Backoff::default(),
-        limit: None,
-        on_limit: crate::core::OnLimit::Escalate,
+        ..Template::new(
+            name,
+            vec!["/opt/bin/worker".to_string(), "--flag".to_string()],
+        )
     }
 }
 
