@@ -48,6 +48,8 @@ pub const KEYS: &[&str] = &[
     "supervisor.read_only_uids",
     "supervisor.read_only_groups",
     "supervisor.max_connections",
+    "supervisor.cgroup",
+    "supervisor.cgroup_root",
     "templates.NAME.command",
     "templates.NAME.restart",
     "templates.NAME.shutdown_ms",
@@ -98,6 +100,10 @@ pub struct Config {
     /// Who may connect (the daemon's own uid is filled in at start).
     pub access: AccessPolicy,
     pub max_connections: usize,
+    /// Run each worker in its own cgroup v2 group.
+    pub cgroup: bool,
+    /// Where the worker groups go (default: `dynsup` under the daemon's own cgroup).
+    pub cgroup_root: Option<PathBuf>,
     pub templates: BTreeMap<String, Rc<Template>>,
     pub children: Vec<BootChild>,
 }
@@ -155,6 +161,9 @@ struct RawSupervisor {
     #[serde(default)]
     read_only_groups: Vec<Spanned<toml::Value>>,
     max_connections: Option<Spanned<usize>>,
+    #[serde(default)]
+    cgroup: bool,
+    cgroup_root: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -349,6 +358,8 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         socket_group,
         access,
         max_connections,
+        cgroup: raw.supervisor.cgroup,
+        cgroup_root: raw.supervisor.cgroup_root.map(PathBuf::from),
         socket,
         max_restarts: raw.supervisor.max_restarts.unwrap_or(3),
         max_seconds,

@@ -64,7 +64,27 @@ pub fn run(args: DaemonArgs) -> i32 {
     let ctx = SpawnContext::from_process(socket.clone());
     let mut access = config.access.clone();
     access.daemon_uid = nix::unistd::geteuid().as_raw();
+    let cgroups = if config.cgroup {
+        match crate::os::cgroup::Cgroups::setup(config.cgroup_root.as_deref()) {
+            Ok(cgroups) => {
+                log::info!(
+                    "each worker runs in its own cgroup under {}",
+                    cgroups.base().display()
+                );
+                Some(cgroups)
+            }
+            Err(why) => {
+                log::warn!(
+                    "cgroup = true, but cgroups cannot be used: {why}; falling back to process groups (descendants that call setsid can escape a stop)"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     let settings = Settings {
+        cgroups,
         config: args.config.clone(),
         state_file: config.state_file.clone(),
         access,

@@ -285,6 +285,10 @@ impl Supervisor {
         self.deadlines.first().map(|(at, _)| *at)
     }
 
+    pub fn is_registered(&self, name: &str) -> bool {
+        self.workers.contains_key(name)
+    }
+
     /// How many names are registered.
     pub fn count(&self) -> usize {
         self.workers.len()

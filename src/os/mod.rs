@@ -5,11 +5,13 @@
 //! - [`process`]: `waitpid` and `kill`.
 //! - [`listener`]: binding the control socket (stale-socket replacement, mode 0600).
 //! - [`notify`]: sd_notify to systemd (READY, STATUS, STOPPING, WATCHDOG).
+//! - [`cgroup`]: per-worker cgroup v2 groups (join, kill, list).
 //! - [`conn`]: one client connection: bounded line reader, replies in request order.
 //! - [`pipes`]: worker stdout/stderr line logging and the bounded stdin mailbox.
 //! - [`state_file`]: the durable list of dynamic workers.
 //! - [`reactor`]: the single-threaded mio loop.
 
+pub mod cgroup;
 pub mod conn;
 pub mod listener;
 pub mod notify;

@@ -14,6 +14,7 @@
 //! retry list and the next poll does not sleep, so a chatty worker or a client with a
 //! deep pipeline cannot starve the others.
 
+use super::cgroup::Cgroups;
 use super::conn::{Conn, ConnStatus};
 use super::notify::Systemd;
 use super::pipes::{CastError, Drained, Mailbox, OutputPipe};
@@ -56,8 +57,8 @@ pub struct Reactor {
     signals: Signals,
     listener: Option<UnixListener>,
     sources: HashMap<Token, Source>,
-    /// Each live instance's pipe tokens: stdin mailbox, stdout, stderr.
-    instances: HashMap<InstanceId, [Option<Token>; 3]>,
+    /// Each live instance: its name and pipe tokens (stdin mailbox, stdout, stderr).
+    instances: HashMap<InstanceId, (Rc<str>, [Option<Token>; 3])>,
     next_token: usize,
     core: Supervisor,
     ctx: SpawnContext,
@@ -79,6 +80,10 @@ pub struct Reactor {
     max_connections: usize,
     /// Client connections open now.
     connections: usize,
+    cgroups: Option<Cgroups>,
+    /// Groups of unregistered workers that were still emptying; retried on SIGCHLD
+    /// (their killed processes come back to us as a subreaper when they die).
+    emptying_cgroups: Vec<Rc<str>>,
 }
 
 /// What the reactor needs from the config and the command line.
@@ -88,6 +93,7 @@ pub struct Settings {
     pub state_file: Option<PathBuf>,
     pub access: AccessPolicy,
     pub max_connections: usize,
+    pub cgroups: Option<Cgroups>,
 }
 
 /// The core's view of a config.
@@ -145,6 +151,8 @@ impl Reactor {
             access: settings.access,
             max_connections: settings.max_connections,
             connections: 0,
+            cgroups: settings.cgroups,
+            emptying_cgroups: Vec::new(),
             restoring: false,
             systemd: Systemd::from_env(),
         })
@@ -258,6 +266,9 @@ impl Reactor {
                 });
                 if flushed || since.elapsed() >= EXIT_GRACE {
                     self.drain_outputs();
+                    if let Some(cgroups) = &self.cgroups {
+                        cgroups.remove_all();
+                    }
                     return Ok(code);
                 }
             }
@@ -361,9 +372,17 @@ impl Reactor {
                 self.deliver(reply_to, reply);
             }
             Action::Reaped { instance } => {
-                let Some([mailbox, stdout, stderr]) = self.instances.remove(&instance) else {
+                let Some((name, [mailbox, stdout, stderr])) = self.instances.remove(&instance)
+                else {
                     return;
                 };
+                if let Some(cgroups) = &self.cgroups {
+                    // Whatever the worker left behind dies with it, before any restart.
+                    cgroups.kill(&name);
+                    if !self.core.is_registered(&name) && !cgroups.remove(&name) {
+                        self.emptying_cgroups.push(name);
+                    }
+                }
                 if let Some(token) = mailbox {
                     self.close_source(token);
                 }
@@ -396,7 +415,15 @@ impl Reactor {
 
     fn spawn(&mut self, instance: InstanceId, spec: &ChildSpec) -> Result<i32, String> {
         let plan = ExecPlan::new(spec, &self.ctx)?;
-        let child = spawn::spawn(&plan, self.ctx.daemon_pid)?;
+        let cgroup_procs = match &self.cgroups {
+            Some(cgroups) => Some(
+                cgroups
+                    .prepare(&spec.name)
+                    .map_err(|e| format!("cannot prepare the worker's cgroup: {e}"))?,
+            ),
+            None => None,
+        };
+        let child = spawn::spawn(&plan, self.ctx.daemon_pid, cgroup_procs.as_ref())?;
         let name: Rc<str> = spec.name.clone();
         let mut tokens = [None; 3];
         for (slot, fd) in tokens[1..].iter_mut().zip([child.stdout, child.stderr]) {
@@ -423,12 +450,12 @@ impl Reactor {
             Source::Mailbox(Mailbox::new(Sender::from(child.stdin))),
         );
         tokens[0] = Some(token);
-        self.instances.insert(instance, tokens);
+        self.instances.insert(instance, (name, tokens));
         Ok(child.pid)
     }
 
     fn cast(&mut self, instance: InstanceId, message: &str) -> Reply {
-        let token = self.instances.get(&instance).and_then(|t| t[0]);
+        let token = self.instances.get(&instance).and_then(|(_, t)| t[0]);
         let Some(Source::Mailbox(mailbox)) = token.and_then(|t| self.sources.get_mut(&t)) else {
             return Reply::error(ErrorKind::NotRunning, "the worker's stdin is closed");
         };
@@ -498,6 +525,11 @@ impl Reactor {
         if child_exited {
             while let Some((pid, exit)) = process::reap_one() {
                 self.feed(Input::Exited { pid, exit });
+            }
+            if let Some(cgroups) = &self.cgroups {
+                let core = &self.core;
+                self.emptying_cgroups
+                    .retain(|name| !core.is_registered(name) && !cgroups.remove(name));
             }
         }
         if reload {

@@ -211,10 +211,16 @@ const STAGE_SETGROUPS: i32 = 7;
 const STAGE_SETGID: i32 = 8;
 const STAGE_SETUID: i32 = 9;
 const STAGE_NO_NEW_PRIVS: i32 = 10;
+const STAGE_CGROUP: i32 = 11;
 
-/// Fork and exec the plan. Returns once the child has exec'd, or with the reason it
-/// could not (the failed child is already reaped).
-pub fn spawn(plan: &ExecPlan, daemon_pid: i32) -> Result<Spawned, String> {
+/// Fork and exec the plan. `cgroup_procs`, if given, is the open `cgroup.procs` of the
+/// worker's cgroup: the child joins it first. Returns once the child has exec'd, or
+/// with the reason it could not (the failed child is already reaped).
+pub fn spawn(
+    plan: &ExecPlan,
+    daemon_pid: i32,
+    cgroup_procs: Option<&OwnedFd>,
+) -> Result<Spawned, String> {
     let (stdin_r, stdin_w) = cloexec_pipe()?;
     let (stdout_r, stdout_w) = cloexec_pipe()?;
     let (stderr_r, stderr_w) = cloexec_pipe()?;
@@ -238,6 +244,7 @@ pub fn spawn(plan: &ExecPlan, daemon_pid: i32) -> Result<Spawned, String> {
         stdout: stdout_w.as_raw_fd(),
         stderr: stderr_w.as_raw_fd(),
         status: status_w.as_raw_fd(),
+        cgroup_procs: cgroup_procs.map(AsRawFd::as_raw_fd),
     };
 
     // SAFETY: the daemon is single-threaded (one event loop thread, and signal-hook's
@@ -276,6 +283,7 @@ pub fn spawn(plan: &ExecPlan, daemon_pid: i32) -> Result<Spawned, String> {
                 STAGE_SETGID => format!("setgid failed: {err}"),
                 STAGE_SETUID => format!("setuid failed: {err}"),
                 STAGE_NO_NEW_PRIVS => format!("prctl(PR_SET_NO_NEW_PRIVS) failed: {err}"),
+                STAGE_CGROUP => format!("joining the worker's cgroup failed: {err}"),
                 STAGE_CHDIR => format!(
                     "cannot change directory to {}: {err}",
                     plan.cwd
@@ -310,6 +318,7 @@ struct ChildFds {
     stdout: RawFd,
     stderr: RawFd,
     status: RawFd,
+    cgroup_procs: Option<RawFd>,
 }
 
 /// The child's side of the fork. Never returns.
@@ -334,6 +343,12 @@ unsafe fn exec_child(
     };
     if libc::setpgid(0, 0) != 0 {
         fail(STAGE_SETPGID);
+    }
+    if let Some(fd) = fds.cgroup_procs {
+        // "0" moves the writing process; its descendants will be born inside.
+        if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+            fail(STAGE_CGROUP);
+        }
     }
     for (resource, limit) in &plan.rlimits {
         if libc::setrlimit(*resource, limit) != 0 {

@@ -38,19 +38,11 @@ const WALL0: u64 = 1_700_000_000_000;
 
 fn template(name: &str, restart: RestartType) -> Template {
     Template {
-        name: name.to_string(),
-        command: vec!["/opt/bin/worker".to_string(), "--flag".to_string()],
         restart,
-        shutdown_ms: 5000,
-        stop_signal: Signal::TERM,
-        clean_signals: vec![Signal::TERM],
-        env: Vec::new(),
-        cwd: None,
-        extra_args: Vec::new(),
-        normal_exit_codes: vec![0],
-        backoff: Backoff::default(),
-        limit: None,
-        on_limit: OnLimit::Escalate,
+        ..Template::new(
+            name,
+            vec!["/opt/bin/worker".to_string(), "--flag".to_string()],
+        )
     }
 }
 
@@ -497,6 +489,21 @@ impl Harness {
             .iter()
             .filter_map(|a| match a {
                 Action::Reply { reply, .. } => Some(Reply::clone(reply)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies.len(), 1, "{:#?}", self.last);
+        replies.into_iter().next().expect("one reply")
+    }
+
+    /// The one reply of the last `feed` that goes to `to`.
+    #[track_caller]
+    fn reply_to(&self, to: ReplyTo) -> Reply {
+        let replies: Vec<Reply> = self
+            .last
+            .iter()
+            .filter_map(|a| match a {
+                Action::Reply { to: t, reply } if *t == to => Some(Reply::clone(reply)),
                 _ => None,
             })
             .collect();
@@ -1223,6 +1230,94 @@ fn a_reload_during_a_restart_still_answers_the_restart() {
     );
 }
 
+#[test]
+fn a_reload_removing_a_child_during_its_restart_still_answers_the_restart() {
+    let mut h = Harness::new(3, 5, None, vec![transient("t")]);
+    boot(&mut h, 0, "c", "t", &[]);
+    h.check(from(conn(2), restart("c")), "signal group 101 SIGTERM")
+        .check(
+            reload(3, vec![transient("t")], vec![]),
+            "reply c1: ok reload={started=[] stopped=[c] restarted=[] unchanged=[] skipped=[]}",
+        );
+    let trace = h.feed(exited(101, signaled(Signal::TERM)));
+    assert!(
+        trace.contains(&"event stopped c (stopped)".to_string()),
+        "{trace:#?}"
+    );
+    h.check(lookup("c"), "reply c1: error not_found");
+    assert!(
+        trace.iter().any(|l| l.starts_with("reply c2:")),
+        "the restart request (c2) is never answered:\n{}",
+        trace.join("\n")
+    );
+}
+
+#[test]
+fn a_stop_in_progress_wins_over_a_reload_restart() {
+    // `stop` says so for an operator restart ("a stop wins over a pending operator
+    // restart"); a reload's restart of a changed child is one too. Whatever wins, the
+    // stop's caller must not be told `stopped` while the name is registered again.
+    let mut h = Harness::new(3, 5, None, vec![transient("t")]);
+    boot(&mut h, 0, "c", "t", &["1"]);
+    h.check(from(conn(2), stop("c")), "signal group 101 SIGTERM");
+    h.feed(reload(
+        3,
+        vec![transient("t")],
+        vec![boot_child("c", "t", &["2"])],
+    ));
+    let trace = h.feed(exited(101, signaled(Signal::TERM)));
+    assert!(
+        trace
+            .iter()
+            .any(|l| l == "reply c2: ok stopped={c pid=101 signal SIGTERM killed=false}"),
+        "{trace:#?}"
+    );
+    let trace = h.feed(lookup("c"));
+    assert_eq!(
+        trace,
+        ["reply c1: error not_found"],
+        "c2 was told `c` is stopped, yet it runs again"
+    );
+}
+
+#[test]
+fn a_restart_interrupted_by_shutdown_is_answered_shutting_down() {
+    let mut h = Harness::new(3, 5, None, vec![transient("t")]);
+    h.started(start("w", "t"));
+    h.check(from(conn(2), restart("w")), "signal group 101 SIGTERM")
+        .check(shutdown(), "event shutdown")
+        .check(from(conn(3), restart("w")), "reply c3: error shutting_down")
+        .check(
+            exited(101, signaled(Signal::TERM)),
+            "reaped #1
+             event stopped w (stopped)
+             reply c2: error shutting_down
+             reply c1: ok shutdown=[{w pid=101 signal SIGTERM killed=false}]
+             exit 0",
+        );
+}
+
+#[test]
+fn a_restart_whose_spawn_fails_unregisters_the_worker() {
+    let mut h = Harness::new(3, 5, None, vec![transient("t")]);
+    h.started(start("w", "t"));
+    h.check(restart("w"), "signal group 101 SIGTERM");
+    h.fail_next = 1;
+    h.check(
+        exited(101, signaled(Signal::TERM)),
+        "reaped #1
+         event exited w pid=101 (signal SIGTERM (stopped to be restarted))
+         event restarting w delay=0
+         spawn w #2 -> failed
+         event stopped w (spawn failed: No such file or directory (os error 2))
+         save state
+         reply c1: error spawn_failed",
+    )
+    .check(lookup("w"), "reply c1: error not_found");
+    assert!(h.sup.saved_workers().is_empty());
+    assert!(h.sup.intensity.is_empty());
+}
+
 // ----- max_children -------------------------------------------------------------------
 
 #[test]
@@ -1717,7 +1812,7 @@ fn reload_applies_only_the_difference() {
          signal group 104 SIGTERM
          reply c1: ok reload={started=[fresh] stopped=[gone] restarted=[args tpl] unchanged=[keep] skipped=[clash]}",
     );
-    let report = h.reply().reload.unwrap();
+    let report = h.reply_to(conn(1)).reload.unwrap();
     assert_eq!(report.skipped.len(), 1);
     assert!(
         report.skipped[0].contains("dynamic"),
