@@ -42,6 +42,9 @@ pub enum Command {
         /// Replaces the template's command: `-- CMD ARGS...`
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
+        /// Reply only once the worker is ready (sends READY=1, for `ready = "notify"`)
+        #[arg(long)]
+        wait_ready: bool,
     },
     /// Stop a worker: stop signal, then SIGKILL after the timeout; it is not restarted
     Stop {
@@ -68,7 +71,11 @@ pub enum Command {
         all: bool,
     },
     /// Show every worker
-    List,
+    List {
+        /// Also show each worker's processes (its cgroup, or its process group)
+        #[arg(long)]
+        tree: bool,
+    },
     /// Stop every worker and exit the daemon
     Shutdown,
     /// Stop a worker, then start it again with the same spec (not counted as a crash)

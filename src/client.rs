@@ -6,7 +6,7 @@
 //! are clap's.
 
 use crate::cli::Command;
-use crate::protocol::{Event, ExitReport, Reply, Request, StopReport, WorkerInfo};
+use crate::protocol::{Event, ExitReport, Processes, Reply, Request, StopReport, WorkerInfo};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -18,9 +18,29 @@ pub const EXIT_UNREACHABLE: i32 = 3;
 
 pub fn run(socket: &Path, command: Command, json: bool) -> i32 {
     let count_all = matches!(command, Command::Count { all: true });
+    let tree = matches!(command, Command::List { tree: true });
+    let wait_ready = match &command {
+        Command::Start {
+            name,
+            wait_ready: true,
+            ..
+        } => Some(name.clone()),
+        _ => None,
+    };
     let Some(request) = to_request(command) else {
         return EXIT_ERROR;
     };
+    // Several requests on one connection: the replies come back in order.
+    let mut requests = vec![request.clone()];
+    if let Some(name) = wait_ready {
+        requests.push(Request::WaitReady { name });
+    }
+    if tree {
+        requests.push(Request::Ps { name: None });
+    }
+    if requests.len() > 1 {
+        return run_sequence(socket, &requests, json);
+    }
     if let Request::Watch { .. } = request {
         return watch(socket, &request, json);
     }
@@ -49,6 +69,44 @@ pub fn run(socket: &Path, command: Command, json: bool) -> i32 {
     EXIT_OK
 }
 
+/// `start --wait-ready` and `list --tree`: pipelined requests, printed together.
+fn run_sequence(socket: &Path, requests: &[Request], json: bool) -> i32 {
+    let replies = match exchange_all(socket, requests) {
+        Ok(replies) => replies,
+        Err(message) => {
+            eprintln!("dynsup: {message}");
+            return EXIT_UNREACHABLE;
+        }
+    };
+    if json {
+        for reply in &replies {
+            print!("{}", String::from_utf8_lossy(&reply.encode()));
+        }
+        return if replies.iter().all(|r| r.ok) {
+            EXIT_OK
+        } else {
+            EXIT_ERROR
+        };
+    }
+    if let Some(err) = replies
+        .iter()
+        .find(|r| !r.ok)
+        .and_then(|r| r.error.as_ref())
+    {
+        eprintln!("dynsup: {}", err.message);
+        return EXIT_ERROR;
+    }
+    match (&requests[0], replies.as_slice()) {
+        (Request::List, [list, ps]) => print_table(
+            list.workers.as_deref().unwrap_or_default(),
+            ps.processes.as_deref(),
+        ),
+        (first, [reply, ..]) => print_human(first, reply),
+        _ => {}
+    }
+    EXIT_OK
+}
+
 fn to_request(command: Command) -> Option<Request> {
     Some(match command {
         Command::Daemon { .. } => return None,
@@ -57,6 +115,7 @@ fn to_request(command: Command) -> Option<Request> {
             template,
             args,
             command,
+            ..
         } => Request::Start {
             name,
             template,
@@ -74,7 +133,7 @@ fn to_request(command: Command) -> Option<Request> {
         Command::Cast { name, message } => Request::Cast { name, message },
         Command::Lookup { name } => Request::Lookup { name },
         Command::Count { .. } => Request::Count,
-        Command::List => Request::List,
+        Command::List { .. } => Request::List,
         Command::Shutdown => Request::Shutdown,
         Command::Restart { name, timeout } => Request::Restart {
             name,
@@ -100,18 +159,41 @@ fn connect_and_send(socket: &Path, request: &Request) -> Result<UnixStream, Stri
 
 /// One request, one reply, over a fresh connection.
 pub fn exchange(socket: &Path, request: &Request) -> Result<Reply, String> {
+    let mut replies = exchange_all(socket, std::slice::from_ref(request))?;
+    replies.pop().ok_or_else(|| "no reply".to_string())
+}
+
+/// Requests pipelined on one connection; their replies, in order.
+pub fn exchange_all(socket: &Path, requests: &[Request]) -> Result<Vec<Reply>, String> {
     let shown = socket.display();
-    let stream = connect_and_send(socket, request)?;
-    let mut reply = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut reply)
-        .map_err(|e| format!("cannot read the reply from {shown}: {e}"))?;
-    if reply.is_empty() {
-        return Err(format!(
-            "the daemon at {shown} closed the connection without replying"
-        ));
+    let mut stream = UnixStream::connect(socket)
+        .map_err(|e| format!("cannot connect to the daemon at {shown}: {e}"))?;
+    let mut lines = Vec::new();
+    for request in requests {
+        serde_json::to_writer(&mut lines, request).map_err(|e| e.to_string())?;
+        lines.push(b'\n');
     }
-    serde_json::from_str(&reply).map_err(|e| format!("unreadable reply from {shown}: {e}"))
+    stream
+        .write_all(&lines)
+        .map_err(|e| format!("cannot send to the daemon at {shown}: {e}"))?;
+    let mut reader = BufReader::new(&stream);
+    let mut replies = Vec::with_capacity(requests.len());
+    for _ in requests {
+        let mut reply = String::new();
+        reader
+            .read_line(&mut reply)
+            .map_err(|e| format!("cannot read the reply from {shown}: {e}"))?;
+        if reply.is_empty() {
+            return Err(format!(
+                "the daemon at {shown} closed the connection without replying"
+            ));
+        }
+        replies.push(
+            serde_json::from_str(&reply)
+                .map_err(|e| format!("unreadable reply from {shown}: {e}"))?,
+        );
+    }
+    Ok(replies)
 }
 
 /// Subscribe and print events until the daemon closes the stream.
@@ -170,6 +252,7 @@ fn watch(socket: &Path, request: &Request, json: bool) -> i32 {
 fn describe_event(event: &Event) -> String {
     match event {
         Event::Started { name, pid } => format!("{name} started (pid {pid})"),
+        Event::Ready { name, pid } => format!("{name} is ready (pid {pid})"),
         Event::Exited {
             name, pid, reason, ..
         } => format!("{name} exited: {reason} (pid {pid})"),
@@ -209,7 +292,16 @@ fn print_human(request: &Request, reply: &Reply) {
             reply.pid.unwrap_or_default()
         ),
         Request::Cast { .. } | Request::Watch { .. } => {}
-        Request::List => print_table(reply.workers.as_deref().unwrap_or_default()),
+        Request::List => print_table(reply.workers.as_deref().unwrap_or_default(), None),
+        Request::WaitReady { name } => {
+            println!("{name} is ready (pid {})", reply.pid.unwrap_or_default())
+        }
+        Request::Ps { .. } => {
+            for p in reply.processes.as_deref().unwrap_or_default() {
+                let pids: Vec<String> = p.pids.iter().map(i32::to_string).collect();
+                println!("{}: {}", p.name, pids.join(" "));
+            }
+        }
         Request::Restart { name, .. } => {
             println!("{name} restarted (pid {})", reply.pid.unwrap_or_default())
         }
@@ -270,7 +362,7 @@ fn describe_exit(exit: &ExitReport) -> String {
     }
 }
 
-fn print_table(workers: &[WorkerInfo]) {
+fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -332,9 +424,36 @@ fn print_table(workers: &[WorkerInfo]) {
         println!("{}", line.join("  ").trim_end());
     };
     print_row(&header);
-    for row in &rows {
+    for (row, worker) in rows.iter().zip(workers) {
         print_row(&row.each_ref().map(String::as_str));
+        let Some(tree) = tree else { continue };
+        let pids = tree
+            .iter()
+            .find(|p| p.name == worker.name)
+            .map(|p| p.pids.as_slice())
+            .unwrap_or_default();
+        for (i, pid) in pids.iter().enumerate() {
+            let branch = if i + 1 == pids.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            println!("  {branch} {pid} {}", command_of(*pid));
+        }
     }
+}
+
+/// A process's command line from /proc, for `list --tree`.
+fn command_of(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|&b| b == 0)
+                .filter(|part| !part.is_empty())
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
 }
 
 fn uptime(ms: u64) -> String {

@@ -75,6 +75,15 @@ pub enum Request {
     },
     /// Read the config file again and apply the difference.
     Reload,
+    /// Answer once the worker is ready (`READY=1` for `ready = "notify"` templates; at
+    /// once for the others), or with `not_ready` if it exits or times out first.
+    WaitReady { name: String },
+    /// The processes of each worker (its cgroup's, or its process group's), or of
+    /// one worker when `name` is given.
+    Ps {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
 }
 
 impl Request {
@@ -93,14 +102,28 @@ impl Request {
             Request::Whois { .. } => "whois",
             Request::Watch { .. } => "watch",
             Request::Reload => "reload",
+            Request::WaitReady { .. } => "wait_ready",
+            Request::Ps { .. } => "ps",
         }
     }
 }
 
 /// Every command name, in documentation order.
 pub const COMMANDS: &[&str] = &[
-    "start", "stop", "kill", "cast", "lookup", "count", "list", "shutdown", "restart", "whois",
-    "watch", "reload",
+    "start",
+    "stop",
+    "kill",
+    "cast",
+    "lookup",
+    "count",
+    "list",
+    "shutdown",
+    "restart",
+    "whois",
+    "watch",
+    "reload",
+    "wait_ready",
+    "ps",
 ];
 
 /// The stable error kinds. Clients match on these strings; never rename one.
@@ -138,6 +161,9 @@ pub enum ErrorKind {
     PermissionDenied,
     /// `max_connections` clients are connected; this one is closed.
     TooManyConnections,
+    /// `wait_ready`: the worker exited, or did not send `READY=1` within its
+    /// `ready_timeout_ms` (it was killed; the restart rule applies).
+    NotReady,
 }
 
 impl ErrorKind {
@@ -157,6 +183,7 @@ impl ErrorKind {
         ErrorKind::InvalidConfig,
         ErrorKind::PermissionDenied,
         ErrorKind::TooManyConnections,
+        ErrorKind::NotReady,
     ];
 
     /// The wire string of this kind.
@@ -176,6 +203,7 @@ impl ErrorKind {
             ErrorKind::InvalidConfig => "invalid_config",
             ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::TooManyConnections => "too_many_connections",
+            ErrorKind::NotReady => "not_ready",
         }
     }
 }
@@ -236,6 +264,8 @@ pub struct StopReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerStateName {
+    /// A live process that has not reported `READY=1` yet (`ready = "notify"`).
+    Starting,
     /// A live process.
     Running,
     /// Being stopped by dynsup; the process is still alive.
@@ -252,6 +282,7 @@ pub enum WorkerStateName {
 impl WorkerStateName {
     pub fn as_str(self) -> &'static str {
         match self {
+            WorkerStateName::Starting => "starting",
             WorkerStateName::Running => "running",
             WorkerStateName::Stopping => "stopping",
             WorkerStateName::Restarting => "restarting",
@@ -291,6 +322,20 @@ pub struct WorkerInfo {
     /// `[[children]]` entry of the config.
     #[serde(default)]
     pub dynamic: bool,
+    /// It has a process that is ready (always true once exec'd, unless the template
+    /// waits for `READY=1`).
+    #[serde(default)]
+    pub ready: bool,
+    /// The last `STATUS=` the worker sent over sd_notify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// `ps`: one worker's processes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Processes {
+    pub name: String,
+    pub pids: Vec<i32>,
 }
 
 /// How a worker's last process ended: `exit 1`, `signal SIGKILL`, `stopped`,
@@ -337,6 +382,8 @@ pub struct ReloadReport {
 pub enum Event {
     /// A process was started for `name` (first start or restart).
     Started { name: String, pid: i32 },
+    /// The worker reported `READY=1` (`ready = "notify"` templates only).
+    Ready { name: String, pid: i32 },
     /// A worker's process ended on its own (not by a stop dynsup ordered).
     Exited {
         name: String,
@@ -364,6 +411,7 @@ impl Event {
     pub fn name(&self) -> Option<&str> {
         match self {
             Event::Started { name, .. }
+            | Event::Ready { name, .. }
             | Event::Exited { name, .. }
             | Event::Restarting { name, .. }
             | Event::Stopped { name, .. }
@@ -421,6 +469,9 @@ pub struct Reply {
     /// `reload`: what changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<ReloadReport>,
+    /// `ps`: processes per worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<Vec<Processes>>,
 }
 
 impl Reply {

@@ -21,7 +21,7 @@
 use super::exit::Exit;
 use super::intensity::{Intensity, Verdict};
 use super::policy::{decide, CleanExits, Decision};
-use super::spec::{BootChild, ChildSpec, OnLimit, SavedWorker, Template};
+use super::spec::{BootChild, ChildSpec, OnLimit, Readiness, SavedWorker, Template};
 use crate::protocol::{
     validate_name, Counts, ErrorKind, Event, LastExit, ReloadReport, Reply, Request, StopReport,
     WireError, WorkerInfo, WorkerStateName,
@@ -120,6 +120,14 @@ pub enum Input {
     ShutdownSignal {
         signal: Signal,
     },
+    /// A worker's sd_notify datagram, from `pid` (whose process group the OS layer
+    /// read): `READY=1` and/or `STATUS=...`.
+    Notify {
+        pid: i32,
+        group: Option<i32>,
+        ready: bool,
+        status: Option<String>,
+    },
     /// The config was read again (SIGHUP or `reload`): apply it, or report why not.
     Reload {
         from: Option<ReplyTo>,
@@ -167,6 +175,10 @@ enum State {
         instance: InstanceId,
         since_wall_ms: u64,
         since_us: u64,
+        /// False until `READY=1` for `ready = "notify"` templates.
+        ready: bool,
+        /// While not ready: when the ready timeout kills it.
+        ready_by: Option<u64>,
     },
     Stopping {
         pid: i32,
@@ -214,6 +226,10 @@ struct Worker {
     /// Quick restarts in a row, for the backoff curve.
     consecutive: u32,
     last_exit: Option<LastExit>,
+    /// The last `STATUS=` it sent.
+    status: Option<String>,
+    /// `wait_ready` requests, answered at `READY=1` (or with `not_ready`).
+    ready_waiters: Vec<ReplyTo>,
     state: State,
 }
 
@@ -352,6 +368,12 @@ impl Supervisor {
                 }
             }
             Input::Reload { from, config } => self.reload(from, config, now, &mut out),
+            Input::Notify {
+                pid,
+                group,
+                ready,
+                status,
+            } => self.on_notify(pid, group, ready, status, now, &mut out),
         }
         out
     }
@@ -420,7 +442,11 @@ impl Supervisor {
             },
             // These need the OS (a /proc read, a subscription, a file read): the event
             // loop turns them into other inputs and never passes them here.
-            req @ (Request::Whois { .. } | Request::Watch { .. } | Request::Reload) => {
+            Request::WaitReady { name } => self.wait_ready(from, &name, now, out),
+            req @ (Request::Whois { .. }
+            | Request::Watch { .. }
+            | Request::Reload
+            | Request::Ps { .. }) => {
                 let reply = Reply::error(
                     ErrorKind::BadRequest,
                     format!("`{}` is handled by the event loop", req.cmd()),
@@ -560,9 +586,10 @@ impl Supervisor {
                 self.begin_stop(&key, timeout, Some(from), AfterStop::Remove, now, out);
             }
             State::Stopping { waiters, then, .. } => {
-                // A stop wins over a pending operator restart.
-                *then = AfterStop::Remove;
+                // A stop wins over a pending operator restart, whose requester is told.
+                let superseded = std::mem::replace(then, AfterStop::Remove);
                 waiters.push(from);
+                self.supersede_restart(superseded, &key, now, out);
             }
             State::Waiting { .. } | State::Failed => {
                 info!("{key}: stopped (it had no running process)");
@@ -749,9 +776,111 @@ impl Supervisor {
                     _ => None,
                 },
                 dynamic: w.dynamic,
+                ready: matches!(
+                    w.state,
+                    State::Running { ready: true, .. } | State::Stopping { .. }
+                ),
+                status: w.status.clone(),
             })
             .collect();
         rows.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        rows
+    }
+
+    fn wait_ready(&mut self, from: ReplyTo, name: &str, now: Time, out: &mut Vec<Action>) {
+        let reply = match self.workers.get_mut(name) {
+            None => not_found(name),
+            Some(worker) => match worker.state {
+                State::Running {
+                    pid, ready: true, ..
+                } => Reply {
+                    name: Some(name.to_string()),
+                    pid: Some(pid),
+                    state: Some(WorkerStateName::Running),
+                    ..Reply::ok()
+                },
+                State::Running { ready: false, .. } => {
+                    worker.ready_waiters.push(from);
+                    return;
+                }
+                _ => Reply::error(
+                    ErrorKind::NotReady,
+                    format!(
+                        "{name} has no running process ({})",
+                        worker.state.name().as_str()
+                    ),
+                ),
+            },
+        };
+        self.reply(from, reply, now, out);
+    }
+
+    /// A notification from a worker (or from any process of its group).
+    fn on_notify(
+        &mut self,
+        pid: i32,
+        group: Option<i32>,
+        ready: bool,
+        status: Option<String>,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        let owner = self
+            .by_pid
+            .get(&pid)
+            .or_else(|| group.and_then(|g| self.by_pid.get(&g)))
+            .cloned();
+        let Some(name) = owner else {
+            debug!("ignored an sd_notify message from pid {pid}, which is not a worker");
+            return;
+        };
+        let Some(worker) = self.workers.get_mut(&name) else {
+            return;
+        };
+        if let Some(status) = status {
+            worker.status = Some(status);
+        }
+        if !ready {
+            return;
+        }
+        if let State::Running {
+            pid: main_pid,
+            ready: ready_flag @ false,
+            ready_by,
+            ..
+        } = &mut worker.state
+        {
+            *ready_flag = true;
+            if let Some(at) = ready_by.take() {
+                self.deadlines.remove(&(at, name.clone()));
+            }
+            let main_pid = *main_pid;
+            info!("{name}: ready (pid {main_pid})");
+            out.push(Action::Event(Event::Ready {
+                name: name.to_string(),
+                pid: main_pid,
+            }));
+            for to in std::mem::take(&mut worker.ready_waiters) {
+                let reply = Reply {
+                    name: Some(name.to_string()),
+                    pid: Some(main_pid),
+                    state: Some(WorkerStateName::Running),
+                    ..Reply::ok()
+                };
+                self.reply(to, reply, now, out);
+            }
+        }
+    }
+
+    /// Every worker with a live process: (name, pid), for `ps`.
+    pub fn live_pids(&self, name: Option<&str>) -> Vec<(String, i32)> {
+        let mut rows: Vec<(String, i32)> = self
+            .workers
+            .iter()
+            .filter(|(n, _)| name.is_none_or(|want| want == &***n))
+            .filter_map(|(n, w)| w.state.pid().map(|pid| (n.to_string(), pid)))
+            .collect();
+        rows.sort_unstable();
         rows
     }
 
@@ -763,11 +892,21 @@ impl Supervisor {
         };
         let name = spec.name.clone();
         self.by_pid.insert(pid, name.clone());
+        let waits_for_ready = spec.template.ready == Readiness::Notify;
+        let ready_by = waits_for_ready.then(|| {
+            now.mono_us
+                .saturating_add(spec.template.ready_timeout_ms.saturating_mul(1000))
+        });
+        if let Some(at) = ready_by {
+            self.deadlines.insert((at, name.clone()));
+        }
         let running = State::Running {
             pid,
             instance,
             since_wall_ms: now.wall_ms,
             since_us: now.mono_us,
+            ready: !waits_for_ready,
+            ready_by,
         };
         out.push(Action::Event(Event::Started {
             name: name.to_string(),
@@ -793,6 +932,8 @@ impl Supervisor {
                         window,
                         consecutive: 0,
                         last_exit: None,
+                        status: None,
+                        ready_waiters: Vec::new(),
                         state: running,
                     },
                 );
@@ -895,9 +1036,31 @@ impl Supervisor {
         };
         match std::mem::replace(&mut worker.state, placeholder) {
             State::Running {
-                instance, since_us, ..
+                instance,
+                since_us,
+                ready_by,
+                ..
             } => {
                 out.push(Action::Reaped { instance });
+                if let Some(at) = ready_by {
+                    self.deadlines.remove(&(at, name.clone()));
+                }
+                let waiters = std::mem::take(&mut worker.ready_waiters);
+                // A new process reports its own status.
+                worker.status = None;
+                for to in waiters {
+                    let reply = Reply::error(
+                        ErrorKind::NotReady,
+                        format!("{name} exited ({exit}) before it was ready"),
+                    );
+                    out.push(Action::Reply {
+                        to,
+                        reply: Box::new(reply),
+                    });
+                }
+                let Some(worker) = self.workers.get_mut(&name) else {
+                    return;
+                };
                 worker.last_exit = Some(LastExit {
                     reason: exit.to_string(),
                     at_ms: now.wall_ms,
@@ -1055,6 +1218,9 @@ impl Supervisor {
             return;
         };
         let template = worker.spec.template.clone();
+        // Every restart-worthy exit is an attempt, including one that trips a limit,
+        // so `restarts_in_window` never exceeds `restarts`.
+        worker.restarts = worker.restarts.saturating_add(1);
         let own = worker.window.record(now.secs());
         let enforced = template.limit.is_some();
         if enforced && own == Verdict::Exceeded {
@@ -1100,7 +1266,6 @@ impl Supervisor {
         };
         let delay_ms = template.backoff.delay_ms(worker.consecutive);
         worker.consecutive = worker.consecutive.saturating_add(1);
-        worker.restarts = worker.restarts.saturating_add(1);
         out.push(Action::Event(Event::Restarting {
             name: name.to_string(),
             delay_ms,
@@ -1163,6 +1328,33 @@ impl Supervisor {
                     let spec = worker.spec.clone();
                     self.spawn(spec, SpawnPurpose::Restart, out);
                 }
+                State::Running {
+                    pid,
+                    ready: false,
+                    ready_by,
+                    ..
+                } if *ready_by == Some(at) => {
+                    let timeout = worker.spec.template.ready_timeout_ms;
+                    warn!("{name}: not ready within {timeout} ms: killing it (a failed start; the restart rule applies)");
+                    *ready_by = None;
+                    out.push(Action::Signal {
+                        pid: *pid,
+                        signal: Signal::KILL,
+                        group: true,
+                    });
+                    for to in std::mem::take(&mut worker.ready_waiters) {
+                        let reply = Reply::error(
+                            ErrorKind::NotReady,
+                            format!(
+                                "{name} did not report READY=1 within {timeout} ms; it was killed"
+                            ),
+                        );
+                        out.push(Action::Reply {
+                            to,
+                            reply: Box::new(reply),
+                        });
+                    }
+                }
                 _ => {}
             }
         }
@@ -1188,11 +1380,25 @@ impl Supervisor {
             pid,
             instance,
             since_wall_ms,
+            ready_by,
             ..
         } = worker.state
         else {
             return;
         };
+        if let Some(at) = ready_by {
+            self.deadlines.remove(&(at, name.clone()));
+        }
+        for to in std::mem::take(&mut worker.ready_waiters) {
+            let reply = Reply::error(
+                ErrorKind::NotReady,
+                format!("{name} is being stopped before it was ready"),
+            );
+            out.push(Action::Reply {
+                to,
+                reply: Box::new(reply),
+            });
+        }
         let signal = worker.spec.template.stop_signal;
         let kill_at = now.mono_us.saturating_add(timeout_ms.saturating_mul(1000));
         info!("{name}: stopping: sending {signal} to process group {pid} (SIGKILL after {timeout_ms} ms)");
@@ -1388,10 +1594,13 @@ impl Supervisor {
                             if let Some(State::Stopping { then, .. }) =
                                 self.workers.get_mut(&key).map(|w| &mut w.state)
                             {
-                                *then = AfterStop::Restart {
-                                    spec,
-                                    reply_to: None,
-                                };
+                                match then {
+                                    // A stop in progress wins: the child stays stopped.
+                                    AfterStop::Remove => {}
+                                    // A restart in progress restarts with the new spec,
+                                    // and still answers whoever asked for it.
+                                    AfterStop::Restart { spec: old, .. } => *old = spec,
+                                }
                             }
                         }
                         State::Waiting { .. } | State::Failed => {
@@ -1417,7 +1626,10 @@ impl Supervisor {
                     let timeout = worker.spec.template.shutdown_ms;
                     self.begin_stop(&name, timeout, None, AfterStop::Remove, now, out);
                 }
-                State::Stopping { then, .. } => *then = AfterStop::Remove,
+                State::Stopping { then, .. } => {
+                    let superseded = std::mem::replace(then, AfterStop::Remove);
+                    self.supersede_restart(superseded, &name, now, out);
+                }
                 State::Waiting { .. } | State::Failed => {
                     out.push(Action::Event(Event::Stopped {
                         name: name.to_string(),
@@ -1454,6 +1666,26 @@ impl Supervisor {
     }
 
     // ----- helpers --------------------------------------------------------------
+
+    /// A pending operator restart was replaced by a stop: answer its requester.
+    fn supersede_restart(
+        &mut self,
+        superseded: AfterStop,
+        name: &str,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        if let AfterStop::Restart {
+            reply_to: Some(to), ..
+        } = superseded
+        {
+            let reply = Reply::error(
+                ErrorKind::NotRunning,
+                format!("{name} was stopped before its restart completed"),
+            );
+            self.reply(to, reply, now, out);
+        }
+    }
 
     /// Unregister `name`, cancelling its deadline; record the change if it was dynamic.
     fn remove_worker(&mut self, name: &Rc<str>, out: &mut Vec<Action>) {
@@ -1518,6 +1750,7 @@ impl State {
 
     fn name(&self) -> WorkerStateName {
         match self {
+            State::Running { ready: false, .. } => WorkerStateName::Starting,
             State::Running { .. } => WorkerStateName::Running,
             State::Stopping { .. } => WorkerStateName::Stopping,
             State::Waiting { delay_ms: 0, .. } => WorkerStateName::Restarting,

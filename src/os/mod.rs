@@ -9,6 +9,7 @@
 //! - [`conn`]: one client connection: bounded line reader, replies in request order.
 //! - [`pipes`]: worker stdout/stderr line logging and the bounded stdin mailbox.
 //! - [`state_file`]: the durable list of dynamic workers.
+//! - [`ready`]: the notify socket served to workers (`ready = "notify"`).
 //! - [`reactor`]: the single-threaded mio loop.
 
 pub mod cgroup;
@@ -18,5 +19,6 @@ pub mod notify;
 pub mod pipes;
 pub mod process;
 pub mod reactor;
+pub mod ready;
 pub mod spawn;
 pub mod state_file;

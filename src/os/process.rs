@@ -100,3 +100,28 @@ pub fn groups_of(pid: i32, gid: u32) -> Vec<u32> {
     }
     groups
 }
+
+/// Every process group on the system: pgid -> member pids (sorted), from one scan of
+/// `/proc`. For `ps` without cgroups.
+pub fn process_groups() -> std::collections::HashMap<i32, Vec<i32>> {
+    let mut groups: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return groups;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some(pgid) = process_group(pid) {
+            groups.entry(pgid).or_default().push(pid);
+        }
+    }
+    for members in groups.values_mut() {
+        members.sort_unstable();
+    }
+    groups
+}

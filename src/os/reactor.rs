@@ -19,6 +19,7 @@ use super::conn::{Conn, ConnStatus};
 use super::notify::Systemd;
 use super::pipes::{CastError, Drained, Mailbox, OutputPipe};
 use super::process;
+use super::ready::NotifySocket;
 use super::spawn::{self, ExecPlan, SpawnContext};
 use super::state_file;
 use crate::access::{is_read_only_command, Access, AccessPolicy};
@@ -41,7 +42,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SIGNALS: Token = Token(0);
 const LISTENER: Token = Token(1);
-const FIRST_DYNAMIC: usize = 2;
+const NOTIFY: Token = Token(2);
+const FIRST_DYNAMIC: usize = 3;
 
 /// How long the daemon waits for clients to read their last replies before exiting.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -81,6 +83,8 @@ pub struct Reactor {
     /// Client connections open now.
     connections: usize,
     cgroups: Option<Cgroups>,
+    /// Where workers with `ready = "notify"` send `READY=1`.
+    notify: Option<NotifySocket>,
     /// Groups of unregistered workers that were still emptying; retried on SIGCHLD
     /// (their killed processes come back to us as a subreaper when they die).
     emptying_cgroups: Vec<Rc<str>>,
@@ -117,7 +121,7 @@ impl Reactor {
     pub fn new(
         listener: UnixListener,
         core: Supervisor,
-        ctx: SpawnContext,
+        mut ctx: SpawnContext,
         settings: Settings,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
@@ -132,6 +136,18 @@ impl Reactor {
         let mut listener = listener;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let notify = match NotifySocket::bind() {
+            Ok(mut notify) => {
+                poll.registry()
+                    .register(&mut notify.socket, NOTIFY, Interest::READABLE)?;
+                ctx.notify_socket = Some(notify.address.clone());
+                Some(notify)
+            }
+            Err(e) => {
+                log::warn!("cannot create the workers' notify socket ({e}); ready = \"notify\" workers will time out");
+                None
+            }
+        };
         Ok(Reactor {
             poll,
             signals,
@@ -153,6 +169,7 @@ impl Reactor {
             connections: 0,
             cgroups: settings.cgroups,
             emptying_cgroups: Vec::new(),
+            notify,
             restoring: false,
             systemd: Systemd::from_env(),
         })
@@ -286,6 +303,7 @@ impl Reactor {
                 match token {
                     SIGNALS => self.on_signals(),
                     LISTENER => self.accept(),
+                    NOTIFY => self.on_notify(),
                     token => self.on_source(token),
                 }
             }
@@ -541,6 +559,25 @@ impl Reactor {
         }
     }
 
+    fn on_notify(&mut self) {
+        let Some(notify) = self.notify.as_mut() else {
+            return;
+        };
+        let (notes, more) = notify.receive();
+        if more {
+            self.retry.push(NOTIFY);
+        }
+        for note in notes {
+            let group = process::process_group(note.pid);
+            self.feed(Input::Notify {
+                pid: note.pid,
+                group,
+                ready: note.ready,
+                status: note.status,
+            });
+        }
+    }
+
     fn accept(&mut self) {
         loop {
             let Some(listener) = self.listener.as_ref() else {
@@ -686,7 +723,40 @@ impl Reactor {
                 self.feed(Input::Whois { from, pid, group });
             }
             Request::Reload => self.reload(Some(from)),
+            Request::Ps { name } => {
+                let reply = self.ps(name.as_deref());
+                self.deliver(from, reply);
+            }
             req => self.feed(Input::Request { from, req }),
+        }
+    }
+
+    /// The processes of each worker: its cgroup's members, or its process group's.
+    fn ps(&self, name: Option<&str>) -> Reply {
+        let live = self.core.live_pids(name);
+        if let (Some(name), true) = (name, live.is_empty()) {
+            return Reply::error(
+                ErrorKind::NotFound,
+                format!("{name} is not registered or has no running process"),
+            );
+        }
+        let groups = match self.cgroups {
+            Some(_) => HashMap::new(),
+            None => process::process_groups(),
+        };
+        let processes = live
+            .into_iter()
+            .map(|(name, pid)| {
+                let pids = match &self.cgroups {
+                    Some(cgroups) => cgroups.procs(&name),
+                    None => groups.get(&pid).cloned().unwrap_or_else(|| vec![pid]),
+                };
+                crate::protocol::Processes { name, pids }
+            })
+            .collect();
+        Reply {
+            processes: Some(processes),
+            ..Reply::ok()
         }
     }
 

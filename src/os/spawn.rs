@@ -22,7 +22,7 @@
 //! reported synchronously to the `start` caller and the pid is known to have exec'd
 //! before the daemon returns to its loop.
 
-use crate::core::{ChildSpec, Credentials, Resource};
+use crate::core::{ChildSpec, Credentials, Readiness, Resource};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::pipe2;
 use std::collections::BTreeMap;
@@ -43,6 +43,8 @@ pub struct SpawnContext {
     pub base_env: Vec<(OsString, OsString)>,
     /// `DYNSUP_SOCKET` for the workers.
     pub socket: PathBuf,
+    /// `NOTIFY_SOCKET` for workers whose template waits for `READY=1`.
+    pub notify_socket: Option<String>,
     /// The daemon's pid, for the child's "is my parent still there" check.
     pub daemon_pid: i32,
 }
@@ -56,6 +58,7 @@ impl SpawnContext {
             exe_dir,
             base_env: std::env::vars_os().collect(),
             socket,
+            notify_socket: None,
             daemon_pid: std::process::id() as i32,
         }
     }
@@ -99,6 +102,12 @@ impl ExecPlan {
         }
         env.insert("DYNSUP_NAME".into(), OsStr::new(&*spec.name).to_os_string());
         env.insert("DYNSUP_SOCKET".into(), ctx.socket.clone().into_os_string());
+        // Only workers that report readiness see a NOTIFY_SOCKET: one inherited from
+        // the daemon's own systemd unit must never reach a worker.
+        env.remove(OsStr::new("NOTIFY_SOCKET"));
+        if let (Readiness::Notify, Some(notify)) = (template.ready, &ctx.notify_socket) {
+            env.insert("NOTIFY_SOCKET".into(), notify.into());
+        }
         let envp = env
             .into_iter()
             .map(|(mut key, value)| {

@@ -21,6 +21,11 @@
 //!   so the supervisor has to SIGKILL it after its shutdown timeout.
 //! - `--exit-code N`: after logging `Starting "<name>"`, exit with status N.
 //! - `--print-pid`: after `Starting`, print `pid=<pid>` to stdout.
+//! - `--never-ready`: do not send `READY=1` (to test readiness timeouts).
+//!
+//! Readiness: when `NOTIFY_SOCKET` is set (the supervisor serves one to templates with
+//! `ready = "notify"`), the worker sends sd_notify's `READY=1` and a `STATUS=` line
+//! once it has started, as any sd_notify daemon would.
 
 use std::io::{self, BufRead, Write};
 use std::process;
@@ -39,6 +44,7 @@ struct Opts {
     ignore_sigterm: bool,
     exit_code: Option<i32>,
     print_pid: bool,
+    never_ready: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
@@ -47,6 +53,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
         match arg.as_str() {
             "--ignore-sigterm" => opts.ignore_sigterm = true,
             "--print-pid" => opts.print_pid = true,
+            "--never-ready" => opts.never_ready = true,
             "--exit-code" => {
                 let value = args.next().ok_or("--exit-code needs a value")?;
                 let code = value
@@ -113,6 +120,9 @@ fn main() {
     if let Some(code) = opts.exit_code {
         process::exit(code);
     }
+    if !opts.never_ready {
+        notify_ready(&name);
+    }
 
     let mut stdin = io::stdin().lock();
     let mut buf = Vec::new();
@@ -136,5 +146,28 @@ fn main() {
             "raise" => panic!("Error, Server {name} has crashed"),
             other => log("warn", &format!("unknown message {other:?} ignored")),
         }
+    }
+}
+
+/// sd_notify: `READY=1` to `$NOTIFY_SOCKET` (a path, or `@name` for an abstract
+/// socket). Best effort: a worker without a supervisor listening just carries on.
+fn notify_ready(name: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let target = target.to_string_lossy().into_owned();
+    let addr = match target.strip_prefix('@') {
+        Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name.as_bytes()),
+        None => SocketAddr::from_pathname(&target),
+    };
+    let message = format!("READY=1\nSTATUS=serving as {name}");
+    let sent = addr.and_then(|addr| {
+        UnixDatagram::unbound().and_then(|socket| socket.send_to_addr(message.as_bytes(), &addr))
+    });
+    match sent {
+        Ok(_) => log("info", "sent READY=1"),
+        Err(e) => log("warn", &format!("cannot notify readiness to {target}: {e}")),
     }
 }
