@@ -384,7 +384,8 @@ pub enum Event {
     Started { name: String, pid: i32 },
     /// The worker reported `READY=1` (`ready = "notify"` templates only).
     Ready { name: String, pid: i32 },
-    /// A worker's process ended on its own (not by a stop dynsup ordered).
+    /// A worker's process ended: on its own, or stopped by an operator `restart`
+    /// (not by `stop` or shutdown, which send `stopped`).
     Exited {
         name: String,
         pid: i32,

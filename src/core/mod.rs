@@ -4,7 +4,7 @@
 //! and returns commands (spawn this, signal that, reply so). It performs no syscalls and
 //! never reads the clock: the time is a parameter. So every OTP rule is unit-tested here
 //! with synthetic time, and `os/` only has to prove that the plumbing delivers the facts
-//! and carries out the commands. A test (`tests/architecture.rs`) checks that no file in
+//! and carries out the commands. A test (`tests/docs_sync.rs`) checks that no file in
 //! this directory names an OS crate.
 //!
 //! - [`spec`]: what a worker is (template, command, restart type, stop settings).

@@ -668,7 +668,9 @@ impl Supervisor {
         if let State::Waiting { retry_at, .. } = worker.state {
             self.deadlines.remove(&(retry_at, key.clone()));
         }
+        // An operator restart starts afresh: backoff and the worker's own window too.
         worker.consecutive = 0;
+        worker.window = window_for(&spec.template, self.limits.max_seconds);
         worker.spec = spec.clone();
         worker.state = State::Waiting {
             retry_at: 0,
@@ -676,6 +678,30 @@ impl Supervisor {
             delay_ms: 0,
         };
         self.spawn(spec, SpawnPurpose::Operator { reply_to }, out);
+    }
+
+    /// The spec to restart `name` with. A worker keeps its spec until its next
+    /// restart; then it picks up its template as the config has it now (after a
+    /// reload), with the same per-start args and command. A template whose settings
+    /// changed also brings its own restart window.
+    fn spec_for_restart(&mut self, name: &Rc<str>) -> Option<Rc<ChildSpec>> {
+        let worker = self.workers.get_mut(name)?;
+        let current = self.templates.get(&worker.spec.template.name);
+        if let Some(template) = current.filter(|t| !Rc::ptr_eq(t, &worker.spec.template)) {
+            let old = &worker.spec;
+            if let Ok(spec) = ChildSpec::new(
+                name.clone(),
+                template.clone(),
+                old.command.clone(),
+                old.args.clone(),
+            ) {
+                if !template.same_effect(&old.template) {
+                    worker.window = window_for(template, self.limits.max_seconds);
+                }
+                worker.spec = Rc::new(spec);
+            }
+        }
+        Some(worker.spec.clone())
     }
 
     fn kill(&mut self, from: ReplyTo, name: &str, signal: Option<&str>, out: &mut Vec<Action>) {
@@ -787,91 +813,6 @@ impl Supervisor {
         rows
     }
 
-    fn wait_ready(&mut self, from: ReplyTo, name: &str, now: Time, out: &mut Vec<Action>) {
-        let reply = match self.workers.get_mut(name) {
-            None => not_found(name),
-            Some(worker) => match worker.state {
-                State::Running {
-                    pid, ready: true, ..
-                } => Reply {
-                    name: Some(name.to_string()),
-                    pid: Some(pid),
-                    state: Some(WorkerStateName::Running),
-                    ..Reply::ok()
-                },
-                State::Running { ready: false, .. } => {
-                    worker.ready_waiters.push(from);
-                    return;
-                }
-                _ => Reply::error(
-                    ErrorKind::NotReady,
-                    format!(
-                        "{name} has no running process ({})",
-                        worker.state.name().as_str()
-                    ),
-                ),
-            },
-        };
-        self.reply(from, reply, now, out);
-    }
-
-    /// A notification from a worker (or from any process of its group).
-    fn on_notify(
-        &mut self,
-        pid: i32,
-        group: Option<i32>,
-        ready: bool,
-        status: Option<String>,
-        now: Time,
-        out: &mut Vec<Action>,
-    ) {
-        let owner = self
-            .by_pid
-            .get(&pid)
-            .or_else(|| group.and_then(|g| self.by_pid.get(&g)))
-            .cloned();
-        let Some(name) = owner else {
-            debug!("ignored an sd_notify message from pid {pid}, which is not a worker");
-            return;
-        };
-        let Some(worker) = self.workers.get_mut(&name) else {
-            return;
-        };
-        if let Some(status) = status {
-            worker.status = Some(status);
-        }
-        if !ready {
-            return;
-        }
-        if let State::Running {
-            pid: main_pid,
-            ready: ready_flag @ false,
-            ready_by,
-            ..
-        } = &mut worker.state
-        {
-            *ready_flag = true;
-            if let Some(at) = ready_by.take() {
-                self.deadlines.remove(&(at, name.clone()));
-            }
-            let main_pid = *main_pid;
-            info!("{name}: ready (pid {main_pid})");
-            out.push(Action::Event(Event::Ready {
-                name: name.to_string(),
-                pid: main_pid,
-            }));
-            for to in std::mem::take(&mut worker.ready_waiters) {
-                let reply = Reply {
-                    name: Some(name.to_string()),
-                    pid: Some(main_pid),
-                    state: Some(WorkerStateName::Running),
-                    ..Reply::ok()
-                };
-                self.reply(to, reply, now, out);
-            }
-        }
-    }
-
     /// Every worker with a live process: (name, pid), for `ps`.
     pub fn live_pids(&self, name: Option<&str>) -> Vec<(String, i32)> {
         let mut rows: Vec<(String, i32)> = self
@@ -915,13 +856,7 @@ impl Supervisor {
         match purpose {
             SpawnPurpose::Start { reply_to } => {
                 info!("{name}: started, pid {pid}");
-                let template = &spec.template;
-                let window = match template.limit {
-                    Some(limit) => {
-                        Intensity::new(limit.max_restarts.unwrap_or(u32::MAX), limit.max_seconds)
-                    }
-                    None => Intensity::unlimited(self.limits.max_seconds),
-                };
+                let window = window_for(&spec.template, self.limits.max_seconds);
                 let dynamic = reply_to.is_dynamic();
                 self.workers.insert(
                     name.clone(),
@@ -1277,8 +1212,10 @@ impl Supervisor {
             delay_ms,
         };
         if delay_ms == 0 && retry == Retry::Now {
-            let spec = worker.spec.clone();
-            return self.spawn(spec, SpawnPurpose::Restart, out);
+            if let Some(spec) = self.spec_for_restart(name) {
+                self.spawn(spec, SpawnPurpose::Restart, out);
+            }
+            return;
         }
         if delay_ms > 0 {
             info!("{name}: next restart in {delay_ms} ms (backoff)");
@@ -1325,8 +1262,9 @@ impl Supervisor {
                     });
                 }
                 State::Waiting { retry_at, .. } if *retry_at == at => {
-                    let spec = worker.spec.clone();
-                    self.spawn(spec, SpawnPurpose::Restart, out);
+                    if let Some(spec) = self.spec_for_restart(&name) {
+                        self.spawn(spec, SpawnPurpose::Restart, out);
+                    }
                 }
                 State::Running {
                     pid,
@@ -1509,162 +1447,6 @@ impl Supervisor {
         out.push(Action::Exit { code });
     }
 
-    // ----- reload ---------------------------------------------------------------
-
-    fn reload(
-        &mut self,
-        from: Option<ReplyTo>,
-        config: Result<Box<ReloadConfig>, String>,
-        now: Time,
-        out: &mut Vec<Action>,
-    ) {
-        let config = match config {
-            Ok(config) if !self.is_shutting_down() => config,
-            Ok(_) => {
-                let reply = Reply::error(ErrorKind::ShuttingDown, "the daemon is shutting down");
-                return self.reply_opt(from, reply, now, out);
-            }
-            Err(message) => {
-                error!("reload refused, still running on the previous config: {message}");
-                let reply = Reply::error(
-                    ErrorKind::InvalidConfig,
-                    format!("reload refused, nothing changed: {message}"),
-                );
-                return self.reply_opt(from, reply, now, out);
-            }
-        };
-        let ReloadConfig {
-            limits,
-            templates,
-            children,
-        } = *config;
-        self.intensity
-            .set_limits(limits.max_restarts, limits.max_seconds);
-        self.limits = limits;
-        self.templates = templates;
-        let mut report = ReloadReport::default();
-        let mut wanted: HashSet<String> = HashSet::new();
-        for child in children {
-            wanted.insert(child.name.clone());
-            let Some(template) = self.templates.get(&child.template).cloned() else {
-                continue;
-            };
-            let spec = match ChildSpec::new(child.name.as_str().into(), template, None, child.args)
-            {
-                Ok(spec) => Rc::new(spec),
-                Err(msg) => {
-                    report.skipped.push(format!("{}: {msg}", child.name));
-                    continue;
-                }
-            };
-            match self.workers.get(child.name.as_str()) {
-                None => {
-                    report.started.push(child.name.clone());
-                    self.spawn(
-                        spec,
-                        SpawnPurpose::Start {
-                            reply_to: ReplyTo::Reload,
-                        },
-                        out,
-                    );
-                }
-                Some(worker) if worker.dynamic => report.skipped.push(format!(
-                    "{}: a dynamically started worker holds that name",
-                    child.name
-                )),
-                Some(worker)
-                    if worker.spec.argv == spec.argv
-                        && worker.spec.template.same_effect(&spec.template) =>
-                {
-                    report.unchanged.push(child.name.clone());
-                }
-                Some(worker) => {
-                    report.restarted.push(child.name.clone());
-                    let key = worker.spec.name.clone();
-                    match worker.state {
-                        State::Running { .. } => {
-                            let timeout = worker.spec.template.shutdown_ms;
-                            let then = AfterStop::Restart {
-                                spec,
-                                reply_to: None,
-                            };
-                            self.begin_stop(&key, timeout, None, then, now, out);
-                        }
-                        State::Stopping { .. } => {
-                            if let Some(State::Stopping { then, .. }) =
-                                self.workers.get_mut(&key).map(|w| &mut w.state)
-                            {
-                                match then {
-                                    // A stop in progress wins: the child stays stopped.
-                                    AfterStop::Remove => {}
-                                    // A restart in progress restarts with the new spec,
-                                    // and still answers whoever asked for it.
-                                    AfterStop::Restart { spec: old, .. } => *old = spec,
-                                }
-                            }
-                        }
-                        State::Waiting { .. } | State::Failed => {
-                            self.respawn_now(&key, spec, None, out)
-                        }
-                    }
-                }
-            }
-        }
-        let removed: Vec<Rc<str>> = self
-            .workers
-            .iter()
-            .filter(|(name, w)| !w.dynamic && !wanted.contains(&***name))
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in removed {
-            report.stopped.push(name.to_string());
-            let Some(worker) = self.workers.get_mut(&name) else {
-                continue;
-            };
-            match &mut worker.state {
-                State::Running { .. } => {
-                    let timeout = worker.spec.template.shutdown_ms;
-                    self.begin_stop(&name, timeout, None, AfterStop::Remove, now, out);
-                }
-                State::Stopping { then, .. } => {
-                    let superseded = std::mem::replace(then, AfterStop::Remove);
-                    self.supersede_restart(superseded, &name, now, out);
-                }
-                State::Waiting { .. } | State::Failed => {
-                    out.push(Action::Event(Event::Stopped {
-                        name: name.to_string(),
-                        reason: "removed from the config".to_string(),
-                    }));
-                    self.remove_worker(&name, out);
-                }
-            }
-        }
-        for list in [
-            &mut report.started,
-            &mut report.stopped,
-            &mut report.restarted,
-            &mut report.unchanged,
-        ] {
-            list.sort_unstable();
-        }
-        info!(
-            "config reloaded: {} started, {} stopped, {} restarted, {} unchanged, {} skipped",
-            report.started.len(),
-            report.stopped.len(),
-            report.restarted.len(),
-            report.unchanged.len(),
-            report.skipped.len()
-        );
-        for skipped in &report.skipped {
-            warn!("reload skipped {skipped}");
-        }
-        let reply = Reply {
-            reload: Some(report),
-            ..Reply::ok()
-        };
-        self.reply_opt(from, reply, now, out);
-    }
-
     // ----- helpers --------------------------------------------------------------
 
     /// A pending operator restart was replaced by a stop: answer its requester.
@@ -1769,6 +1551,15 @@ impl State {
     }
 }
 
+/// A worker's restart window: its template's own limit, or (without one) an
+/// unlimited window as long as the supervisor's, kept for `list`.
+fn window_for(template: &Template, supervisor_seconds: u64) -> Intensity {
+    match template.limit {
+        Some(limit) => Intensity::new(limit.max_restarts.unwrap_or(u32::MAX), limit.max_seconds),
+        None => Intensity::unlimited(supervisor_seconds),
+    }
+}
+
 fn err(kind: ErrorKind, message: impl Into<String>) -> Box<Reply> {
     Box::new(Reply::error(kind, message))
 }
@@ -1783,6 +1574,9 @@ fn not_running(name: &str) -> Reply {
         format!("{name} has no running process (it is waiting to be restarted, or failed)"),
     )
 }
+
+mod readiness;
+mod reload;
 
 #[cfg(test)]
 mod tests;

@@ -187,6 +187,9 @@ impl Conn {
         let mut chunk = [0u8; 64 * 1024];
         loop {
             match self.stream.read(&mut chunk) {
+                // A watcher that shuts down its writing side (`echo ... | socat`) still
+                // reads: it is closed when it hangs up or a write fails, not here.
+                Ok(0) if self.watch.is_some() => return,
                 Ok(0) => {
                     self.discarded = DISCARD_LIMIT;
                     return;
@@ -295,7 +298,7 @@ impl Conn {
         }
         let owed = self.next_seq - self.next_to_send;
         if self.watch.is_some() && self.discarded >= DISCARD_LIMIT {
-            // The watcher hung up (or flooded us with input it had no business sending).
+            // The watcher flooded us with input it had no business sending.
             return ConnStatus::Close;
         }
         if self.closing && !self.has_unsent() && owed == 0 {

@@ -177,20 +177,8 @@ impl Reactor {
 
     /// Boot is complete and the socket accepts requests: tell systemd.
     pub fn ready(&mut self) {
-        let status = self.status_line();
+        let status = status_line(&self.core);
         self.systemd.ready(status);
-    }
-
-    /// A short summary for systemd's `STATUS=`.
-    fn status_line(&self) -> String {
-        let c = self.core.counts();
-        format!(
-            "{} running, {} in backoff, {} failed, {} stopping",
-            c.active - c.stopping,
-            c.backoff,
-            c.failed,
-            c.stopping
-        )
     }
 
     /// Start the config's `[[children]]`, in order. A failure stops the boot (the
@@ -275,6 +263,7 @@ impl Reactor {
     pub fn run(&mut self) -> io::Result<i32> {
         let mut events = Events::with_capacity(1024);
         let mut ready: Vec<Token> = Vec::with_capacity(1024);
+        let mut hung_up: Vec<Token> = Vec::new();
         loop {
             if let Some((code, since)) = self.exit {
                 let flushed = self.sources.values().all(|s| match s {
@@ -298,6 +287,13 @@ impl Reactor {
             }
             ready.clear();
             ready.extend(events.iter().map(|e| e.token()));
+            hung_up.clear();
+            hung_up.extend(
+                events
+                    .iter()
+                    .filter(|e| e.is_write_closed() && e.token().0 >= FIRST_DYNAMIC)
+                    .map(|e| e.token()),
+            );
             ready.append(&mut self.retry);
             for &token in &ready {
                 match token {
@@ -312,13 +308,19 @@ impl Reactor {
                     self.feed(Input::Tick);
                 }
             }
+            // A watcher does not read, so a hang-up is the only sign it has gone.
+            for &token in &hung_up {
+                if matches!(self.sources.get(&token), Some(Source::Conn(c)) if c.is_watching()) {
+                    self.close_source(token);
+                }
+            }
             if self
                 .systemd
                 .next_wake()
                 .is_some_and(|at| at <= Instant::now())
             {
-                let status = self.status_line();
-                self.systemd.on_wake(|| status);
+                let core = &self.core;
+                self.systemd.on_wake(|| status_line(core));
             }
             self.flush_dirty();
         }
@@ -807,6 +809,9 @@ impl Reactor {
                     if config.state_file != self.state_file {
                         log::warn!("reload: state_file changed; the new value applies after a restart");
                     }
+                    if config.socket.as_ref().is_some_and(|s| *s != self.ctx.socket) {
+                        log::warn!("reload: socket changed; the new path applies after a restart");
+                    }
                     Ok(Box::new(reload_config(&config)))
                 }
                 Err(err) => Err(err.to_string()),
@@ -889,4 +894,16 @@ impl Reactor {
         self.next_token += 1;
         token
     }
+}
+
+/// A short summary for systemd's `STATUS=` (visits every worker; paced by `Systemd`).
+fn status_line(core: &Supervisor) -> String {
+    let c = core.counts();
+    format!(
+        "{} running, {} in backoff, {} failed, {} stopping",
+        c.active - c.stopping,
+        c.backoff,
+        c.failed,
+        c.stopping
+    )
 }
