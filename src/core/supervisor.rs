@@ -624,14 +624,22 @@ impl Supervisor {
             let reply = Reply::error(ErrorKind::ShuttingDown, "the daemon is shutting down");
             return self.reply(from, reply, now, out);
         }
-        let Some(worker) = self.workers.get_mut(name) else {
+        let Some(key) = self.workers.get(name).map(|w| w.spec.name.clone()) else {
             return self.reply(from, not_found(name), now, out);
         };
-        let key = worker.spec.name.clone();
-        let spec = worker.spec.clone();
+        // The stop uses the running process's settings; the new process gets the
+        // template as the config has it now (like any restart).
+        let timeout =
+            timeout_ms.or_else(|| self.workers.get(&key).map(|w| w.spec.template.shutdown_ms));
+        let Some(spec) = self.spec_for_restart(&key) else {
+            return;
+        };
+        let Some(worker) = self.workers.get(&key) else {
+            return;
+        };
         match worker.state {
             State::Running { .. } => {
-                let timeout = timeout_ms.unwrap_or(spec.template.shutdown_ms);
+                let timeout = timeout.unwrap_or(spec.template.shutdown_ms);
                 info!("{key}: restart requested");
                 let then = AfterStop::Restart {
                     spec,
@@ -1504,9 +1512,6 @@ impl Supervisor {
             (ReplyTo::Boot { .. }, Some(WireError { message, .. })) => error!(
                 "boot child failed: {message}; stopping every worker and exiting with status 1"
             ),
-            (ReplyTo::Restore { .. }, Some(WireError { message, .. })) => {
-                error!("could not restore a worker from the state file: {message}")
-            }
             (ReplyTo::Reload, Some(WireError { message, .. })) => {
                 error!("reload could not start a child: {message}")
             }

@@ -75,8 +75,10 @@ pub struct Reactor {
     /// The config file, read again on SIGHUP / `reload` (none: built-in defaults).
     config_path: Option<PathBuf>,
     state_file: Option<PathBuf>,
-    /// While restoring the state file at boot, saves are deferred to the end.
+    /// While restoring the state file at boot, saves are deferred to the end; these
+    /// are the names being restored (for error messages).
     restoring: bool,
+    restore_names: Vec<String>,
     systemd: Systemd,
     access: AccessPolicy,
     max_connections: usize,
@@ -171,6 +173,7 @@ impl Reactor {
             emptying_cgroups: Vec::new(),
             notify,
             restoring: false,
+            restore_names: Vec::new(),
             systemd: Systemd::from_env(),
         })
     }
@@ -232,6 +235,7 @@ impl Reactor {
             path.display()
         );
         self.restoring = true;
+        self.restore_names = saved.iter().map(|w| w.name.clone()).collect();
         for (index, worker) in saved.into_iter().enumerate() {
             self.feed(Input::Request {
                 from: ReplyTo::Restore { index },
@@ -244,6 +248,7 @@ impl Reactor {
             });
         }
         self.restoring = false;
+        self.restore_names.clear();
         self.save_state();
     }
 
@@ -519,6 +524,13 @@ impl Reactor {
     }
 
     fn deliver(&mut self, to: ReplyTo, reply: Reply) {
+        if let (ReplyTo::Restore { index }, Some(error)) = (to, &reply.error) {
+            let name = self.restore_names.get(index).map_or("?", String::as_str);
+            log::error!(
+                "could not restore worker {name} from the state file (it is dropped from it): {}",
+                error.message
+            );
+        }
         if let ReplyTo::Conn { conn, seq } = to {
             let token = Token(conn as usize);
             if let Some(Source::Conn(c)) = self.sources.get_mut(&token) {

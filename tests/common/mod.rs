@@ -1040,3 +1040,1006 @@ pub fn stderr_of(out: &Output) -> String {
 pub fn toml_str(s: &str) -> String {
     format!("{s:?}")
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 4: requests, event streams (`watch`), the CLI as a long-running process
+
+#[allow(unused_imports)]
+pub use dynsup::protocol::{Counts, Event, LastExit, ReloadReport};
+use std::sync::mpsc;
+
+pub fn restart_req(name: &str, timeout_ms: Option<u64>) -> Request {
+    Request::Restart {
+        name: name.to_string(),
+        timeout_ms,
+    }
+}
+
+pub fn whois_req(pid: i32) -> Request {
+    Request::Whois { pid }
+}
+
+pub fn watch_req(names: &[&str]) -> Request {
+    Request::Watch {
+        names: names.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Milliseconds since the Unix epoch, as the daemon reports times in `list`.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The resident set size of a process, in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// Waits until `path` holds a pid (written by a worker, ideally with write-then-rename)
+/// and returns it.
+#[track_caller]
+pub fn wait_pid_file(path: &Path) -> i32 {
+    wait_until(DEADLINE, &format!("a pid in {}", path.display()), || {
+        fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .filter(|&p| p > 0)
+    })
+}
+
+/// One line of an event stream, with the instant the test read it.
+#[derive(Debug, Clone)]
+pub struct Timed {
+    pub event: Event,
+    pub at: Instant,
+}
+
+enum StreamLine {
+    Line(String, Instant),
+    End(String),
+}
+
+/// Reads lines from `reader` on a thread and hands them over, stamped with the instant
+/// they were read, until the stream ends.
+fn line_pump<R: BufRead + Send + 'static>(mut reader: R) -> mpsc::Receiver<StreamLine> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) => {
+                let _ = tx.send(StreamLine::End("end of stream".to_string()));
+                return;
+            }
+            Ok(_) => {
+                if tx.send(StreamLine::Line(line, Instant::now())).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(StreamLine::End(format!("read error: {e}")));
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// A `watch` subscription: a connection turned into an event stream, read on a
+/// thread so that every event is stamped with the instant it arrived.
+pub struct Watcher {
+    stream: UnixStream,
+    rx: mpsc::Receiver<StreamLine>,
+    log: Option<PathBuf>,
+    /// Set once the stream has ended (why).
+    ended: Option<String>,
+    /// Every event received so far, for failure messages.
+    pub seen: Vec<Event>,
+}
+
+impl Watcher {
+    /// Connects, sends `watch` and checks the reply (`ok`, `watching` = `names`).
+    #[track_caller]
+    pub fn subscribe(d: &TestDaemon, names: &[&str]) -> Watcher {
+        let stream = UnixStream::connect(d.socket())
+            .unwrap_or_else(|e| panic!("connect for watch: {e}{}", d.log_tail()));
+        Watcher::send_watch(&stream, names);
+        let mut w = Watcher::from_subscribed(stream, Some(d.log_path().to_path_buf()));
+        w.expect_reply(names);
+        w
+    }
+
+    /// Sends the `watch` request on `stream` (and nothing else: the caller may then
+    /// leave the stream unread, as a stalled watcher does).
+    #[track_caller]
+    pub fn send_watch(mut stream: &UnixStream, names: &[&str]) {
+        let mut line = watch_req(names).to_line();
+        line.push('\n');
+        stream
+            .write_all(line.as_bytes())
+            .unwrap_or_else(|e| panic!("send watch: {e}"));
+    }
+
+    /// Starts reading a stream on which `watch` was sent; its first line is the reply.
+    pub fn from_subscribed(stream: UnixStream, log: Option<PathBuf>) -> Watcher {
+        let reader = BufReader::new(stream.try_clone().expect("clone stream"));
+        Watcher {
+            stream,
+            rx: line_pump(reader),
+            log,
+            ended: None,
+            seen: Vec::new(),
+        }
+    }
+
+    fn context(&self) -> String {
+        let mut out = format!("\nevents so far: {:?}", self.seen);
+        if let Some(path) = &self.log {
+            out.push_str(&log_tail_of(path));
+        }
+        out
+    }
+
+    fn next_line(&mut self, timeout: Duration) -> Option<(String, Instant)> {
+        if self.ended.is_some() {
+            return None;
+        }
+        match self.rx.recv_timeout(timeout) {
+            Ok(StreamLine::Line(line, at)) => Some((line, at)),
+            Ok(StreamLine::End(why)) => {
+                self.ended = Some(why);
+                None
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.ended = Some("reader thread gone".to_string());
+                None
+            }
+        }
+    }
+
+    /// Reads the reply to `watch`: it must succeed and echo `names`.
+    #[track_caller]
+    pub fn expect_reply(&mut self, names: &[&str]) {
+        let Some((line, _)) = self.next_line(REPLY_TIMEOUT) else {
+            panic!("no reply to watch ({:?}){}", self.ended, self.context())
+        };
+        let reply: Reply = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("undecodable watch reply {line:?}: {e}"));
+        assert!(reply.ok, "watch failed: {line}{}", self.context());
+        let want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        assert_eq!(reply.watching.as_ref(), Some(&want), "watch reply {line}");
+    }
+
+    /// The next event within `timeout`; `None` on timeout or at the end of the stream.
+    #[track_caller]
+    pub fn try_next(&mut self, timeout: Duration) -> Option<Timed> {
+        let (line, at) = self.next_line(timeout)?;
+        let event: Event = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("undecodable event {line:?}: {e}{}", self.context()));
+        self.seen.push(event.clone());
+        Some(Timed { event, at })
+    }
+
+    /// The next event; panics after [`DEADLINE`].
+    #[track_caller]
+    pub fn next(&mut self) -> Timed {
+        match self.try_next(DEADLINE) {
+            Some(t) => t,
+            None => panic!(
+                "no event within {DEADLINE:?} ({}){}",
+                self.ended.as_deref().unwrap_or("stream open"),
+                self.context()
+            ),
+        }
+    }
+
+    /// The next event, which must satisfy `pred` (`what` describes it).
+    #[track_caller]
+    pub fn expect(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Timed {
+        let t = self.next();
+        assert!(
+            pred(&t.event),
+            "expected {what}, got {:?}{}",
+            t.event,
+            self.context()
+        );
+        t
+    }
+
+    /// Skips events until one satisfies `pred`; returns it and the skipped ones.
+    #[track_caller]
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> (Timed, Vec<Event>) {
+        let deadline = Instant::now() + DEADLINE;
+        let mut skipped = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.try_next(left) {
+                Some(t) if pred(&t.event) => return (t, skipped),
+                Some(t) => skipped.push(t.event),
+                None => panic!(
+                    "no {what} within {DEADLINE:?} ({}){}",
+                    self.ended.as_deref().unwrap_or("stream open"),
+                    self.context()
+                ),
+            }
+        }
+    }
+
+    /// Waits until the daemon closes the stream; returns the events read until then.
+    #[track_caller]
+    pub fn expect_end(&mut self) -> Vec<Event> {
+        let mut rest = Vec::new();
+        let deadline = Instant::now() + DEADLINE;
+        while self.ended.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "the stream did not end within {DEADLINE:?}{}",
+                    self.context()
+                );
+            }
+            if let Some(t) = self.try_next(left) {
+                rest.push(t.event);
+            }
+        }
+        rest
+    }
+
+    /// True once the stream has ended.
+    pub fn has_ended(&self) -> bool {
+        self.ended.is_some()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Event predicates.
+pub fn is_started(ev: &Event, who: &str) -> bool {
+    matches!(ev, Event::Started { name, .. } if name == who)
+}
+
+pub fn is_exited(ev: &Event, who: &str) -> bool {
+    matches!(ev, Event::Exited { name, .. } if name == who)
+}
+
+pub fn is_restarting(ev: &Event, who: &str) -> bool {
+    matches!(ev, Event::Restarting { name, .. } if name == who)
+}
+
+pub fn is_stopped(ev: &Event, who: &str) -> bool {
+    matches!(ev, Event::Stopped { name, .. } if name == who)
+}
+
+pub fn is_failed(ev: &Event, who: &str) -> bool {
+    matches!(ev, Event::Failed { name, .. } if name == who)
+}
+
+/// The pid of a `started` event.
+#[track_caller]
+pub fn started_pid(ev: &Event) -> i32 {
+    match ev {
+        Event::Started { pid, .. } => *pid,
+        other => panic!("not a started event: {other:?}"),
+    }
+}
+
+/// The delay of a `restarting` event.
+#[track_caller]
+pub fn restarting_delay(ev: &Event) -> u64 {
+    match ev {
+        Event::Restarting { delay_ms, .. } => *delay_ms,
+        other => panic!("not a restarting event: {other:?}"),
+    }
+}
+
+impl TestDaemon {
+    /// The row of `list` for `name`, if it is registered.
+    #[track_caller]
+    pub fn list_one(&self, name: &str) -> Option<WorkerInfo> {
+        self.list().into_iter().find(|w| w.name == name)
+    }
+
+    /// `count` in its full shape.
+    #[track_caller]
+    pub fn counts(&self) -> Counts {
+        let reply = self.request_ok(&Request::Count);
+        let counts = reply
+            .counts
+            .unwrap_or_else(|| panic!("count reply without counts: {reply:?}"));
+        assert_eq!(
+            reply.count,
+            Some(counts.total),
+            "count != counts.total: {reply:?}"
+        );
+        counts
+    }
+
+    /// Replaces the config file this daemon was started with (for `reload`).
+    #[track_caller]
+    pub fn rewrite_config(&self, text: &str) {
+        let path = self.config_path();
+        // Write-then-rename, as an operator's editor or deployment tool would.
+        let tmp = path.with_extension("toml.new");
+        fs::write(&tmp, text).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+        fs::rename(&tmp, path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
+    }
+
+    /// Runs the CLI as a long-lived process (`watch`), its stdout read line by line.
+    #[track_caller]
+    pub fn cli_process(&self, args: &[&str]) -> CliProcess {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--socket").arg(self.socket()).args(args);
+        cmd.env_remove("DYNSUP_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut stderr = child.stderr.take().expect("stderr");
+        let err_thread = thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        });
+        CliProcess {
+            child,
+            rx: line_pump(stdout),
+            ended: false,
+            err_thread: Some(err_thread),
+            lines: Vec::new(),
+        }
+    }
+}
+
+/// A running CLI process whose stdout is read on a thread. Killed on drop.
+pub struct CliProcess {
+    child: Child,
+    rx: mpsc::Receiver<StreamLine>,
+    ended: bool,
+    err_thread: Option<thread::JoinHandle<String>>,
+    /// Every stdout line so far.
+    pub lines: Vec<String>,
+}
+
+impl CliProcess {
+    /// The next stdout line (without its newline) within `timeout`; `None` on timeout
+    /// or at end of output.
+    pub fn try_line(&mut self, timeout: Duration) -> Option<String> {
+        if self.ended {
+            return None;
+        }
+        match self.rx.recv_timeout(timeout) {
+            Ok(StreamLine::Line(line, _)) => {
+                let line = line.trim_end_matches('\n').to_string();
+                self.lines.push(line.clone());
+                Some(line)
+            }
+            Ok(StreamLine::End(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.ended = true;
+                None
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+        }
+    }
+
+    /// Reads lines until one satisfies `pred`; panics after [`DEADLINE`].
+    #[track_caller]
+    pub fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.try_line(left) {
+                Some(line) if pred(&line) => return line,
+                Some(_) => {}
+                None if self.ended || left.is_zero() => panic!(
+                    "no line {what} from the CLI (ended: {}); lines so far: {:#?}",
+                    self.ended, self.lines
+                ),
+                None => {}
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Has it exited on its own (reaping it if so)?
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits for it to exit; returns its status and stderr.
+    #[track_caller]
+    pub fn wait_exit(&mut self, timeout: Duration) -> (ExitStatus, String) {
+        let child = &mut self.child;
+        let status = try_wait_until(timeout, || child.try_wait().ok().flatten())
+            .unwrap_or_else(|| panic!("the CLI did not exit within {timeout:?}"));
+        let stderr = self
+            .err_thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        (status, stderr)
+    }
+}
+
+impl Drop for CliProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (user + system) a process has used so far.
+pub fn cpu_time(pid: i32) -> Duration {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
+    let rest = &text[text.rfind(')').expect("comm") + 1..];
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().expect("utime/stime"))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis((fields[0] + fields[1]) * 1000 / hz)
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 5: daemons launched with a chosen environment, wrapper or user; sd_notify
+// listeners; processes seen from the host; cgroup v2 roots for tests.
+
+use std::os::unix::net::UnixDatagram;
+
+/// What [`Launch::start`] waits for before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// The socket accepts and the log says `listening on` (as [`TestDaemon::start`]).
+    Listening,
+    /// Only that the socket accepts (a log level that hides `listening on`).
+    Socket,
+    /// Nothing: the test observes readiness itself, or the daemon is expected to exit.
+    Nothing,
+}
+
+/// A daemon launch with more control than [`TestDaemon::start`]: environment,
+/// `JOURNAL_STREAM`, a wrapper command (`unshare ...`, `sh -c ...`), another user.
+pub struct Launch {
+    dir: Rc<TestDir>,
+    config: Option<String>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    env_remove: Vec<String>,
+    journal_stream: bool,
+    wrapper: Vec<String>,
+    user: Option<(u32, u32)>,
+    wait: WaitFor,
+}
+
+impl Launch {
+    /// `dynsup daemon --config FILE --socket DIR/d.sock` in a fresh directory, waiting
+    /// until it listens. `RUST_LOG` and `NOTIFY_SOCKET`/`WATCHDOG_*`/`JOURNAL_STREAM` of
+    /// the test's own environment are not passed on unless set here.
+    pub fn new(config: &str) -> Launch {
+        Launch {
+            dir: Rc::new(TestDir::new()),
+            config: Some(config.to_string()),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_remove: [
+                "RUST_LOG",
+                "NOTIFY_SOCKET",
+                "WATCHDOG_USEC",
+                "WATCHDOG_PID",
+                "JOURNAL_STREAM",
+            ]
+            .map(String::from)
+            .to_vec(),
+            journal_stream: false,
+            wrapper: Vec::new(),
+            user: None,
+            wait: WaitFor::Listening,
+        }
+    }
+
+    /// Use this directory (for config files that refer to paths in it).
+    pub fn in_dir(mut self, dir: Rc<TestDir>) -> Launch {
+        self.dir = dir;
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Launch {
+        self.env_remove.retain(|k| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Set `JOURNAL_STREAM` to the `DEV:INODE` of the file the daemon's stderr goes to.
+    pub fn journal_stream(mut self) -> Launch {
+        self.env_remove.retain(|k| k != "JOURNAL_STREAM");
+        self.journal_stream = true;
+        self
+    }
+
+    /// Run the daemon command line as arguments of `wrapper`.
+    pub fn wrapper(mut self, wrapper: &[&str]) -> Launch {
+        self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Launch {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// Run the daemon as `uid`/`gid` (the test runs as root).
+    pub fn user(mut self, uid: u32, gid: u32) -> Launch {
+        self.user = Some((uid, gid));
+        self
+    }
+
+    pub fn wait(mut self, wait: WaitFor) -> Launch {
+        self.wait = wait;
+        self
+    }
+
+    #[track_caller]
+    pub fn start(self) -> TestDaemon {
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::process::CommandExt;
+        worker_bin();
+        let dir = self.dir;
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let socket = dir.join("d.sock");
+        let log = dir.join(&format!("daemon-{n}.log"));
+        let config = self
+            .config
+            .as_deref()
+            .map(|text| dir.write(&format!("config-{n}.toml"), text));
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(bin());
+                cmd
+            }
+            None => Command::new(bin()),
+        };
+        cmd.arg("daemon");
+        if let Some(path) = &config {
+            cmd.arg("--config").arg(path);
+        }
+        cmd.arg("--socket").arg(&socket).args(&self.args);
+        let log_file = fs::File::create(&log).expect("log file");
+        cmd.env_remove("DYNSUP_SOCKET").env("RUST_BACKTRACE", "0");
+        for key in &self.env_remove {
+            cmd.env_remove(key);
+        }
+        for (key, value) in &self.env {
+            cmd.env(key, value);
+        }
+        if self.journal_stream {
+            let meta = log_file.metadata().expect("stat the log file");
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        }
+        if let Some((uid, gid)) = self.user {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(
+                fs::File::create(dir.join(&format!("daemon-{n}.stdout"))).expect("stdout file"),
+            ))
+            .stderr(Stdio::from(log_file));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let pid = child.id() as i32;
+        let mut daemon = TestDaemon {
+            dir,
+            child,
+            status: None,
+            pid,
+            socket,
+            config,
+            log,
+        };
+        match self.wait {
+            WaitFor::Listening => daemon.wait_ready(),
+            WaitFor::Socket => daemon.wait_socket(),
+            WaitFor::Nothing => {}
+        }
+        daemon
+    }
+}
+
+impl TestDaemon {
+    /// Waits until the socket accepts a connection (whatever the log says).
+    #[track_caller]
+    pub fn wait_socket(&mut self) {
+        let socket = self.socket.clone();
+        let child = &mut self.child;
+        let mut exited = None;
+        let ready = try_wait_until(DEADLINE, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited = Some(status);
+                return Some(false);
+            }
+            UnixStream::connect(&socket).is_ok().then_some(true)
+        });
+        match ready {
+            Some(true) => {}
+            Some(false) => {
+                self.status = exited;
+                panic!(
+                    "the daemon exited ({:?}) before it listened{}",
+                    self.status,
+                    self.log_tail()
+                )
+            }
+            None => panic!(
+                "the daemon did not listen on {} within {DEADLINE:?}{}",
+                self.socket.display(),
+                self.log_tail()
+            ),
+        }
+    }
+
+    /// `ps` for one worker (or all): name -> pids.
+    #[track_caller]
+    pub fn ps(&self, name: Option<&str>) -> Vec<(String, Vec<i32>)> {
+        let reply = self.request_ok(&Request::Ps {
+            name: name.map(str::to_string),
+        });
+        let Some(processes) = reply.processes.clone() else {
+            panic!("ps reply without processes: {reply:?}")
+        };
+        processes.into_iter().map(|p| (p.name, p.pids)).collect()
+    }
+}
+
+/// The log lines containing `needle`.
+pub fn lines_with(log: &str, needle: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+// ----- sd_notify --------------------------------------------------------------------
+
+/// A datagram socket standing in for systemd's `NOTIFY_SOCKET`.
+pub struct NotifyListener {
+    socket: UnixDatagram,
+    /// The value for `NOTIFY_SOCKET`: a path, or `@name` for an abstract socket.
+    pub address: String,
+    /// Every message received so far, with the instant it was read.
+    pub received: Vec<(String, Instant)>,
+}
+
+impl NotifyListener {
+    /// Bound to a path (which must not exist yet).
+    pub fn bind_path(path: &Path) -> NotifyListener {
+        let socket =
+            UnixDatagram::bind(path).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+        NotifyListener {
+            socket,
+            address: path.display().to_string(),
+            received: Vec::new(),
+        }
+    }
+
+    /// Bound to a unique abstract name.
+    pub fn bind_abstract() -> NotifyListener {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!(
+            "dynsup-test-notify-{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        );
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .expect("abstract address");
+        let socket =
+            UnixDatagram::bind_addr(&addr).unwrap_or_else(|e| panic!("bind abstract @{name}: {e}"));
+        NotifyListener {
+            socket,
+            address: format!("@{name}"),
+            received: Vec::new(),
+        }
+    }
+
+    /// The next message within `timeout`, if any.
+    pub fn recv(&mut self, timeout: Duration) -> Option<String> {
+        let timeout = timeout.max(Duration::from_millis(1));
+        self.socket
+            .set_read_timeout(Some(timeout))
+            .expect("set_read_timeout");
+        let mut buf = vec![0u8; 65536];
+        match self.socket.recv(&mut buf) {
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.received.push((text.clone(), Instant::now()));
+                Some(text)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("recv on the notify socket: {e}"),
+        }
+    }
+
+    /// Reads messages until one satisfies `pred` (it is returned); panics after
+    /// `timeout`, naming `what` and quoting what was received.
+    #[track_caller]
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "no sd_notify message {what} within {timeout:?}; received: {:?}",
+                    self.messages()
+                );
+            }
+            if let Some(msg) = self.recv(left) {
+                if pred(&msg) {
+                    return msg;
+                }
+            }
+        }
+    }
+
+    /// Reads whatever arrives within `window` (a negative check: nothing is waited for).
+    pub fn drain_for(&mut self, window: Duration) {
+        let deadline = Instant::now() + window;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.recv(left).is_none() && Instant::now() >= deadline {
+                return;
+            }
+        }
+    }
+
+    /// The messages received so far.
+    pub fn messages(&self) -> Vec<String> {
+        self.received.iter().map(|(m, _)| m.clone()).collect()
+    }
+
+    /// How many messages received so far contain the assignment `line`.
+    pub fn count(&self, line: &str) -> usize {
+        self.received
+            .iter()
+            .filter(|(m, _)| m.lines().any(|l| l == line))
+            .count()
+    }
+}
+
+/// The value of `KEY=` in an sd_notify message.
+pub fn notify_field<'a>(message: &'a str, key: &str) -> Option<&'a str> {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
+}
+
+/// Sends one sd_notify datagram to `address` (`@name` or a path) from this process.
+pub fn send_notify(address: &str, message: &str) -> io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = match address.strip_prefix('@') {
+        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?,
+        None => std::os::unix::net::SocketAddr::from_pathname(address)?,
+    };
+    UnixDatagram::unbound()?
+        .send_to_addr(message.as_bytes(), &addr)
+        .map(drop)
+}
+
+// ----- /proc, seen from the host --------------------------------------------------
+
+/// A line of `/proc/<pid>/status` (`Uid`, `Umask`, `NSpid`, ...), without the key.
+pub fn status_field(pid: i32, field: &str) -> Option<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+}
+
+/// The pids of a process in each PID namespace it belongs to, outermost first
+/// (`NSpid`).
+pub fn ns_pids(pid: i32) -> Vec<i32> {
+    status_field(pid, "NSpid")
+        .map(|v| {
+            v.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every process on the system (one scan of /proc).
+pub fn all_processes() -> Vec<Stat> {
+    let mut out = Vec::new();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        if let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        {
+            if let Some(s) = stat(pid) {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// Every descendant of `pid` (children, their children, ...), zombies included.
+pub fn descendants_of(pid: i32) -> Vec<Stat> {
+    let all = all_processes();
+    let mut out: Vec<Stat> = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for s in all.iter().filter(|s| s.ppid == parent) {
+            if !out.iter().any(|o| o.pid == s.pid) {
+                out.push(*s);
+                frontier.push(s.pid);
+            }
+        }
+    }
+    out.sort_by_key(|s| s.pid);
+    out
+}
+
+/// The process's cgroup v2 path (the `0::` line of `/proc/<pid>/cgroup`).
+pub fn cgroup_of(pid: i32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+}
+
+// ----- cgroup v2 --------------------------------------------------------------------
+
+/// A unique, not yet created `cgroup_root` for one test, on a writable cgroup2 mount
+/// whose groups offer `cgroup.kill`. Everything under it is killed and removed on drop.
+pub struct TestCgroup {
+    pub mount: PathBuf,
+    pub root: PathBuf,
+}
+
+impl TestCgroup {
+    /// `Err(reason)` when this machine has no usable cgroup v2.
+    pub fn new() -> Result<TestCgroup, String> {
+        let mount = cgroup2_mount()?;
+        let unique = format!(
+            "dynsup-test-{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        );
+        let probe = mount.join(format!("{unique}-probe"));
+        fs::create_dir(&probe)
+            .map_err(|e| format!("cannot create a cgroup under {}: {e}", mount.display()))?;
+        let has_kill = probe.join("cgroup.kill").exists();
+        let _ = fs::remove_dir(&probe);
+        if !has_kill {
+            return Err(format!(
+                "cgroups under {} offer no cgroup.kill (Linux < 5.14)",
+                mount.display()
+            ));
+        }
+        Ok(TestCgroup {
+            root: mount.join(unique),
+            mount,
+        })
+    }
+
+    /// The root as a TOML string.
+    pub fn toml(&self) -> String {
+        toml_str(self.root.to_str().expect("utf-8 cgroup path"))
+    }
+
+    /// The group of worker `name`.
+    pub fn worker(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// The cgroup path of worker `name` as `/proc/<pid>/cgroup` shows it.
+    pub fn worker_path(&self, name: &str) -> String {
+        format!(
+            "/{}",
+            self.worker(name)
+                .strip_prefix(&self.mount)
+                .expect("root under mount")
+                .display()
+        )
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if !self.root.exists() {
+            return;
+        }
+        let mut dirs = vec![self.root.clone()];
+        if let Ok(entries) = fs::read_dir(&self.root) {
+            dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+        for dir in &dirs {
+            let _ = fs::write(dir.join("cgroup.kill"), "1");
+        }
+        // Children first, then the root; killed processes take a moment to leave.
+        for dir in dirs.iter().rev() {
+            let _ = try_wait_until(Duration::from_secs(10), || match fs::remove_dir(dir) {
+                Ok(()) => Some(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Some(()),
+                Err(_) => None,
+            });
+        }
+        if self.root.exists() && !thread::panicking() {
+            eprintln!("warning: could not remove {}", self.root.display());
+        }
+    }
+}
+
+/// Where the cgroup2 filesystem is mounted.
+pub fn cgroup2_mount() -> Result<PathBuf, String> {
+    let text = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+    text.lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let point = left.split_whitespace().nth(4)?;
+            (right.split_whitespace().next() == Some("cgroup2")).then(|| PathBuf::from(point))
+        })
+        .ok_or_else(|| "no cgroup2 filesystem is mounted".to_string())
+}
+
+// ----- Python helpers ---------------------------------------------------------------
+
+/// A `python3` that any user can run (root's pyenv shims are not reachable for
+/// `nobody`).
+pub fn python3() -> PathBuf {
+    for candidate in ["/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3"] {
+        if Path::new(candidate).is_file() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!("these tests need python3 at /usr/bin/python3 (or /usr/local/bin/python3)")
+}
