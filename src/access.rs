@@ -11,7 +11,7 @@ use std::collections::HashSet;
 pub enum Access {
     /// Every command.
     Full,
-    /// `lookup`, `count`, `list`, `whois` and `watch` only.
+    /// `lookup`, `count`, `list`, `whois`, `watch`, `ps` and `wait_ready` only.
     ReadOnly,
     Denied,
 }
@@ -55,7 +55,10 @@ impl AccessPolicy {
 
 /// Commands a read-only peer may use.
 pub fn is_read_only_command(cmd: &str) -> bool {
-    matches!(cmd, "lookup" | "count" | "list" | "whois" | "watch")
+    matches!(
+        cmd,
+        "lookup" | "count" | "list" | "whois" | "watch" | "ps" | "wait_ready"
+    )
 }
 
 #[cfg(test)]
@@ -99,7 +102,15 @@ mod tests {
 
     #[test]
     fn read_only_commands() {
-        for cmd in ["lookup", "count", "list", "whois", "watch"] {
+        for cmd in [
+            "lookup",
+            "count",
+            "list",
+            "whois",
+            "watch",
+            "ps",
+            "wait_ready",
+        ] {
             assert!(is_read_only_command(cmd));
         }
         for cmd in [

@@ -12,7 +12,7 @@ use std::path::PathBuf;
     after_help = "Exit status: 0 success, 1 the daemon answered with an error, 2 usage error, 3 the daemon cannot be reached."
 )]
 pub struct Cli {
-    /// The daemon's control socket [default: $DYNSUP_SOCKET, $XDG_RUNTIME_DIR/dynsup.sock, /tmp/dynsup-<uid>.sock]
+    /// The daemon's control socket [default: $DYNSUP_SOCKET; for root /run/dynsup/dynsup.sock if it exists; $XDG_RUNTIME_DIR/dynsup.sock; /tmp/dynsup-<uid>.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Print the daemon's raw JSON reply

@@ -173,9 +173,17 @@ pub fn exchange_all(socket: &Path, requests: &[Request]) -> Result<Vec<Reply>, S
         serde_json::to_writer(&mut lines, request).map_err(|e| e.to_string())?;
         lines.push(b'\n');
     }
-    stream
-        .write_all(&lines)
-        .map_err(|e| format!("cannot send to the daemon at {shown}: {e}"))?;
+    if let Err(e) = stream.write_all(&lines) {
+        // The daemon may have answered and closed at once (a refused connection):
+        // its one line is still there to read.
+        let mut line = String::new();
+        if BufReader::new(&stream).read_line(&mut line).is_ok() {
+            if let Ok(reply) = serde_json::from_str::<Reply>(&line) {
+                return Ok(vec![reply]);
+            }
+        }
+        return Err(format!("cannot send to the daemon at {shown}: {e}"));
+    }
     let mut reader = BufReader::new(&stream);
     let mut replies = Vec::with_capacity(requests.len());
     for _ in requests {
@@ -366,10 +374,11 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let rows: Vec<[String; 9]> = workers
+    let with_status = workers.iter().any(|w| w.status.is_some());
+    let rows: Vec<Vec<String>> = workers
         .iter()
         .map(|w| {
-            [
+            let mut row = vec![
                 w.name.clone(),
                 w.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
                 w.state.as_str().to_string(),
@@ -395,10 +404,14 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
                     || "-".to_string(),
                     |at| format!("in {}", uptime(at.saturating_sub(now_ms))),
                 ),
-            ]
+            ];
+            if with_status {
+                row.push(w.status.clone().unwrap_or_else(|| "-".to_string()));
+            }
+            row
         })
         .collect();
-    let header = [
+    let mut header = vec![
         "NAME",
         "PID",
         "STATE",
@@ -409,7 +422,10 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
         "LAST EXIT",
         "NEXT TRY",
     ];
-    let mut widths = header.map(str::len);
+    if with_status {
+        header.push("STATUS");
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
@@ -418,14 +434,14 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
     let print_row = |cells: &[&str]| {
         let line: Vec<String> = cells
             .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
+            .zip(&widths)
+            .map(|(c, &w)| format!("{c:<w$}"))
             .collect();
         println!("{}", line.join("  ").trim_end());
     };
     print_row(&header);
     for (row, worker) in rows.iter().zip(workers) {
-        print_row(&row.each_ref().map(String::as_str));
+        print_row(&row.iter().map(String::as_str).collect::<Vec<_>>());
         let Some(tree) = tree else { continue };
         let pids = tree
             .iter()

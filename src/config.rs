@@ -108,6 +108,31 @@ pub struct Config {
     pub children: Vec<BootChild>,
 }
 
+/// The settings a running daemon cannot change: a reload that changes one of them
+/// says so, and the new value applies after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedSettings {
+    pub socket: Option<PathBuf>,
+    pub socket_mode: u32,
+    pub socket_group: Option<u32>,
+    pub state_file: Option<PathBuf>,
+    pub cgroup: bool,
+    pub cgroup_root: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn fixed_settings(&self) -> FixedSettings {
+        FixedSettings {
+            socket: self.socket.clone(),
+            socket_mode: self.socket_mode,
+            socket_group: self.socket_group,
+            state_file: self.state_file.clone(),
+            cgroup: self.cgroup,
+            cgroup_root: self.cgroup_root.clone(),
+        }
+    }
+}
+
 pub use crate::core::BootChild;
 
 /// A config that cannot be used. Displays as `file:line:column: what is wrong`.
@@ -192,7 +217,7 @@ struct RawTemplate {
     #[serde(default)]
     no_new_privs: bool,
     ready: Option<Readiness>,
-    ready_timeout_ms: Option<u64>,
+    ready_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -470,6 +495,16 @@ fn validate_template(
         None => None,
     };
     let on_limit = raw.on_limit.unwrap_or(OnLimit::Escalate);
+    let ready_timeout_ms = match raw.ready_timeout_ms {
+        Some(t) if *t.get_ref() == 0 => {
+            return Err((
+                t.span(),
+                format!("template {name:?}: ready_timeout_ms must be at least 1"),
+            ))
+        }
+        Some(t) => t.into_inner(),
+        None => 30_000,
+    };
     let credentials = credentials(&name, raw.user.as_ref(), raw.group.as_ref())?;
     let umask = match &raw.umask {
         Some(mask) => Some(parse_mode(mask, "umask")?),
@@ -508,7 +543,7 @@ fn validate_template(
         rlimits,
         no_new_privs: raw.no_new_privs,
         ready: raw.ready.unwrap_or(Readiness::Exec),
-        ready_timeout_ms: raw.ready_timeout_ms.unwrap_or(30_000),
+        ready_timeout_ms,
     })
 }
 

@@ -44,7 +44,7 @@ pub fn run(args: DaemonArgs) -> i32 {
     let socket = args
         .socket
         .or_else(|| config.socket.clone())
-        .unwrap_or_else(crate::paths::default_socket);
+        .unwrap_or_else(crate::paths::daemon_default_socket);
     let listener = match listener::bind(&socket, config.socket_mode, config.socket_group) {
         Ok(listener) => listener,
         Err(err) => {
@@ -84,6 +84,7 @@ pub fn run(args: DaemonArgs) -> i32 {
         None
     };
     let settings = Settings {
+        fixed: config.fixed_settings(),
         cgroups,
         config: args.config.clone(),
         state_file: config.state_file.clone(),
@@ -93,8 +94,10 @@ pub fn run(args: DaemonArgs) -> i32 {
     let code = match Reactor::new(listener, core, ctx, settings) {
         Ok(mut reactor) => {
             reactor.boot(&config.children);
-            log::info!("listening on {}", socket.display());
-            reactor.ready();
+            if !reactor.is_shutting_down() {
+                log::info!("listening on {}", socket.display());
+                reactor.ready();
+            }
             match reactor.run() {
                 Ok(code) => code,
                 Err(err) => {

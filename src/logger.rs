@@ -64,10 +64,19 @@ pub fn set_config_level(level: Option<LevelFilter>) {
     }
 }
 
+/// `RUST_LOG`: a bare level (`debug`), or env_logger-style directives of which the
+/// `dynsup=LEVEL` one wins over a bare default (`warn,dynsup=debug`).
 fn env_level() -> Option<LevelFilter> {
-    std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.trim().parse::<LevelFilter>().ok())
+    let value = std::env::var("RUST_LOG").ok()?;
+    let mut default = None;
+    for directive in value.split(',').map(str::trim) {
+        match directive.split_once('=') {
+            Some(("dynsup", level)) => return level.trim().parse().ok(),
+            Some(_) => {}
+            None => default = directive.parse().ok().or(default),
+        }
+    }
+    default
 }
 
 fn priority(level: Level) -> u8 {

@@ -572,7 +572,8 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// Validate a worker name: 1 to 128 characters from `A-Z a-z 0-9 _ - . : @`.
+/// Validate a worker name: 1 to 128 characters from `A-Z a-z 0-9 _ - . : @`, not
+/// starting with a dot.
 /// Names travel in environment variables, log prefixes and (later) file names, so
 /// whitespace, slashes and control characters are refused.
 pub fn validate_name(name: &str) -> Result<(), String> {
@@ -592,6 +593,11 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "worker name {name:?} contains {bad:?}; allowed are letters, digits and _ - . : @"
         ));
+    }
+    // Names become directory names (a worker's cgroup): `.` and `..` would point at
+    // the supervisor's own group or its parent.
+    if name.starts_with('.') {
+        return Err(format!("worker name {name:?} must not start with a dot"));
     }
     Ok(())
 }
@@ -690,5 +696,9 @@ mod tests {
         assert!(validate_name("a b").is_err());
         assert!(validate_name("a/b").is_err());
         assert!(validate_name(&"x".repeat(129)).is_err());
+        assert!(validate_name(".").is_err());
+        assert!(validate_name("..").is_err());
+        assert!(validate_name(".hidden").is_err());
+        assert!(validate_name("a.b").is_ok());
     }
 }

@@ -627,19 +627,15 @@ impl Supervisor {
         let Some(key) = self.workers.get(name).map(|w| w.spec.name.clone()) else {
             return self.reply(from, not_found(name), now, out);
         };
-        // The stop uses the running process's settings; the new process gets the
-        // template as the config has it now (like any restart).
-        let timeout =
-            timeout_ms.or_else(|| self.workers.get(&key).map(|w| w.spec.template.shutdown_ms));
-        let Some(spec) = self.spec_for_restart(&key) else {
-            return;
-        };
         let Some(worker) = self.workers.get(&key) else {
             return;
         };
+        // The stop uses the running process's settings (its stop signal and timeout);
+        // the new process gets the template as the config has it now.
+        let spec = self.refreshed_spec(&worker.spec);
         match worker.state {
             State::Running { .. } => {
-                let timeout = timeout.unwrap_or(spec.template.shutdown_ms);
+                let timeout = timeout_ms.unwrap_or(worker.spec.template.shutdown_ms);
                 info!("{key}: restart requested");
                 let then = AfterStop::Restart {
                     spec,
@@ -693,23 +689,32 @@ impl Supervisor {
     /// reload), with the same per-start args and command. A template whose settings
     /// changed also brings its own restart window.
     fn spec_for_restart(&mut self, name: &Rc<str>) -> Option<Rc<ChildSpec>> {
+        let fresh = self.refreshed_spec(&self.workers.get(name)?.spec);
+        let max_seconds = self.limits.max_seconds;
         let worker = self.workers.get_mut(name)?;
-        let current = self.templates.get(&worker.spec.template.name);
-        if let Some(template) = current.filter(|t| !Rc::ptr_eq(t, &worker.spec.template)) {
-            let old = &worker.spec;
-            if let Ok(spec) = ChildSpec::new(
-                name.clone(),
-                template.clone(),
-                old.command.clone(),
-                old.args.clone(),
-            ) {
-                if !template.same_effect(&old.template) {
-                    worker.window = window_for(template, self.limits.max_seconds);
-                }
-                worker.spec = Rc::new(spec);
+        if !Rc::ptr_eq(&fresh, &worker.spec) {
+            if !fresh.template.same_effect(&worker.spec.template) {
+                worker.window = window_for(&fresh.template, max_seconds);
             }
+            worker.spec = fresh.clone();
         }
-        Some(worker.spec.clone())
+        Some(fresh)
+    }
+
+    /// `spec` rebuilt on its template as the config has it now (the same `Rc` when
+    /// the template was not replaced, or no longer exists).
+    fn refreshed_spec(&self, spec: &Rc<ChildSpec>) -> Rc<ChildSpec> {
+        let current = self.templates.get(&spec.template.name);
+        match current.filter(|t| !Rc::ptr_eq(t, &spec.template)) {
+            Some(template) => ChildSpec::new(
+                spec.name.clone(),
+                template.clone(),
+                spec.command.clone(),
+                spec.args.clone(),
+            )
+            .map_or_else(|_| spec.clone(), Rc::new),
+            None => spec.clone(),
+        }
     }
 
     fn kill(&mut self, from: ReplyTo, name: &str, signal: Option<&str>, out: &mut Vec<Action>) {
@@ -810,10 +815,7 @@ impl Supervisor {
                     _ => None,
                 },
                 dynamic: w.dynamic,
-                ready: matches!(
-                    w.state,
-                    State::Running { ready: true, .. } | State::Stopping { .. }
-                ),
+                ready: matches!(w.state, State::Running { ready: true, .. }),
                 status: w.status.clone(),
             })
             .collect();

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 pub struct Cgroups {
     base: PathBuf,
+    /// Remove BASE at exit only if the daemon created it.
+    created_base: bool,
 }
 
 impl Cgroups {
@@ -29,6 +31,16 @@ impl Cgroups {
             Some(root) => root.to_path_buf(),
             None => own_cgroup_dir()?.join("dynsup"),
         };
+        // Never create a plain directory by mistake: BASE, or the nearest existing
+        // directory above it, must be on the cgroup2 filesystem.
+        let existing = base.ancestors().find(|p| p.exists()).unwrap_or(&base);
+        if !is_cgroup2(existing) {
+            return Err(format!(
+                "{} is not on a cgroup2 filesystem",
+                existing.display()
+            ));
+        }
+        let created_base = !base.exists();
         fs::create_dir_all(&base)
             .map_err(|e| format!("cannot create cgroup {}: {e}", base.display()))?;
         // Probe: a child group must offer cgroup.kill (Linux 5.14+).
@@ -42,7 +54,7 @@ impl Cgroups {
                 base.display()
             ));
         }
-        Ok(Cgroups { base })
+        Ok(Cgroups { base, created_base })
     }
 
     pub fn base(&self) -> &Path {
@@ -98,7 +110,8 @@ impl Cgroups {
             .unwrap_or_default()
     }
 
-    /// At exit: remove every worker group left and BASE itself (best effort).
+    /// At exit: remove every worker group left, and BASE if the daemon created it
+    /// (best effort).
     pub fn remove_all(&self) {
         if let Ok(entries) = fs::read_dir(&self.base) {
             for entry in entries.flatten() {
@@ -107,8 +120,16 @@ impl Cgroups {
                 }
             }
         }
-        let _ = fs::remove_dir(&self.base);
+        if self.created_base {
+            let _ = fs::remove_dir(&self.base);
+        }
     }
+}
+
+fn is_cgroup2(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .map(|fs| fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
 }
 
 /// The directory of the daemon's own cgroup on the unified (v2) hierarchy.

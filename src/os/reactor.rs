@@ -23,7 +23,7 @@ use super::ready::NotifySocket;
 use super::spawn::{self, ExecPlan, SpawnContext};
 use super::state_file;
 use crate::access::{is_read_only_command, Access, AccessPolicy};
-use crate::config::{self, BootChild, Config};
+use crate::config::{self, BootChild, Config, FixedSettings};
 use crate::core::{
     Action, ChildSpec, Input, InstanceId, Limits, ReloadConfig, ReplyTo, Supervisor, Time,
 };
@@ -75,6 +75,7 @@ pub struct Reactor {
     /// The config file, read again on SIGHUP / `reload` (none: built-in defaults).
     config_path: Option<PathBuf>,
     state_file: Option<PathBuf>,
+    fixed: FixedSettings,
     /// While restoring the state file at boot, saves are deferred to the end; these
     /// are the names being restored (for error messages).
     restoring: bool,
@@ -100,6 +101,8 @@ pub struct Settings {
     pub access: AccessPolicy,
     pub max_connections: usize,
     pub cgroups: Option<Cgroups>,
+    /// What a reload cannot change, to warn when it tries.
+    pub fixed: FixedSettings,
 }
 
 /// The core's view of a config.
@@ -166,6 +169,7 @@ impl Reactor {
             watchers: Vec::new(),
             config_path: settings.config,
             state_file: settings.state_file,
+            fixed: settings.fixed,
             access: settings.access,
             max_connections: settings.max_connections,
             connections: 0,
@@ -176,6 +180,11 @@ impl Reactor {
             restore_names: Vec::new(),
             systemd: Systemd::from_env(),
         })
+    }
+
+    /// True once a shutdown began (a boot child failed, say).
+    pub fn is_shutting_down(&self) -> bool {
+        self.core.is_shutting_down()
     }
 
     /// Boot is complete and the socket accepts requests: tell systemd.
@@ -812,18 +821,39 @@ impl Reactor {
         });
     }
 
+    /// The daemon-wide settings a reload can apply at once (log level, who may
+    /// connect, how many), and a warning for each one it cannot.
+    fn apply_settings(&mut self, config: &Config) {
+        crate::logger::set_config_level(config.log_level);
+        let mut access = config.access.clone();
+        access.daemon_uid = self.access.daemon_uid;
+        self.access = access;
+        self.max_connections = config.max_connections;
+        let new = config.fixed_settings();
+        let old = &self.fixed;
+        for (key, changed) in [
+            ("socket", new.socket != old.socket),
+            ("socket_mode", new.socket_mode != old.socket_mode),
+            ("socket_group", new.socket_group != old.socket_group),
+            ("state_file", new.state_file != old.state_file),
+            ("cgroup", new.cgroup != old.cgroup),
+            ("cgroup_root", new.cgroup_root != old.cgroup_root),
+        ] {
+            if changed {
+                log::warn!(
+                    "reload: [supervisor] {key} changed; the new value applies after a restart"
+                );
+            }
+        }
+    }
+
     /// Read the config file again and hand the result to the core.
     fn reload(&mut self, from: Option<ReplyTo>) {
         let config = match &self.config_path {
             None => Err("the daemon runs on its built-in defaults (no --config); there is nothing to reload".to_string()),
             Some(path) => match config::load(path) {
                 Ok(config) => {
-                    if config.state_file != self.state_file {
-                        log::warn!("reload: state_file changed; the new value applies after a restart");
-                    }
-                    if config.socket.as_ref().is_some_and(|s| *s != self.ctx.socket) {
-                        log::warn!("reload: socket changed; the new path applies after a restart");
-                    }
+                    self.apply_settings(&config);
                     Ok(Box::new(reload_config(&config)))
                 }
                 Err(err) => Err(err.to_string()),
