@@ -110,19 +110,30 @@ impl Cgroups {
             .unwrap_or_default()
     }
 
-    /// At exit: remove every worker group left, and BASE if the daemon created it
-    /// (best effort).
-    pub fn remove_all(&self) {
+    /// At exit: kill whatever is still in a worker group, then remove the groups and
+    /// BASE if the daemon created it. Returns false while some group is still
+    /// emptying (its killed processes have not exited yet): call again.
+    pub fn remove_all(&self) -> bool {
+        let mut done = true;
         if let Ok(entries) = fs::read_dir(&self.base) {
             for entry in entries.flatten() {
-                if entry.path().is_dir() {
-                    let _ = fs::remove_dir(entry.path());
+                let path = entry.path();
+                if !path.is_dir() {
+                    continue;
+                }
+                if fs::remove_dir(&path).is_err() {
+                    let _ = OpenOptions::new()
+                        .write(true)
+                        .open(path.join("cgroup.kill"))
+                        .and_then(|mut f| f.write_all(b"1"));
+                    done = false;
                 }
             }
         }
-        if self.created_base {
+        if done && self.created_base {
             let _ = fs::remove_dir(&self.base);
         }
+        done
     }
 }
 

@@ -286,9 +286,7 @@ impl Reactor {
                 });
                 if flushed || since.elapsed() >= EXIT_GRACE {
                     self.drain_outputs();
-                    if let Some(cgroups) = &self.cgroups {
-                        cgroups.remove_all();
-                    }
+                    self.remove_cgroups();
                     return Ok(code);
                 }
             }
@@ -903,6 +901,27 @@ impl Reactor {
         }
         // Keep the allocation for next time.
         self.dirty = dirty;
+    }
+
+    /// At exit: leave no cgroup behind. Processes killed by `cgroup.kill` take a moment
+    /// to exit (and come back to us as a subreaper to be reaped), so this waits for
+    /// them, for at most a second; the daemon is exiting, nothing else is served.
+    fn remove_cgroups(&mut self) {
+        let Some(cgroups) = &self.cgroups else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !cgroups.remove_all() {
+            while process::reap_one().is_some() {}
+            if Instant::now() >= deadline {
+                log::warn!(
+                    "some worker cgroups under {} were still emptying at exit",
+                    cgroups.base().display()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Log what is left in every output pipe (at exit: every worker is reaped, so

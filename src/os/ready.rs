@@ -15,6 +15,8 @@ use std::os::linux::net::SocketAddrExt;
 
 /// Messages read per wake-up before other sources get their turn.
 const BUDGET: usize = 256;
+/// File descriptors accepted (and closed at once) per message.
+const MAX_FDS: usize = 32;
 
 pub struct NotifySocket {
     pub socket: UnixDatagram,
@@ -50,7 +52,10 @@ impl NotifySocket {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
         while out.len() < BUDGET {
-            let mut cmsg = nix::cmsg_space!(UnixCredentials);
+            // Room for the credentials and for file descriptors a sender may attach
+            // (sd_notify's FDSTORE, systemd-notify's barrier): without it the kernel
+            // truncates the control data and the credentials are lost with the fds.
+            let mut cmsg = nix::cmsg_space!(UnixCredentials, [std::os::fd::RawFd; MAX_FDS]);
             let (len, pid) = {
                 let mut iov = [IoSliceMut::new(&mut buf)];
                 match socket::recvmsg::<()>(

@@ -1609,10 +1609,14 @@ impl Launch {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let socket = dir.join("d.sock");
         let log = dir.join(&format!("daemon-{n}.log"));
-        let config = self
-            .config
-            .as_deref()
-            .map(|text| dir.write(&format!("config-{n}.toml"), text));
+        let config = self.config.as_deref().map(|text| {
+            let path = dir.write(&format!("config-{n}.toml"), text);
+            // Readable by a daemon run as another user, whatever the test's umask.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+                .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+            path
+        });
         let mut cmd = match self.wrapper.split_first() {
             Some((program, rest)) => {
                 let mut cmd = Command::new(program);
@@ -1823,9 +1827,10 @@ impl NotifyListener {
         let deadline = Instant::now() + window;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.recv(left).is_none() && Instant::now() >= deadline {
+            if left.is_zero() {
                 return;
             }
+            self.recv(left);
         }
     }
 
