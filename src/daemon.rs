@@ -41,6 +41,14 @@ pub fn run(args: DaemonArgs) -> i32 {
         eprintln!("dynsup: cannot open /dev/null for closed standard streams: {err}");
         return 1;
     }
+    // First, while the lowest fd numbers are free: the spawner reserves a few.
+    let spawner = match crate::os::spawn::Spawner::new() {
+        Ok(spawner) => spawner,
+        Err(err) => {
+            log::error!("cannot prepare the spawner: {err}");
+            return 1;
+        }
+    };
     let socket = args
         .socket
         .or_else(|| config.socket.clone())
@@ -84,6 +92,7 @@ pub fn run(args: DaemonArgs) -> i32 {
         None
     };
     let settings = Settings {
+        spawner,
         fixed: config.fixed_settings(),
         cgroups,
         config: args.config.clone(),

@@ -20,7 +20,7 @@ use super::notify::Systemd;
 use super::pipes::{CastError, Drained, Mailbox, OutputPipe};
 use super::process;
 use super::ready::NotifySocket;
-use super::spawn::{self, ExecPlan, SpawnContext};
+use super::spawn::{self, ExecPlan, SpawnContext, Spawner};
 use super::state_file;
 use crate::access::{is_read_only_command, Access, AccessPolicy};
 use crate::config::{self, BootChild, Config, FixedSettings};
@@ -44,6 +44,10 @@ const SIGNALS: Token = Token(0);
 const LISTENER: Token = Token(1);
 const NOTIFY: Token = Token(2);
 const FIRST_DYNAMIC: usize = 3;
+
+/// How long a worker's leftover processes (killed through its cgroup) may take to
+/// exit before its restart goes ahead anyway.
+const CGROUP_DRAIN: Duration = Duration::from_millis(500);
 
 /// How long the daemon waits for clients to read their last replies before exiting.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -86,6 +90,7 @@ pub struct Reactor {
     /// Client connections open now.
     connections: usize,
     cgroups: Option<Cgroups>,
+    spawner: Spawner,
     /// Where workers with `ready = "notify"` send `READY=1`.
     notify: Option<NotifySocket>,
     /// Groups of unregistered workers that were still emptying; retried on SIGCHLD
@@ -101,6 +106,8 @@ pub struct Settings {
     pub access: AccessPolicy,
     pub max_connections: usize,
     pub cgroups: Option<Cgroups>,
+    /// Created early (it reserves low fd numbers).
+    pub spawner: Spawner,
     /// What a reload cannot change, to warn when it tries.
     pub fixed: FixedSettings,
 }
@@ -141,6 +148,8 @@ impl Reactor {
         let mut listener = listener;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut settings = settings;
+        settings.spawner.record_signal_dispositions();
         let notify = match NotifySocket::bind() {
             Ok(mut notify) => {
                 poll.registry()
@@ -174,6 +183,7 @@ impl Reactor {
             max_connections: settings.max_connections,
             connections: 0,
             cgroups: settings.cgroups,
+            spawner: settings.spawner,
             emptying_cgroups: Vec::new(),
             notify,
             restoring: false,
@@ -409,8 +419,11 @@ impl Reactor {
                     return;
                 };
                 if let Some(cgroups) = &self.cgroups {
-                    // Whatever the worker left behind dies with it, before any restart.
-                    cgroups.kill(&name);
+                    // Whatever the worker left behind dies with it, before any restart
+                    // (which follows this action): wait, briefly and only when
+                    // something was left, until those processes are gone, so the new
+                    // worker finds their ports free. The one bounded wait in the loop.
+                    cgroups.kill_and_wait(&name, CGROUP_DRAIN);
                     if !self.core.is_registered(&name) && !cgroups.remove(&name) {
                         self.emptying_cgroups.push(name);
                     }
@@ -455,7 +468,12 @@ impl Reactor {
             ),
             None => None,
         };
-        let child = spawn::spawn(&plan, self.ctx.daemon_pid, cgroup_procs.as_ref())?;
+        let child = spawn::spawn(
+            &mut self.spawner,
+            &plan,
+            self.ctx.daemon_pid,
+            cgroup_procs.as_ref(),
+        )?;
         let name: Rc<str> = spec.name.clone();
         let mut tokens = [None; 3];
         for (slot, fd) in tokens[1..].iter_mut().zip([child.stdout, child.stderr]) {
