@@ -1,0 +1,33 @@
+//! The floor: bench/c/floor.c, a bare fork+execve / sigwaitinfo / waitpid loop.
+
+use crate::harness::{live_from, Ctx, Live, Tree};
+use crate::stamps::Stamps;
+use crate::util::ms;
+use std::time::Duration;
+
+pub struct Floor {
+    pub tree: Tree,
+    pub stamps: Stamps,
+    pub live: Live,
+    /// Launch → the last of the N first stamps, ms.
+    pub cold_ms: f64,
+}
+
+pub fn start(ctx: &Ctx, n: usize) -> Result<Floor, String> {
+    let (dir, tag) = ctx.instance(&format!("floor-{n}"));
+    let stamps = Stamps::new(&dir.join("stamps.fifo"))?;
+    let mut cmd = ctx.command(&ctx.floor_bin, &dir, &tag, &stamps.path);
+    cmd.arg(n.to_string()).arg(&ctx.stamp_bin);
+    let tree = Tree::spawn(cmd, &tag)?;
+    let got = stamps.collect(n, Duration::from_secs(30 + n as u64 / 100));
+    if got.len() < n {
+        return Err(format!("floor: only {} of {n} workers stamped", got.len()));
+    }
+    let last = got.iter().map(|s| s.t).max().unwrap();
+    Ok(Floor {
+        cold_ms: ms(last - tree.t0),
+        live: live_from(&got),
+        tree,
+        stamps,
+    })
+}
