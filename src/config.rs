@@ -291,13 +291,16 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         let name_span = child.name.span();
         let name = child.name.into_inner();
         validate_name(&name).map_err(|msg| (name_span.clone(), msg))?;
-        if let Some(first_line) = seen.get(&name) {
+        if let Some(&first_offset) = seen.get(&name) {
+            let first_line = line_column(text, first_offset).0;
             return Err((
                 name_span,
                 format!("duplicate child name {name:?} (first defined on line {first_line})"),
             ));
         }
-        seen.insert(name.clone(), line_column(text, name_span.start).0);
+        // The offset, not the line: counting lines for every child would make a config
+        // of N children cost O(N²) to load.
+        seen.insert(name.clone(), name_span.start);
         let template = match child.template {
             Some(t) => {
                 if !templates.contains_key(t.get_ref()) {

@@ -52,8 +52,10 @@ const CGROUP_DRAIN: Duration = Duration::from_millis(500);
 /// How long the daemon waits for clients to read their last replies before exiting.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
+/// Connections are boxed: a map entry is as large as its largest variant, and there are
+/// two pipe entries per worker for every connection.
 enum Source {
-    Conn(Conn),
+    Conn(Box<Conn>),
     Output(OutputPipe),
     Mailbox(Mailbox),
 }
@@ -63,8 +65,8 @@ pub struct Reactor {
     signals: Signals,
     listener: Option<UnixListener>,
     sources: HashMap<Token, Source>,
-    /// Each live instance: its name and pipe tokens (stdin mailbox, stdout, stderr).
-    instances: HashMap<InstanceId, (Rc<str>, [Option<Token>; 3])>,
+    /// Each live instance: its name and pipe tokens (stdin mailbox, output).
+    instances: HashMap<InstanceId, (Rc<str>, [Option<Token>; 2])>,
     next_token: usize,
     core: Supervisor,
     ctx: SpawnContext,
@@ -414,8 +416,7 @@ impl Reactor {
                 self.deliver(reply_to, reply);
             }
             Action::Reaped { instance } => {
-                let Some((name, [mailbox, stdout, stderr])) = self.instances.remove(&instance)
-                else {
+                let Some((name, [mailbox, output])) = self.instances.remove(&instance) else {
                     return;
                 };
                 if let Some(cgroups) = &self.cgroups {
@@ -434,7 +435,7 @@ impl Reactor {
                 // The process is gone, so what it wrote is already in the pipes: log it
                 // now, before anything else (a shutdown may end the loop next).
                 // Descendants may still hold the pipes open; those go on being read.
-                for token in [stdout, stderr].into_iter().flatten() {
+                if let Some(token) = output {
                     self.on_source(token);
                 }
             }
@@ -475,24 +476,22 @@ impl Reactor {
             cgroup_procs.as_ref(),
         )?;
         let name: Rc<str> = spec.name.clone();
-        let mut tokens = [None; 3];
-        for (slot, fd) in tokens[1..].iter_mut().zip([child.stdout, child.stderr]) {
-            let mut pipe = Receiver::from(fd);
-            let token = self.new_token();
-            match self
-                .poll
-                .registry()
-                .register(&mut pipe, token, Interest::READABLE)
-            {
-                Ok(()) => {
-                    self.sources
-                        .insert(token, Source::Output(OutputPipe::new(pipe, name.clone())));
-                    *slot = Some(token);
-                }
-                // The worker runs on; only its output is lost (dropping the pipe
-                // closes it, so the worker gets EPIPE rather than blocking).
-                Err(e) => log::error!("{name}: cannot watch an output pipe: {e}"),
+        let mut tokens = [None; 2];
+        let mut pipe = Receiver::from(child.output);
+        let token = self.new_token();
+        match self
+            .poll
+            .registry()
+            .register(&mut pipe, token, Interest::READABLE)
+        {
+            Ok(()) => {
+                self.sources
+                    .insert(token, Source::Output(OutputPipe::new(pipe, name.clone())));
+                tokens[1] = Some(token);
             }
+            // The worker runs on; only its output is lost (dropping the pipe closes
+            // it, so the worker gets EPIPE rather than blocking).
+            Err(e) => log::error!("{name}: cannot watch its output pipe: {e}"),
         }
         let token = self.new_token();
         self.sources.insert(
@@ -686,7 +685,7 @@ impl Reactor {
         {
             Ok(()) => {
                 let conn = Conn::new(stream, access == Access::ReadOnly);
-                self.sources.insert(token, Source::Conn(conn));
+                self.sources.insert(token, Source::Conn(Box::new(conn)));
                 self.connections += 1;
             }
             Err(e) => log::error!("cannot watch a new connection: {e}"),

@@ -14,7 +14,9 @@
 //!    daemon's pid read before fork); then `PR_SET_NO_NEW_PRIVS` and the umask.
 //! 6. Every signal disposition back to `SIG_DFL` and an empty signal mask: ignored
 //!    signals (Rust ignores SIGPIPE) would otherwise survive exec.
-//! 7. stdin = the mailbox pipe, stdout/stderr = pipes the daemon reads.
+//! 7. stdin = the mailbox pipe; stdout and stderr = one pipe the daemon reads (both
+//!    streams end up in the daemon's log as `[NAME] line` anyway, and one pipe instead
+//!    of two keeps the daemon at two fds per worker).
 //! 8. `chdir` to the template's cwd, then `execve`.
 //!
 //! A failure at any step is written (stage, errno) to a close-on-exec status pipe and
@@ -207,8 +209,8 @@ fn resolve_program(program: &str, ctx: &SpawnContext) -> Result<PathBuf, String>
 pub struct Spawned {
     pub pid: i32,
     pub stdin: OwnedFd,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+    /// The worker's stdout and stderr.
+    pub output: OwnedFd,
 }
 
 /// What stays the same from one spawn to the next: the child's stack, four reserved
@@ -229,11 +231,10 @@ pub struct Spawner {
     reset_signals: Vec<libc::c_int>,
 }
 
-const SLOTS: usize = 4;
+const SLOTS: usize = 3;
 const SLOT_STDIN: usize = 0;
-const SLOT_STDOUT: usize = 1;
-const SLOT_STDERR: usize = 2;
-const SLOT_CGROUP: usize = 3;
+const SLOT_OUTPUT: usize = 1;
+const SLOT_CGROUP: usize = 2;
 const CHILD_STACK: usize = 256 * 1024;
 
 impl Spawner {
@@ -325,9 +326,8 @@ pub fn spawn(
     cgroup_procs: Option<&OwnedFd>,
 ) -> Result<Spawned, String> {
     let (stdin_r, stdin_w) = cloexec_pipe()?;
-    let (stdout_r, stdout_w) = cloexec_pipe()?;
-    let (stderr_r, stderr_w) = cloexec_pipe()?;
-    for fd in [&stdin_w, &stdout_r, &stderr_r] {
+    let (output_r, output_w) = cloexec_pipe()?;
+    for fd in [&stdin_w, &output_r] {
         set_nonblocking(fd).map_err(|e| format!("cannot make a worker pipe non-blocking: {e}"))?;
     }
 
@@ -348,8 +348,7 @@ pub fn spawn(
     // The child's ends go into the reserved slots (see `Spawner`).
     let mut into_slots = vec![
         (stdin_r.as_fd(), spawner.slots[SLOT_STDIN]),
-        (stdout_w.as_fd(), spawner.slots[SLOT_STDOUT]),
-        (stderr_w.as_fd(), spawner.slots[SLOT_STDERR]),
+        (output_w.as_fd(), spawner.slots[SLOT_OUTPUT]),
     ];
     if let Some(cgroup) = cgroup_procs {
         into_slots.push((cgroup.as_fd(), spawner.slots[SLOT_CGROUP]));
@@ -416,7 +415,7 @@ pub fn spawn(
     for slot in spawner.slots {
         let _ = dup_into(spawner.devnull.as_raw_fd(), slot);
     }
-    drop((stdin_r, stdout_w, stderr_w));
+    drop((stdin_r, output_w));
     if pid < 0 {
         return Err(format!("clone failed: {clone_error}"));
     }
@@ -449,8 +448,7 @@ pub fn spawn(
     Ok(Spawned {
         pid,
         stdin: stdin_w,
-        stdout: stdout_r,
-        stderr: stderr_r,
+        output: output_r,
     })
 }
 
@@ -526,8 +524,8 @@ unsafe fn exec_child(args: &ChildArgs) -> ! {
     // dup2 clears close-on-exec on the copy; the slots themselves close at exec.
     for (slot, target) in [
         (args.slots[SLOT_STDIN], 0),
-        (args.slots[SLOT_STDOUT], 1),
-        (args.slots[SLOT_STDERR], 2),
+        (args.slots[SLOT_OUTPUT], 1),
+        (args.slots[SLOT_OUTPUT], 2),
     ] {
         if libc::dup2(slot, target) < 0 {
             fail(STAGE_DUP2);

@@ -261,6 +261,20 @@ fn nul_separated(path: String) -> Vec<String> {
 }
 
 /// The process's argv.
+/// Wait until `pid` has finished exec'ing. The daemon answers once the exec is
+/// committed (its vfork-style spawn resumes then), and for a few microseconds more the
+/// kernel is still laying out the new program's arguments: `/proc/PID/cmdline` is empty
+/// until it is done. A process that is already gone counts as settled.
+pub fn settled(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        match std::fs::read(format!("/proc/{pid}/cmdline")) {
+            Ok(bytes) if bytes.is_empty() => std::thread::yield_now(),
+            _ => return,
+        }
+    }
+}
+
 pub fn cmdline(pid: i32) -> Vec<String> {
     nul_separated(format!("/proc/{pid}/cmdline"))
 }
@@ -808,6 +822,7 @@ impl TestDaemon {
             .pid
             .unwrap_or_else(|| panic!("start reply without a pid: {reply:?}"));
         assert!(pid > 0, "start reply with pid {pid}");
+        settled(pid);
         pid
     }
 
@@ -854,6 +869,7 @@ impl TestDaemon {
             &format!("{name} to get a pid other than {old}"),
             || self.lookup(name).filter(|&p| p != old && is_alive(p)),
         );
+        settled(pid);
         let s = stat(pid).expect("restarted worker in /proc");
         assert_eq!(
             s.ppid, self.pid,
