@@ -235,10 +235,11 @@ fn main() {
     let threads_max = util::read_u64("/proc/sys/kernel/threads-max").unwrap_or(0);
     let mut ns: Vec<usize> = vec![10, 100, 1000];
     if !quick {
-        // The big N: 10,000 workers if the machine allows. Each worker costs dynsup 3
-        // fds (stdin, stdout, stderr pipes), and every worker is a pid.
+        // The big N: 10,000 workers if the machine allows. Each worker costs dynsup 2
+        // fds (its stdin pipe, and one pipe for stdout and stderr), and every worker is
+        // a pid.
         let busy = util::all_pids().len() as u64;
-        let fd_fit = nofile.saturating_sub(200) / 3;
+        let fd_fit = nofile.saturating_sub(200) / 2;
         let pid_fit = pid_max
             .saturating_sub(busy + 2000)
             .min(threads_max.saturating_sub(busy + 2000));
@@ -250,7 +251,7 @@ fn main() {
             let why = if fd_fit < 10_000 {
                 format!(
                     "RLIMIT_NOFILE is {nofile} and cannot be raised (hard limit; raising it needs CAP_SYS_RESOURCE), \
-                     while dynsup holds 3 fds per worker: 10,000 workers need about 30,200"
+                     while dynsup holds 2 fds per worker plus a few of its own: 10,000 workers need about 20,020"
                 )
             } else {
                 format!("pid_max {pid_max} / threads-max {threads_max} with {busy} pids in use leave room for {pid_fit} workers")
