@@ -275,12 +275,16 @@ pub fn settled(pid: i32) {
     }
 }
 
+/// The process's command line (waiting first until a fresh process has finished
+/// exec'ing, see `settled`).
 pub fn cmdline(pid: i32) -> Vec<String> {
+    settled(pid);
     nul_separated(format!("/proc/{pid}/cmdline"))
 }
 
 /// The process's initial environment, as `KEY=value` strings.
 pub fn environ(pid: i32) -> Vec<String> {
+    settled(pid);
     nul_separated(format!("/proc/{pid}/environ"))
 }
 
