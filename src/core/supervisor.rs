@@ -676,11 +676,7 @@ impl Supervisor {
         worker.consecutive = 0;
         worker.window = window_for(&spec.template, self.limits.max_seconds);
         worker.spec = spec.clone();
-        worker.state = State::Waiting {
-            retry_at: 0,
-            retry_wall_ms: 0,
-            delay_ms: 0,
-        };
+        worker.state = State::SPAWN_IN_FLIGHT;
         self.spawn(spec, SpawnPurpose::Operator { reply_to }, out);
     }
 
@@ -974,12 +970,7 @@ impl Supervisor {
         let Some(worker) = self.workers.get_mut(&name) else {
             return;
         };
-        let placeholder = State::Waiting {
-            retry_at: 0,
-            retry_wall_ms: 0,
-            delay_ms: 0,
-        };
-        match std::mem::replace(&mut worker.state, placeholder) {
+        match std::mem::replace(&mut worker.state, State::SPAWN_IN_FLIGHT) {
             State::Running {
                 instance,
                 since_us,
@@ -1530,6 +1521,14 @@ impl Supervisor {
 }
 
 impl State {
+    /// No process, and no deadline: a restart spawn is about to be answered (or the
+    /// decision about the exit just reaped is being made). Shown as `restarting`.
+    const SPAWN_IN_FLIGHT: State = State::Waiting {
+        retry_at: 0,
+        retry_wall_ms: 0,
+        delay_ms: 0,
+    };
+
     fn pid(&self) -> Option<i32> {
         match *self {
             State::Running { pid, .. } | State::Stopping { pid, .. } => Some(pid),

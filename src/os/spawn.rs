@@ -286,18 +286,50 @@ impl Spawner {
     }
 }
 
-const STAGE_SETPGID: i32 = 1;
-const STAGE_PDEATHSIG: i32 = 2;
-const STAGE_DUP2: i32 = 3;
-const STAGE_CHDIR: i32 = 4;
-const STAGE_EXEC: i32 = 5;
-const STAGE_RLIMIT: i32 = 6;
-const STAGE_SETGROUPS: i32 = 7;
-const STAGE_SETGID: i32 = 8;
-const STAGE_SETUID: i32 = 9;
-const STAGE_NO_NEW_PRIVS: i32 = 10;
-const STAGE_CGROUP: i32 = 11;
-const STAGE_UNSHARE: i32 = 12;
+/// The step of the child's setup that failed, reported to the parent with the errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Unshare,
+    Setpgid,
+    Cgroup,
+    Rlimit,
+    Setgroups,
+    Setgid,
+    Setuid,
+    Pdeathsig,
+    NoNewPrivs,
+    Dup2,
+    Chdir,
+    Exec,
+}
+
+impl Stage {
+    fn describe(self, plan: &ExecPlan, err: io::Error) -> String {
+        match self {
+            Stage::Unshare => format!("close_range(CLOSE_RANGE_UNSHARE) failed: {err}"),
+            Stage::Setpgid => format!("setpgid failed: {err}"),
+            Stage::Cgroup => format!("joining the worker's cgroup failed: {err}"),
+            Stage::Rlimit => format!("setrlimit failed: {err}"),
+            Stage::Setgroups => format!("setgroups failed: {err}"),
+            Stage::Setgid => format!("setgid failed: {err}"),
+            Stage::Setuid => format!("setuid failed: {err}"),
+            Stage::Pdeathsig => format!("prctl(PR_SET_PDEATHSIG) failed: {err}"),
+            Stage::NoNewPrivs => format!("prctl(PR_SET_NO_NEW_PRIVS) failed: {err}"),
+            Stage::Dup2 => format!("redirecting stdio failed: {err}"),
+            Stage::Chdir => format!(
+                "cannot change directory to {}: {err}",
+                plan.cwd
+                    .as_deref()
+                    .map(|c| String::from_utf8_lossy(c.to_bytes()).into_owned())
+                    .unwrap_or_default()
+            ),
+            Stage::Exec => format!(
+                "cannot execute {}: {err}",
+                String::from_utf8_lossy(plan.program.as_bytes())
+            ),
+        }
+    }
+}
 
 /// Everything the child reads, and where it reports a failure. Lives on the parent's
 /// stack; the child shares the parent's memory (`CLONE_VM`) and the parent is
@@ -313,7 +345,7 @@ struct ChildArgs<'a> {
     reset_signals: &'a [libc::c_int],
     daemon_pid: i32,
     /// Written by the child before `_exit` when a step fails: (stage, errno).
-    failure: Cell<(i32, i32)>,
+    failure: Cell<Option<(Stage, i32)>>,
 }
 
 /// Clone and exec the plan. `cgroup_procs`, if given, is the open `cgroup.procs` of the
@@ -367,7 +399,7 @@ pub fn spawn(
         has_cgroup: cgroup_procs.is_some(),
         reset_signals: &spawner.reset_signals,
         daemon_pid,
-        failure: Cell::new((0, 0)),
+        failure: Cell::new(None),
     };
     let stack_top = {
         let base = spawner.stack.as_mut_ptr() as usize + spawner.stack.len();
@@ -419,31 +451,9 @@ pub fn spawn(
     if pid < 0 {
         return Err(format!("clone failed: {clone_error}"));
     }
-    let (stage, errno) = args.failure.get();
-    if stage != 0 {
+    if let Some((stage, errno)) = args.failure.get() {
         super::process::reap_pid(pid);
-        let err = io::Error::from_raw_os_error(errno);
-        let program = String::from_utf8_lossy(plan.program.as_bytes());
-        return Err(match stage {
-            STAGE_SETPGID => format!("setpgid failed: {err}"),
-            STAGE_PDEATHSIG => format!("prctl(PR_SET_PDEATHSIG) failed: {err}"),
-            STAGE_DUP2 => format!("redirecting stdio failed: {err}"),
-            STAGE_RLIMIT => format!("setrlimit failed: {err}"),
-            STAGE_SETGROUPS => format!("setgroups failed: {err}"),
-            STAGE_SETGID => format!("setgid failed: {err}"),
-            STAGE_SETUID => format!("setuid failed: {err}"),
-            STAGE_NO_NEW_PRIVS => format!("prctl(PR_SET_NO_NEW_PRIVS) failed: {err}"),
-            STAGE_CGROUP => format!("joining the worker's cgroup failed: {err}"),
-            STAGE_UNSHARE => format!("close_range(CLOSE_RANGE_UNSHARE) failed: {err}"),
-            STAGE_CHDIR => format!(
-                "cannot change directory to {}: {err}",
-                plan.cwd
-                    .as_deref()
-                    .map(|c| String::from_utf8_lossy(c.to_bytes()).into_owned())
-                    .unwrap_or_default()
-            ),
-            _ => format!("cannot execute {program}: {err}"),
-        });
+        return Err(stage.describe(plan, io::Error::from_raw_os_error(errno)));
     }
     Ok(Spawned {
         pid,
@@ -468,8 +478,8 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 /// only async-signal-safe syscalls, allocates nothing, and never returns.
 unsafe fn exec_child(args: &ChildArgs) -> ! {
     let plan = args.plan;
-    let fail = |stage: i32| -> ! {
-        args.failure.set((stage, *libc::__errno_location()));
+    let fail = |stage: Stage| -> ! {
+        args.failure.set(Some((stage, *libc::__errno_location())));
         libc::_exit(127)
     };
     // Our own fd table, holding only 0-2 and the slots (all others closed, cheaply).
@@ -480,43 +490,43 @@ unsafe fn exec_child(args: &ChildArgs) -> ! {
         libc::CLOSE_RANGE_UNSHARE,
     ) != 0
     {
-        fail(STAGE_UNSHARE);
+        fail(Stage::Unshare);
     }
     if libc::setpgid(0, 0) != 0 {
-        fail(STAGE_SETPGID);
+        fail(Stage::Setpgid);
     }
     if args.has_cgroup {
         // "0" moves the writing process; its descendants will be born inside.
         if libc::write(args.slots[SLOT_CGROUP], b"0".as_ptr().cast(), 1) != 1 {
-            fail(STAGE_CGROUP);
+            fail(Stage::Cgroup);
         }
     }
     for (resource, limit) in &plan.rlimits {
         if libc::setrlimit(*resource, limit) != 0 {
-            fail(STAGE_RLIMIT);
+            fail(Stage::Rlimit);
         }
     }
     if let Some(creds) = &plan.credentials {
         if libc::setgroups(creds.groups.len(), creds.groups.as_ptr()) != 0 {
-            fail(STAGE_SETGROUPS);
+            fail(Stage::Setgroups);
         }
         if libc::setgid(creds.gid) != 0 {
-            fail(STAGE_SETGID);
+            fail(Stage::Setgid);
         }
         if libc::setuid(creds.uid) != 0 {
-            fail(STAGE_SETUID);
+            fail(Stage::Setuid);
         }
     }
     // After the uid change: changing credentials clears the parent-death signal.
     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-        fail(STAGE_PDEATHSIG);
+        fail(Stage::Pdeathsig);
     }
     if libc::getppid() != args.daemon_pid {
         // The daemon died between clone and prctl: nobody will ever supervise us.
         libc::_exit(1);
     }
     if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-        fail(STAGE_NO_NEW_PRIVS);
+        fail(Stage::NoNewPrivs);
     }
     if let Some(mask) = plan.umask {
         libc::umask(mask);
@@ -528,12 +538,12 @@ unsafe fn exec_child(args: &ChildArgs) -> ! {
         (args.slots[SLOT_OUTPUT], 2),
     ] {
         if libc::dup2(slot, target) < 0 {
-            fail(STAGE_DUP2);
+            fail(Stage::Dup2);
         }
     }
     if let Some(cwd) = &plan.cwd {
         if libc::chdir(cwd.as_ptr()) != 0 {
-            fail(STAGE_CHDIR);
+            fail(Stage::Chdir);
         }
     }
     // Dispositions back to default (this process's own copy: no CLONE_SIGHAND), then
@@ -549,7 +559,7 @@ unsafe fn exec_child(args: &ChildArgs) -> ! {
         args.argv.as_ptr(),
         args.envp.as_ptr(),
     );
-    fail(STAGE_EXEC)
+    fail(Stage::Exec)
 }
 
 fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), String> {
