@@ -649,8 +649,19 @@ impl TestDaemon {
 
     #[track_caller]
     fn wait_ready(&mut self) {
-        let socket = self.socket.clone();
         let log = self.log.clone();
+        self.wait_until_listening(|| {
+            fs::read_to_string(&log)
+                .map(|t| t.contains("listening on"))
+                .unwrap_or(false)
+        });
+    }
+
+    /// Waits until the socket accepts a connection and `also` holds; panics (with the
+    /// log tail) if the daemon exits first or the deadline passes.
+    #[track_caller]
+    fn wait_until_listening(&mut self, mut also: impl FnMut() -> bool) {
+        let socket = self.socket.clone();
         let child = &mut self.child;
         let mut exited = None;
         let ready = try_wait_until(DEADLINE, || {
@@ -658,10 +669,7 @@ impl TestDaemon {
                 exited = Some(status);
                 return Some(false);
             }
-            let listening = fs::read_to_string(&log)
-                .map(|t| t.contains("listening on"))
-                .unwrap_or(false);
-            (listening && UnixStream::connect(&socket).is_ok()).then_some(true)
+            (also() && UnixStream::connect(&socket).is_ok()).then_some(true)
         });
         match ready {
             Some(true) => {}
@@ -1696,32 +1704,7 @@ impl TestDaemon {
     /// Waits until the socket accepts a connection (whatever the log says).
     #[track_caller]
     pub fn wait_socket(&mut self) {
-        let socket = self.socket.clone();
-        let child = &mut self.child;
-        let mut exited = None;
-        let ready = try_wait_until(DEADLINE, || {
-            if let Ok(Some(status)) = child.try_wait() {
-                exited = Some(status);
-                return Some(false);
-            }
-            UnixStream::connect(&socket).is_ok().then_some(true)
-        });
-        match ready {
-            Some(true) => {}
-            Some(false) => {
-                self.status = exited;
-                panic!(
-                    "the daemon exited ({:?}) before it listened{}",
-                    self.status,
-                    self.log_tail()
-                )
-            }
-            None => panic!(
-                "the daemon did not listen on {} within {DEADLINE:?}{}",
-                self.socket.display(),
-                self.log_tail()
-            ),
-        }
+        self.wait_until_listening(|| true);
     }
 
     /// `ps` for one worker (or all): name -> pids.
