@@ -9,7 +9,8 @@
 
 use crate::access::AccessPolicy;
 use crate::core::{
-    Backoff, Credentials, OnLimit, Readiness, Resource, RestartLimit, RestartType, Rlimit, Template,
+    Backoff, Credentials, Limits, OnLimit, Readiness, ReloadConfig, Resource, RestartLimit,
+    RestartType, Rlimit, Template,
 };
 use crate::protocol::validate_name;
 use crate::signal::Signal;
@@ -121,6 +122,24 @@ pub struct FixedSettings {
 }
 
 impl Config {
+    /// The core's supervisor-wide limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_restarts: self.max_restarts,
+            max_seconds: self.max_seconds,
+            max_children: self.max_children,
+        }
+    }
+
+    /// What the core applies on a reload: limits, templates and boot children.
+    pub fn reload_config(&self) -> ReloadConfig {
+        ReloadConfig {
+            limits: self.limits(),
+            templates: self.templates.clone(),
+            children: self.children.clone(),
+        }
+    }
+
     pub fn fixed_settings(&self) -> FixedSettings {
         FixedSettings {
             socket: self.socket.clone(),

@@ -6,7 +6,7 @@
 
 use crate::config::{self, Config};
 use crate::core::Supervisor;
-use crate::os::reactor::{limits_of, Reactor, Settings};
+use crate::os::reactor::{Reactor, Settings};
 use crate::os::{listener, spawn::SpawnContext};
 use std::path::{Path, PathBuf};
 
@@ -68,7 +68,7 @@ pub fn run(args: DaemonArgs) -> i32 {
         config.templates.len(),
         config.children.len()
     );
-    let core = Supervisor::new(limits_of(&config), config.templates.clone());
+    let core = Supervisor::new(config.limits(), config.templates.clone());
     let ctx = SpawnContext::from_process(socket.clone());
     let mut access = config.access.clone();
     access.daemon_uid = nix::unistd::geteuid().as_raw();

@@ -24,9 +24,7 @@ use super::spawn::{self, ExecPlan, SpawnContext, Spawner};
 use super::state_file;
 use crate::access::{is_read_only_command, Access, AccessPolicy};
 use crate::config::{self, BootChild, Config, FixedSettings};
-use crate::core::{
-    Action, ChildSpec, Input, InstanceId, Limits, ReloadConfig, ReplyTo, Supervisor, Time,
-};
+use crate::core::{Action, ChildSpec, Input, InstanceId, ReplyTo, Supervisor, Time};
 use crate::protocol::{ErrorKind, Event, Reply, Request};
 use crate::signal::Signal;
 use mio::net::UnixListener;
@@ -112,23 +110,6 @@ pub struct Settings {
     pub spawner: Spawner,
     /// What a reload cannot change, to warn when it tries.
     pub fixed: FixedSettings,
-}
-
-/// The core's view of a config.
-pub fn reload_config(config: &Config) -> ReloadConfig {
-    ReloadConfig {
-        limits: limits_of(config),
-        templates: config.templates.clone(),
-        children: config.children.clone(),
-    }
-}
-
-pub fn limits_of(config: &Config) -> Limits {
-    Limits {
-        max_restarts: config.max_restarts,
-        max_seconds: config.max_seconds,
-        max_children: config.max_children,
-    }
 }
 
 impl Reactor {
@@ -869,7 +850,7 @@ impl Reactor {
             Some(path) => match config::load(path) {
                 Ok(config) => {
                     self.apply_settings(&config);
-                    Ok(Box::new(reload_config(&config)))
+                    Ok(Box::new(config.reload_config()))
                 }
                 Err(err) => Err(err.to_string()),
             },
