@@ -5,13 +5,15 @@
 //! cannot forge), so that a socket shared with a group (`socket_mode = "0660"`) still
 //! admits only the users and groups the config names.
 
+use crate::protocol::Cmd;
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Every command.
     Full,
-    /// `lookup`, `count`, `list`, `whois`, `watch`, `ps` and `wait_ready` only.
+    /// The commands that change nothing ([`Cmd::read_only`]: `lookup`, `count`,
+    /// `list`, `whois`, `watch`, `ps` and `wait_ready`).
     ReadOnly,
     Denied,
 }
@@ -53,12 +55,15 @@ impl AccessPolicy {
     }
 }
 
-/// Commands a read-only peer may use.
-pub fn is_read_only_command(cmd: &str) -> bool {
-    matches!(
-        cmd,
-        "lookup" | "count" | "list" | "whois" | "watch" | "ps" | "wait_ready"
-    )
+impl Access {
+    /// Whether a peer with this access may use `cmd`.
+    pub fn allows(self, cmd: Cmd) -> bool {
+        match self {
+            Access::Full => true,
+            Access::ReadOnly => cmd.read_only(),
+            Access::Denied => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -102,7 +107,8 @@ mod tests {
 
     #[test]
     fn read_only_commands() {
-        for cmd in [
+        let cmd = |name| Cmd::from_name(name).expect(name);
+        for name in [
             "lookup",
             "count",
             "list",
@@ -111,12 +117,16 @@ mod tests {
             "ps",
             "wait_ready",
         ] {
-            assert!(is_read_only_command(cmd));
+            assert!(Access::ReadOnly.allows(cmd(name)), "{name}");
         }
-        for cmd in [
+        for name in [
             "start", "stop", "kill", "cast", "shutdown", "restart", "reload",
         ] {
-            assert!(!is_read_only_command(cmd));
+            assert!(!Access::ReadOnly.allows(cmd(name)), "{name}");
+        }
+        for every in Cmd::ALL {
+            assert!(Access::Full.allows(every));
+            assert!(!Access::Denied.allows(every));
         }
     }
 }

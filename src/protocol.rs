@@ -87,44 +87,119 @@ pub enum Request {
 }
 
 impl Request {
-    /// The command's wire name, for logs.
-    pub fn cmd(&self) -> &'static str {
+    /// Which command this is.
+    pub fn cmd(&self) -> Cmd {
         match self {
-            Request::Start { .. } => "start",
-            Request::Stop { .. } => "stop",
-            Request::Kill { .. } => "kill",
-            Request::Cast { .. } => "cast",
-            Request::Lookup { .. } => "lookup",
-            Request::Count => "count",
-            Request::List => "list",
-            Request::Shutdown => "shutdown",
-            Request::Restart { .. } => "restart",
-            Request::Whois { .. } => "whois",
-            Request::Watch { .. } => "watch",
-            Request::Reload => "reload",
-            Request::WaitReady { .. } => "wait_ready",
-            Request::Ps { .. } => "ps",
+            Request::Start { .. } => Cmd::Start,
+            Request::Stop { .. } => Cmd::Stop,
+            Request::Kill { .. } => Cmd::Kill,
+            Request::Cast { .. } => Cmd::Cast,
+            Request::Lookup { .. } => Cmd::Lookup,
+            Request::Count => Cmd::Count,
+            Request::List => Cmd::List,
+            Request::Shutdown => Cmd::Shutdown,
+            Request::Restart { .. } => Cmd::Restart,
+            Request::Whois { .. } => Cmd::Whois,
+            Request::Watch { .. } => Cmd::Watch,
+            Request::Reload => Cmd::Reload,
+            Request::WaitReady { .. } => Cmd::WaitReady,
+            Request::Ps { .. } => Cmd::Ps,
         }
     }
 }
 
-/// Every command name, in documentation order.
-pub const COMMANDS: &[&str] = &[
-    "start",
-    "stop",
-    "kill",
-    "cast",
-    "lookup",
-    "count",
-    "list",
-    "shutdown",
-    "restart",
-    "whois",
-    "watch",
-    "reload",
-    "wait_ready",
-    "ps",
-];
+/// The commands, without their fields: the one list from which the wire names (the
+/// decoder's "unknown command" message, the docs test) and the read-only access rule
+/// are derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cmd {
+    Start,
+    Stop,
+    Kill,
+    Cast,
+    Lookup,
+    Count,
+    List,
+    Shutdown,
+    Restart,
+    Whois,
+    Watch,
+    Reload,
+    WaitReady,
+    Ps,
+}
+
+impl Cmd {
+    /// Every command, in documentation order.
+    pub const ALL: [Cmd; 14] = [
+        Cmd::Start,
+        Cmd::Stop,
+        Cmd::Kill,
+        Cmd::Cast,
+        Cmd::Lookup,
+        Cmd::Count,
+        Cmd::List,
+        Cmd::Shutdown,
+        Cmd::Restart,
+        Cmd::Whois,
+        Cmd::Watch,
+        Cmd::Reload,
+        Cmd::WaitReady,
+        Cmd::Ps,
+    ];
+
+    /// The wire name: the value of `"cmd"` (serde's snake_case of the variant).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cmd::Start => "start",
+            Cmd::Stop => "stop",
+            Cmd::Kill => "kill",
+            Cmd::Cast => "cast",
+            Cmd::Lookup => "lookup",
+            Cmd::Count => "count",
+            Cmd::List => "list",
+            Cmd::Shutdown => "shutdown",
+            Cmd::Restart => "restart",
+            Cmd::Whois => "whois",
+            Cmd::Watch => "watch",
+            Cmd::Reload => "reload",
+            Cmd::WaitReady => "wait_ready",
+            Cmd::Ps => "ps",
+        }
+    }
+
+    /// The command with this wire name.
+    pub fn from_name(name: &str) -> Option<Cmd> {
+        Cmd::ALL.into_iter().find(|cmd| cmd.name() == name)
+    }
+
+    /// Whether a read-only peer may use it: it only reads the daemon's state (or
+    /// waits for a change of it) and changes nothing.
+    pub fn read_only(self) -> bool {
+        match self {
+            Cmd::Lookup
+            | Cmd::Count
+            | Cmd::List
+            | Cmd::Whois
+            | Cmd::Watch
+            | Cmd::Ps
+            | Cmd::WaitReady => true,
+            Cmd::Start
+            | Cmd::Stop
+            | Cmd::Kill
+            | Cmd::Cast
+            | Cmd::Shutdown
+            | Cmd::Restart
+            | Cmd::Reload => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The stable error kinds. Clients match on these strings; never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -552,10 +627,11 @@ fn explain_decode_error(line: &[u8], err: serde_json::Error) -> String {
     };
     match obj.get("cmd") {
         None => "missing field `cmd`".to_string(),
-        Some(serde_json::Value::String(cmd)) if !COMMANDS.contains(&cmd.as_str()) => {
+        Some(serde_json::Value::String(cmd)) if Cmd::from_name(cmd).is_none() => {
+            let names: Vec<&str> = Cmd::ALL.iter().map(|c| c.name()).collect();
             format!(
                 "unknown command `{cmd}` (expected one of: {})",
-                COMMANDS.join(", ")
+                names.join(", ")
             )
         }
         Some(serde_json::Value::String(_)) => strip_position(&err.to_string()),
@@ -650,6 +726,55 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(decode_request(line.as_bytes()), Ok(want), "{line}");
         }
+    }
+
+    #[test]
+    fn cmd_names_are_the_wire_tags() {
+        let name = || "w".to_string();
+        let one_of_each = [
+            Request::Start {
+                name: name(),
+                template: None,
+                args: Vec::new(),
+                command: None,
+            },
+            Request::Stop {
+                name: name(),
+                timeout_ms: None,
+            },
+            Request::Kill {
+                name: name(),
+                signal: None,
+            },
+            Request::Cast {
+                name: name(),
+                message: name(),
+            },
+            Request::Lookup { name: name() },
+            Request::Count,
+            Request::List,
+            Request::Shutdown,
+            Request::Restart {
+                name: name(),
+                timeout_ms: None,
+            },
+            Request::Whois { pid: 1 },
+            Request::Watch { names: Vec::new() },
+            Request::Reload,
+            Request::WaitReady { name: name() },
+            Request::Ps { name: None },
+        ];
+        for req in &one_of_each {
+            let json = serde_json::to_value(req).unwrap();
+            assert_eq!(json["cmd"], req.cmd().name(), "{req:?}");
+        }
+        let cmds: Vec<Cmd> = one_of_each.iter().map(Request::cmd).collect();
+        assert_eq!(cmds, Cmd::ALL, "Cmd::ALL lists every command, in order");
+        for (i, cmd) in Cmd::ALL.into_iter().enumerate() {
+            assert_eq!(cmd as usize, i);
+            assert_eq!(Cmd::from_name(cmd.name()), Some(cmd));
+        }
+        assert_eq!(Cmd::from_name("fly"), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! in docs/PROTOCOL.md, every config key in docs/CONFIG.md, README's test command is the
 //! one .ci/run runs, and the pure core names no OS crate.
 
-use dynsup::protocol::{ErrorKind, COMMANDS};
+use dynsup::protocol::{Cmd, ErrorKind};
 use std::path::{Path, PathBuf};
 
 fn read(path: &str) -> String {
@@ -13,7 +13,7 @@ fn read(path: &str) -> String {
 #[test]
 fn protocol_doc_names_every_command_and_error_kind() {
     let doc = read("docs/PROTOCOL.md");
-    for cmd in COMMANDS {
+    for cmd in Cmd::ALL.map(Cmd::name) {
         assert!(
             doc.contains(&format!("### `{cmd}`")),
             "docs/PROTOCOL.md has no section for `{cmd}`"

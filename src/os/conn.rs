@@ -7,6 +7,7 @@
 //! too many replies are pending or unsent (the client must read), and an oversized
 //! line gets one `bad_request` and the connection is closed.
 
+use crate::access::Access;
 use crate::protocol::{decode_request, Event, Request, MAX_REQUEST_LINE};
 use mio::net::UnixStream;
 use std::collections::{BTreeMap, HashSet};
@@ -50,8 +51,8 @@ pub struct Conn {
     /// Registered for writability (only while output waits).
     pub want_write: bool,
     watch: Option<Watch>,
-    /// The peer may only use read-only commands.
-    pub read_only: bool,
+    /// What the peer may do (`Full` or `ReadOnly`; a denied peer is never registered).
+    pub access: Access,
 }
 
 /// What reading produced: requests to handle (with their sequence numbers), and
@@ -68,7 +69,7 @@ pub enum ConnStatus {
 }
 
 impl Conn {
-    pub fn new(stream: UnixStream, read_only: bool) -> Conn {
+    pub fn new(stream: UnixStream, access: Access) -> Conn {
         Conn {
             stream,
             inbuf: Vec::new(),
@@ -83,7 +84,7 @@ impl Conn {
             discarded: 0,
             want_write: false,
             watch: None,
-            read_only,
+            access,
         }
     }
 

@@ -22,7 +22,7 @@ use super::process;
 use super::ready::NotifySocket;
 use super::spawn::{self, ExecPlan, SpawnContext, Spawner};
 use super::state_file;
-use crate::access::{is_read_only_command, Access, AccessPolicy};
+use crate::access::{Access, AccessPolicy};
 use crate::config::{self, BootChild, Config, FixedSettings};
 use crate::core::{Action, ChildSpec, Input, InstanceId, ReplyTo, Supervisor, Time};
 use crate::protocol::{ErrorKind, Event, Reply, Request};
@@ -665,7 +665,7 @@ impl Reactor {
             .register(&mut stream, token, Interest::READABLE)
         {
             Ok(()) => {
-                let conn = Conn::new(stream, access == Access::ReadOnly);
+                let conn = Conn::new(stream, access);
                 self.sources.insert(token, Source::Conn(Box::new(conn)));
                 self.connections += 1;
             }
@@ -724,8 +724,11 @@ impl Reactor {
 
     /// Most requests go to the core as they are; these need the OS first.
     fn on_request(&mut self, token: Token, seq: u64, from: ReplyTo, req: Request) {
-        let read_only = matches!(self.sources.get(&token), Some(Source::Conn(c)) if c.read_only);
-        if read_only && !is_read_only_command(req.cmd()) {
+        let access = match self.sources.get(&token) {
+            Some(Source::Conn(c)) => c.access,
+            _ => Access::Full,
+        };
+        if !access.allows(req.cmd()) {
             let reply = Reply::error(
                 ErrorKind::PermissionDenied,
                 format!(
