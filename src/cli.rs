@@ -9,7 +9,7 @@ use std::path::PathBuf;
     name = "dynsup",
     version,
     about = "An OS-level DynamicSupervisor + Registry: supervise named worker processes",
-    after_help = "Exit status: 0 success, 1 the daemon answered with an error, 2 usage error, 3 the daemon cannot be reached."
+    after_help = crate::exit_status::HELP
 )]
 pub struct Cli {
     /// The daemon's control socket [default: $DYNSUP_SOCKET; for root /run/dynsup/dynsup.sock if it exists; $XDG_RUNTIME_DIR/dynsup.sock; /tmp/dynsup-<uid>.sock]

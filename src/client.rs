@@ -1,22 +1,19 @@
 //! The CLI side of the socket: send one request, read one reply, print it (or, for
 //! `watch`, print the event stream until the daemon closes it).
 //!
-//! Exit statuses: 0 success, 1 the daemon answered with an error, 3 the daemon could
-//! not be reached (the message names the socket path and the reason). Usage errors (2)
-//! are clap's.
+//! Exit statuses: [`ExitStatus::Ok`], [`ExitStatus::Error`] when the daemon answered
+//! with an error, [`ExitStatus::Unreachable`] when it could not be reached (the message
+//! names the socket path and the reason). Usage errors are clap's.
 
 use crate::cli::Command;
+use crate::exit_status::ExitStatus;
 use crate::protocol::{Event, ExitReport, Processes, Reply, Request, StopReport, WorkerInfo};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_ERROR: i32 = 1;
-pub const EXIT_UNREACHABLE: i32 = 3;
-
-pub fn run(socket: &Path, command: Command, json: bool) -> i32 {
+pub fn run(socket: &Path, command: Command, json: bool) -> ExitStatus {
     let count_all = matches!(command, Command::Count { all: true });
     let tree = matches!(command, Command::List { tree: true });
     let wait_ready = match &command {
@@ -28,7 +25,7 @@ pub fn run(socket: &Path, command: Command, json: bool) -> i32 {
         _ => None,
     };
     let Some(request) = to_request(command) else {
-        return EXIT_ERROR;
+        return ExitStatus::Error;
     };
     // Several requests on one connection: the replies come back in order.
     let mut requests = vec![request.clone()];
@@ -48,16 +45,16 @@ pub fn run(socket: &Path, command: Command, json: bool) -> i32 {
         Ok(reply) => reply,
         Err(message) => {
             eprintln!("dynsup: {message}");
-            return EXIT_UNREACHABLE;
+            return ExitStatus::Unreachable;
         }
     };
     if json {
         print!("{}", String::from_utf8_lossy(&reply.encode()));
-        return if reply.ok { EXIT_OK } else { EXIT_ERROR };
+        return ExitStatus::of_reply(reply.ok);
     }
     if let Some(err) = reply.error.as_ref().filter(|_| !reply.ok) {
         eprintln!("dynsup: {}", err.message);
-        return EXIT_ERROR;
+        return ExitStatus::Error;
     }
     match (count_all, reply.counts) {
         (true, Some(c)) => println!(
@@ -66,27 +63,23 @@ pub fn run(socket: &Path, command: Command, json: bool) -> i32 {
         ),
         _ => print_human(&request, &reply),
     }
-    EXIT_OK
+    ExitStatus::Ok
 }
 
 /// `start --wait-ready` and `list --tree`: pipelined requests, printed together.
-fn run_sequence(socket: &Path, requests: &[Request], json: bool) -> i32 {
+fn run_sequence(socket: &Path, requests: &[Request], json: bool) -> ExitStatus {
     let replies = match exchange_all(socket, requests) {
         Ok(replies) => replies,
         Err(message) => {
             eprintln!("dynsup: {message}");
-            return EXIT_UNREACHABLE;
+            return ExitStatus::Unreachable;
         }
     };
     if json {
         for reply in &replies {
             print!("{}", String::from_utf8_lossy(&reply.encode()));
         }
-        return if replies.iter().all(|r| r.ok) {
-            EXIT_OK
-        } else {
-            EXIT_ERROR
-        };
+        return ExitStatus::of_reply(replies.iter().all(|r| r.ok));
     }
     if let Some(err) = replies
         .iter()
@@ -94,7 +87,7 @@ fn run_sequence(socket: &Path, requests: &[Request], json: bool) -> i32 {
         .and_then(|r| r.error.as_ref())
     {
         eprintln!("dynsup: {}", err.message);
-        return EXIT_ERROR;
+        return ExitStatus::Error;
     }
     match (&requests[0], replies.as_slice()) {
         (Request::List, [list, ps]) => print_table(
@@ -104,7 +97,7 @@ fn run_sequence(socket: &Path, requests: &[Request], json: bool) -> i32 {
         (first, [reply, ..]) => print_human(first, reply),
         _ => {}
     }
-    EXIT_OK
+    ExitStatus::Ok
 }
 
 fn to_request(command: Command) -> Option<Request> {
@@ -205,13 +198,13 @@ pub fn exchange_all(socket: &Path, requests: &[Request]) -> Result<Vec<Reply>, S
 }
 
 /// Subscribe and print events until the daemon closes the stream.
-fn watch(socket: &Path, request: &Request, json: bool) -> i32 {
+fn watch(socket: &Path, request: &Request, json: bool) -> ExitStatus {
     let shown = socket.display();
     let stream = match connect_and_send(socket, request) {
         Ok(stream) => stream,
         Err(message) => {
             eprintln!("dynsup: {message}");
-            return EXIT_UNREACHABLE;
+            return ExitStatus::Unreachable;
         }
     };
     let mut lines = BufReader::new(&stream).lines();
@@ -221,16 +214,16 @@ fn watch(socket: &Path, request: &Request, json: bool) -> i32 {
             Ok(reply) => {
                 let message = reply.error.map(|e| e.message).unwrap_or_default();
                 eprintln!("dynsup: {message}");
-                return EXIT_ERROR;
+                return ExitStatus::Error;
             }
             Err(e) => {
                 eprintln!("dynsup: unreadable reply from {shown}: {e}");
-                return EXIT_UNREACHABLE;
+                return ExitStatus::Unreachable;
             }
         },
         _ => {
             eprintln!("dynsup: the daemon at {shown} closed the connection without replying");
-            return EXIT_UNREACHABLE;
+            return ExitStatus::Unreachable;
         }
     }
     let stdout = std::io::stdout();
@@ -254,7 +247,7 @@ fn watch(socket: &Path, request: &Request, json: bool) -> i32 {
             break;
         }
     }
-    EXIT_OK
+    ExitStatus::Ok
 }
 
 fn describe_event(event: &Event) -> String {

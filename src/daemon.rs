@@ -1,11 +1,13 @@
 //! `dynsup daemon`: wiring only. Load the config, bind the socket, build the core and
 //! the reactor, start the boot children, run, clean up.
 //!
-//! Exit statuses: 0 after an orderly shutdown, 1 after the restart intensity was
-//! reached or a fatal runtime error, 2 for a bad config or an unusable socket path.
+//! Exit statuses: [`ExitStatus::Ok`] after an orderly shutdown, [`ExitStatus::Error`]
+//! after the restart intensity was reached, a boot child failed or a fatal runtime
+//! error, [`ExitStatus::Usage`] for a bad config or an unusable socket path.
 
 use crate::config::{self, Config};
 use crate::core::Supervisor;
+use crate::exit_status::ExitStatus;
 use crate::os::reactor::{Reactor, Settings};
 use crate::os::{listener, spawn::SpawnContext};
 use std::path::{Path, PathBuf};
@@ -15,7 +17,7 @@ pub struct DaemonArgs {
     pub socket: Option<PathBuf>,
 }
 
-pub fn run(args: DaemonArgs) -> i32 {
+pub fn run(args: DaemonArgs) -> ExitStatus {
     crate::logger::init();
     let config = match &args.config {
         Some(path) => config::load(path),
@@ -25,7 +27,7 @@ pub fn run(args: DaemonArgs) -> i32 {
         Ok(config) => config,
         Err(err) => {
             eprintln!("dynsup: invalid configuration: {err}");
-            return 2;
+            return ExitStatus::Usage;
         }
     };
     crate::logger::set_config_level(config.log_level);
@@ -39,14 +41,14 @@ pub fn run(args: DaemonArgs) -> i32 {
     }
     if let Err(err) = keep_stdio_open() {
         eprintln!("dynsup: cannot open /dev/null for closed standard streams: {err}");
-        return 1;
+        return ExitStatus::Error;
     }
     // First, while the lowest fd numbers are free: the spawner reserves a few.
     let spawner = match crate::os::spawn::Spawner::new() {
         Ok(spawner) => spawner,
         Err(err) => {
             log::error!("cannot prepare the spawner: {err}");
-            return 1;
+            return ExitStatus::Error;
         }
     };
     let socket = args
@@ -57,7 +59,7 @@ pub fn run(args: DaemonArgs) -> i32 {
         Ok(listener) => listener,
         Err(err) => {
             log::error!("{err}");
-            return 2;
+            return ExitStatus::Usage;
         }
     };
     log::info!(
@@ -100,7 +102,7 @@ pub fn run(args: DaemonArgs) -> i32 {
         access,
         max_connections: config.max_connections,
     };
-    let code = match Reactor::new(listener, core, ctx, settings) {
+    let status = match Reactor::new(listener, core, ctx, settings) {
         Ok(mut reactor) => {
             reactor.boot(&config.children);
             if !reactor.is_shutting_down() {
@@ -108,21 +110,21 @@ pub fn run(args: DaemonArgs) -> i32 {
                 reactor.ready();
             }
             match reactor.run() {
-                Ok(code) => code,
+                Ok(code) => ExitStatus::after_shutdown(code),
                 Err(err) => {
                     log::error!("event loop failed: {err}");
-                    1
+                    ExitStatus::Error
                 }
             }
         }
         Err(err) => {
             log::error!("cannot set up the event loop: {err}");
-            1
+            ExitStatus::Error
         }
     };
     remove_socket(&socket);
-    log::info!("exiting with status {code}");
-    code
+    log::info!("exiting with status {}", status.code());
+    status
 }
 
 fn remove_socket(path: &Path) {

@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod exit_status;
 pub mod logger;
 pub mod os;
 pub mod paths;

@@ -1,15 +1,28 @@
 //! `dynsup`: the daemon and its CLI in one binary. The one place that maps outcomes
-//! to exit statuses: 0 ok, 1 error (answered by the daemon, or intensity reached),
-//! 2 usage or config error, 3 daemon unreachable.
+//! to exit statuses ([`ExitStatus`]): 0 ok, 1 error (answered by the daemon, or
+//! intensity reached), 2 usage or config error, 3 daemon unreachable.
 
 use clap::Parser;
 use dynsup::cli::{Cli, Command};
 use dynsup::daemon::{self, DaemonArgs};
+use dynsup::exit_status::ExitStatus;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let code = match cli.command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // `--help` and `--version` arrive here too, as "errors" printed to stdout.
+            let _ = err.print();
+            let status = if err.use_stderr() {
+                ExitStatus::Usage
+            } else {
+                ExitStatus::Ok
+            };
+            return status.into();
+        }
+    };
+    let status = match cli.command {
         Command::Daemon { config } => daemon::run(DaemonArgs {
             config,
             socket: cli.socket,
@@ -19,5 +32,5 @@ fn main() -> ExitCode {
             dynsup::client::run(&socket, command, cli.json)
         }
     };
-    ExitCode::from(code.clamp(0, 255) as u8)
+    status.into()
 }
