@@ -3,6 +3,11 @@
 //! The layout is described in `docs/ARCHITECTURE.md`. In short: [`core`] holds OTP's
 //! rules as pure code (no syscalls, no clock); [`os`] holds the syscalls and the event
 //! loop; [`protocol`] is the wire format shared by the daemon, the CLI and the tests.
+//!
+//! `unsafe` is a compiler error everywhere except in [`os::spawn`], the one module that
+//! must call `clone` and `execve` itself.
+
+#![deny(unsafe_code)]
 
 pub mod access;
 pub mod cli;

@@ -2,6 +2,8 @@
 //! to exit statuses ([`ExitStatus`]): 0 ok, 1 error (answered by the daemon, or
 //! intensity reached), 2 usage or config error, 3 daemon unreachable.
 
+#![deny(unsafe_code)]
+
 use clap::Parser;
 use dynsup::cli::{Cli, Command};
 use dynsup::daemon::{self, DaemonArgs};

@@ -20,5 +20,6 @@ pub mod pipes;
 pub mod process;
 pub mod reactor;
 pub mod ready;
+#[allow(unsafe_code)]
 pub mod spawn;
 pub mod state_file;

@@ -24,6 +24,8 @@
 //! reported synchronously to the `start` caller and the pid is known to have exec'd
 //! before the daemon returns to its loop.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use crate::core::{ChildSpec, Credentials, Readiness, Resource};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::pipe2;
@@ -213,11 +215,11 @@ pub struct Spawned {
     pub output: OwnedFd,
 }
 
-/// What stays the same from one spawn to the next: the child's stack, four reserved
+/// What stays the same from one spawn to the next: the child's stack, three reserved
 /// low fd numbers, and the signals whose disposition the child must reset.
 ///
 /// Why reserved fds: a forked child copies the whole fd table, and the daemon holds
-/// three fds per worker, so a plain fork costs O(workers) (1.7 ms at 18,000 fds). The
+/// two fds per worker, so a plain fork costs O(workers) (1.7 ms at 18,000 fds). The
 /// child here shares the table (`CLONE_FILES`) and unshares it with
 /// `close_range(FIRST_ABOVE_SLOTS, ~0, CLOSE_RANGE_UNSHARE)`, which copies only the fds
 /// below the range: 0-2 and the slots. The parent puts the child's pipe ends (and the
@@ -364,18 +366,8 @@ pub fn spawn(
     }
 
     // Pointer arrays for execve, built before the clone: the child must not allocate.
-    let argv: Vec<*const libc::c_char> = plan
-        .argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp: Vec<*const libc::c_char> = plan
-        .envp
-        .iter()
-        .map(|e| e.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let argv = null_terminated(&plan.argv);
+    let envp = null_terminated(&plan.envp);
 
     // The child's ends go into the reserved slots (see `Spawner`).
     let mut into_slots = vec![
@@ -474,62 +466,86 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 /// The steps between clone and exec, in order (see the module documentation).
 ///
 /// # Safety
-/// Must run only in the child of the `clone` in `spawn`, with `args` valid. It makes
-/// only async-signal-safe syscalls, allocates nothing, and never returns.
+/// Must run only in the child of the `clone` in `spawn`, with `args` valid: it shares
+/// the suspended daemon's memory, so it makes only async-signal-safe syscalls,
+/// allocates nothing, takes no lock, and never returns.
+///
+/// Each block below is a plain libc call; the pointers it passes are to `args` and the
+/// plan (alive in the suspended parent's frame) or to this frame's locals.
 unsafe fn exec_child(args: &ChildArgs) -> ! {
     let plan = args.plan;
     let fail = |stage: Stage| -> ! {
-        args.failure.set(Some((stage, *libc::__errno_location())));
-        libc::_exit(127)
+        // Reads errno, as `__errno_location` does: no allocation.
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        args.failure.set(Some((stage, errno)));
+        // SAFETY: `_exit` ends this process at once (no atexit handlers, no flush of
+        // the daemon's buffers, which the child shares).
+        unsafe { libc::_exit(127) }
     };
     // Our own fd table, holding only 0-2 and the slots (all others closed, cheaply).
-    if libc::syscall(
-        libc::SYS_close_range,
-        args.first_above_slots,
-        libc::c_uint::MAX,
-        libc::CLOSE_RANGE_UNSHARE,
-    ) != 0
-    {
+    // SAFETY: integer arguments; closes fds only in the table it unshares.
+    let unshared = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            args.first_above_slots,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_UNSHARE,
+        )
+    };
+    if unshared != 0 {
         fail(Stage::Unshare);
     }
-    if libc::setpgid(0, 0) != 0 {
+    // SAFETY: integer arguments; acts on this process only.
+    if unsafe { libc::setpgid(0, 0) } != 0 {
         fail(Stage::Setpgid);
     }
     if args.has_cgroup {
         // "0" moves the writing process; its descendants will be born inside.
-        if libc::write(args.slots[SLOT_CGROUP], b"0".as_ptr().cast(), 1) != 1 {
+        // SAFETY: writes one byte from a static string to the cgroup slot.
+        if unsafe { libc::write(args.slots[SLOT_CGROUP], b"0".as_ptr().cast(), 1) } != 1 {
             fail(Stage::Cgroup);
         }
     }
     for (resource, limit) in &plan.rlimits {
-        if libc::setrlimit(*resource, limit) != 0 {
+        // SAFETY: `limit` points into the plan, alive (see above).
+        if unsafe { libc::setrlimit(*resource, limit) } != 0 {
             fail(Stage::Rlimit);
         }
     }
     if let Some(creds) = &plan.credentials {
-        if libc::setgroups(creds.groups.len(), creds.groups.as_ptr()) != 0 {
+        // SAFETY: a pointer and length of the plan's group list, alive.
+        if unsafe { libc::setgroups(creds.groups.len(), creds.groups.as_ptr()) } != 0 {
             fail(Stage::Setgroups);
         }
-        if libc::setgid(creds.gid) != 0 {
+        // SAFETY: integer argument; this process only (no CLONE_THREAD).
+        if unsafe { libc::setgid(creds.gid) } != 0 {
             fail(Stage::Setgid);
         }
-        if libc::setuid(creds.uid) != 0 {
+        // SAFETY: as above.
+        if unsafe { libc::setuid(creds.uid) } != 0 {
             fail(Stage::Setuid);
         }
     }
     // After the uid change: changing credentials clears the parent-death signal.
-    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+    // SAFETY: integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
         fail(Stage::Pdeathsig);
     }
-    if libc::getppid() != args.daemon_pid {
+    // SAFETY: no arguments.
+    if unsafe { libc::getppid() } != args.daemon_pid {
         // The daemon died between clone and prctl: nobody will ever supervise us.
-        libc::_exit(1);
+        // SAFETY: as in `fail`.
+        unsafe { libc::_exit(1) }
     }
-    if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-        fail(Stage::NoNewPrivs);
+    if plan.no_new_privs {
+        // SAFETY: integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            fail(Stage::NoNewPrivs);
+        }
     }
     if let Some(mask) = plan.umask {
-        libc::umask(mask);
+        // SAFETY: integer argument.
+        unsafe { libc::umask(mask) };
     }
     // dup2 clears close-on-exec on the copy; the slots themselves close at exec.
     for (slot, target) in [
@@ -537,29 +553,50 @@ unsafe fn exec_child(args: &ChildArgs) -> ! {
         (args.slots[SLOT_OUTPUT], 1),
         (args.slots[SLOT_OUTPUT], 2),
     ] {
-        if libc::dup2(slot, target) < 0 {
+        // SAFETY: integer arguments, in this process's own fd table.
+        if unsafe { libc::dup2(slot, target) } < 0 {
             fail(Stage::Dup2);
         }
     }
     if let Some(cwd) = &plan.cwd {
-        if libc::chdir(cwd.as_ptr()) != 0 {
+        // SAFETY: a NUL-terminated string of the plan, alive.
+        if unsafe { libc::chdir(cwd.as_ptr()) } != 0 {
             fail(Stage::Chdir);
         }
     }
     // Dispositions back to default (this process's own copy: no CLONE_SIGHAND), then
     // the empty mask the worker expects.
     for &signal in args.reset_signals {
-        libc::signal(signal, libc::SIG_DFL);
+        // SAFETY: integer arguments; SIG_DFL installs no handler.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
-    let mut empty: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut empty);
-    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    libc::execve(
-        plan.program.as_ptr(),
-        args.argv.as_ptr(),
-        args.envp.as_ptr(),
-    );
+    // SAFETY: a sigset_t is plain data (all-zero is valid), filled and passed by
+    // pointer to this frame's local.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    // SAFETY: NUL-terminated strings of the plan and the null-terminated pointer arrays
+    // `spawn` built from them, all alive in the suspended parent's frame.
+    unsafe {
+        libc::execve(
+            plan.program.as_ptr(),
+            args.argv.as_ptr(),
+            args.envp.as_ptr(),
+        )
+    };
     fail(Stage::Exec)
+}
+
+/// The array of pointers `execve` takes: one per string, then a null pointer. Valid
+/// while `strings` is.
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), String> {
