@@ -217,7 +217,8 @@ pub enum ErrorKind {
     UnknownTemplate,
     /// A signal name or number that the daemon does not know.
     InvalidSignal,
-    /// fork/exec of the worker failed (the message carries the OS reason).
+    /// Starting the worker failed: its setup before exec, or exec itself (the message
+    /// says which step, with the OS reason).
     SpawnFailed,
     /// The worker's stdin buffer is full; the message was not queued.
     MailboxFull,

@@ -1,13 +1,15 @@
 //! The OS layer: thin modules around syscalls, and the event loop that connects them
 //! to the pure core.
 //!
-//! - [`spawn`]: fork + exec of one worker (the only `unsafe` code in the daemon).
-//! - [`process`]: `waitpid` and `kill`.
+//! - [`spawn`]: start one worker: `clone(CLONE_VM | CLONE_VFORK)` + `execve` (the only
+//!   `unsafe` code in the daemon, and the only module allowed to have any).
+//! - [`process`]: `waitpid`, `kill`, and `/proc` reads (process groups, peer groups).
 //! - [`listener`]: binding the control socket (stale-socket replacement, mode 0600).
 //! - [`notify`]: sd_notify to systemd (READY, STATUS, STOPPING, WATCHDOG).
 //! - [`cgroup`]: per-worker cgroup v2 groups (join, kill, list).
 //! - [`conn`]: one client connection: bounded line reader, replies in request order.
-//! - [`pipes`]: worker stdout/stderr line logging and the bounded stdin mailbox.
+//! - [`pipes`]: a worker's output pipe (stdout and stderr) logged line by line, and the
+//!   bounded stdin mailbox.
 //! - [`state_file`]: the durable list of dynamic workers.
 //! - [`ready`]: the notify socket served to workers (`ready = "notify"`).
 //! - [`reactor`]: the single-threaded mio loop.

@@ -1,4 +1,5 @@
-//! Worker pipes: stdout/stderr lines into the daemon's log, and the stdin mailbox.
+//! Worker pipes: the output pipe (the worker's stdout and stderr share it) logged line
+//! by line, and the stdin mailbox.
 //!
 //! Both sides are non-blocking and bounded. An output line longer than
 //! [`MAX_OUTPUT_LINE`] is logged in pieces; a partial last line is logged at EOF, so
