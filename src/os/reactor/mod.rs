@@ -1,0 +1,365 @@
+//! The event loop: one thread, one `mio::Poll`, no timers but real deadlines.
+//!
+//! Sources: the signal pipe (SIGCHLD, SIGTERM, SIGINT, SIGHUP, and SIGQUIT as PID 1,
+//! via signal-hook-mio), the listening socket, the workers' notify socket, client
+//! connections, and each worker's output pipe (its stdout and stderr share one) and,
+//! while bytes wait, its stdin. The poll timeout is the earliest of the core's next
+//! deadline, a due message to systemd and the exit grace, or none: an idle daemon
+//! sleeps in `epoll_wait` until something happens.
+//!
+//! Each readiness becomes an [`Input`] for the core; the core's `Action`s are carried
+//! out in order. A spawn is carried out synchronously and its result fed back before
+//! anything else, and each reaped pid is fed to the core as soon as `waitpid` returns
+//! it: so the core's table is never behind the kernel's.
+//!
+//! One wait happens inside the loop, bounded: when a worker that runs in its own cgroup
+//! is reaped, whatever it left in the group is killed, and the loop waits (at most
+//! 500 ms, and only when something was left) until the group is empty, so that its
+//! restart finds the leftovers' ports free.
+//!
+//! Fairness: every source is read with a budget; one that still has data goes on a
+//! retry list and the next poll does not sleep, so a chatty worker or a client with a
+//! deep pipeline cannot starve the others.
+//!
+//! The rooms, one job each:
+//! - here: the [`Reactor`] and its parts, the loop, the poll timeout, the signals and
+//!   the workers' notify socket;
+//! - `actions`: carrying out the core's actions (`feed` is the one way into the core);
+//! - `router`: a connection's requests, each handled by the OS or passed to the core;
+//! - `clients`: accepting and admitting connections, replies, flushing, watchers;
+//! - `workers_io`: spawning a worker instance, and its output pipe and stdin mailbox;
+//! - `worker_cgroups`: the workers' cgroups, from before the spawn to removal;
+//! - `boot`: the boot children, the state file (restore, save), and reload.
+
+mod actions;
+mod boot;
+mod clients;
+mod router;
+mod worker_cgroups;
+mod workers_io;
+
+use self::boot::Files;
+use self::clients::Clients;
+use self::worker_cgroups::WorkerCgroups;
+use self::workers_io::WorkerIo;
+use super::cgroup::Cgroups;
+use super::notify::Systemd;
+use super::process;
+use super::ready::NotifySocket;
+use super::spawn::{SpawnContext, Spawner};
+use crate::access::AccessPolicy;
+use crate::config::FixedSettings;
+use crate::core::{Input, Supervisor, Time};
+use crate::signal::Signal;
+use mio::net::UnixListener;
+use mio::{Events, Interest, Poll, Registry, Token};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const SIGNALS: Token = Token(0);
+const LISTENER: Token = Token(1);
+const NOTIFY: Token = Token(2);
+/// Connections and pipes get tokens from here on, never reused.
+const FIRST_DYNAMIC: usize = 3;
+
+/// How long the daemon waits for clients to read their last replies before exiting.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+pub struct Reactor {
+    /// The rules. Every input goes through `feed` (in `actions`).
+    core: Supervisor,
+    clock: Clock,
+    poller: Poller,
+    clients: Clients,
+    workers: WorkerIo,
+    cgroups: WorkerCgroups,
+    files: Files,
+    /// The daemon's own messages to systemd (READY, STATUS, STOPPING, WATCHDOG).
+    systemd: Systemd,
+    /// Set once the core said every worker is gone.
+    exiting: Option<Exiting>,
+}
+
+/// What the reactor needs from the config and the command line.
+pub struct Settings {
+    /// The config file, read again on reload (none: built-in defaults).
+    pub config: Option<PathBuf>,
+    pub state_file: Option<PathBuf>,
+    pub access: AccessPolicy,
+    pub max_connections: usize,
+    pub cgroups: Option<Cgroups>,
+    /// Created early (it reserves low fd numbers).
+    pub spawner: Spawner,
+    /// What a reload cannot change, to warn when it tries.
+    pub fixed: FixedSettings,
+}
+
+/// epoll, and what every room needs from it: registration, fresh tokens and the retry
+/// list. Also the two sources the loop reads itself.
+struct Poller {
+    poll: Poll,
+    signals: Signals,
+    /// Where workers with `ready = "notify"` send `READY=1` (none if it could not be
+    /// created).
+    worker_notify: Option<NotifySocket>,
+    next_token: usize,
+    /// Sources that still had data when their budget ran out: read again on the next
+    /// turn, and the poll before it does not sleep.
+    retry: Vec<Token>,
+}
+
+impl Poller {
+    fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    /// A token for a new connection or pipe.
+    fn new_token(&mut self) -> Token {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        token
+    }
+
+    fn retry(&mut self, token: Token) {
+        self.retry.push(token);
+    }
+}
+
+/// The time stamped on every input: monotonic since the reactor started (deadlines)
+/// and wall-clock (what `list` shows).
+struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    fn mono_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    fn now(&self) -> Time {
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Time {
+            mono_us: self.mono_us(),
+            wall_ms,
+        }
+    }
+}
+
+/// The core said every worker is gone: exit with `code` once the clients have read
+/// their last replies, or `EXIT_GRACE` after `since`.
+#[derive(Clone, Copy)]
+struct Exiting {
+    code: i32,
+    since: Instant,
+}
+
+impl Reactor {
+    pub fn new(
+        listener: UnixListener,
+        core: Supervisor,
+        mut ctx: SpawnContext,
+        settings: Settings,
+    ) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP])?;
+        if std::process::id() == 1 {
+            // PID 1 gets no default action for signals it does not handle: a container
+            // runtime's SIGQUIT would otherwise be ignored. It means orderly shutdown.
+            signals.add_signal(SIGQUIT)?;
+        }
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut listener = listener;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut settings = settings;
+        settings.spawner.record_signal_dispositions();
+        let worker_notify = match NotifySocket::bind() {
+            Ok(mut notify) => {
+                poll.registry()
+                    .register(&mut notify.socket, NOTIFY, Interest::READABLE)?;
+                ctx.notify_socket = Some(notify.address.clone());
+                Some(notify)
+            }
+            Err(e) => {
+                log::warn!("cannot create the workers' notify socket ({e}); ready = \"notify\" workers will time out");
+                None
+            }
+        };
+        Ok(Reactor {
+            core,
+            clock: Clock {
+                epoch: Instant::now(),
+            },
+            poller: Poller {
+                poll,
+                signals,
+                worker_notify,
+                next_token: FIRST_DYNAMIC,
+                retry: Vec::new(),
+            },
+            clients: Clients::new(listener, settings.access, settings.max_connections),
+            workers: WorkerIo::new(settings.spawner, ctx),
+            cgroups: WorkerCgroups::new(settings.cgroups),
+            files: Files::new(settings.config, settings.fixed, settings.state_file),
+            systemd: Systemd::from_env(),
+            exiting: None,
+        })
+    }
+
+    /// True once a shutdown began (a boot child failed, say).
+    pub fn is_shutting_down(&self) -> bool {
+        self.core.is_shutting_down()
+    }
+
+    /// Boot is complete and the socket accepts requests: tell systemd.
+    pub fn ready(&mut self) {
+        let status = status_line(&self.core);
+        self.systemd.ready(status);
+    }
+
+    /// Run until the core says every worker is gone; returns the core's exit code.
+    pub fn run(&mut self) -> io::Result<i32> {
+        let mut events = Events::with_capacity(1024);
+        let mut ready: Vec<Token> = Vec::with_capacity(1024);
+        let mut hung_up: Vec<Token> = Vec::new();
+        loop {
+            if let Some(exiting) = self.exiting {
+                if self.clients.all_sent() || exiting.since.elapsed() >= EXIT_GRACE {
+                    self.workers.drain_outputs();
+                    self.cgroups.remove_all_at_exit();
+                    return Ok(exiting.code);
+                }
+            }
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poller.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            ready.clear();
+            ready.extend(events.iter().map(|e| e.token()));
+            hung_up.clear();
+            hung_up.extend(
+                events
+                    .iter()
+                    .filter(|e| e.is_write_closed() && e.token().0 >= FIRST_DYNAMIC)
+                    .map(|e| e.token()),
+            );
+            ready.append(&mut self.poller.retry);
+            for &token in &ready {
+                match token {
+                    SIGNALS => self.on_signals(),
+                    LISTENER => self.clients.accept(&mut self.poller),
+                    NOTIFY => self.on_worker_notify(),
+                    token if self.clients.has(token) => self.on_conn(token),
+                    token => self.workers.on_ready(token, &mut self.poller),
+                }
+            }
+            if let Some(due) = self.core.next_deadline() {
+                if due <= self.clock.mono_us() {
+                    self.feed(Input::Tick);
+                }
+            }
+            // A watcher does not read, so a hang-up is the only sign it has gone.
+            for &token in &hung_up {
+                self.clients
+                    .close_if_watching(token, self.poller.registry());
+            }
+            if self
+                .systemd
+                .next_wake()
+                .is_some_and(|at| at <= Instant::now())
+            {
+                let core = &self.core;
+                self.systemd.on_wake(|| status_line(core));
+            }
+            self.clients.flush(&mut self.poller);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.poller.retry.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let deadline = self
+            .core
+            .next_deadline()
+            .map(|due| Duration::from_micros(due.saturating_sub(self.clock.mono_us())));
+        let grace = self
+            .exiting
+            .map(|exiting| EXIT_GRACE.saturating_sub(exiting.since.elapsed()));
+        let systemd = self
+            .systemd
+            .next_wake()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        [deadline, grace, systemd].into_iter().flatten().min()
+    }
+
+    fn on_signals(&mut self) {
+        let mut child_exited = false;
+        let mut shutdown = None;
+        let mut reload = false;
+        for signal in self.poller.signals.pending() {
+            match signal {
+                SIGCHLD => child_exited = true,
+                SIGTERM | SIGINT | SIGQUIT => shutdown = Some(Signal(signal)),
+                SIGHUP => reload = true,
+                _ => {}
+            }
+        }
+        if child_exited {
+            while let Some((pid, exit)) = process::reap_one() {
+                self.feed(Input::Exited { pid, exit });
+            }
+            let core = &self.core;
+            self.cgroups.retry_emptying(|name| core.is_registered(name));
+        }
+        if reload {
+            log::info!("SIGHUP received: reloading the config");
+            self.reload(None);
+        }
+        if let Some(signal) = shutdown {
+            self.feed(Input::ShutdownSignal { signal });
+        }
+    }
+
+    /// Datagrams on the workers' notify socket, each fed with its sender's process
+    /// group.
+    fn on_worker_notify(&mut self) {
+        let Some(notify) = self.poller.worker_notify.as_mut() else {
+            return;
+        };
+        let (notes, more) = notify.receive();
+        if more {
+            self.poller.retry(NOTIFY);
+        }
+        for note in notes {
+            let group = process::process_group(note.pid);
+            self.feed(Input::Notify {
+                pid: note.pid,
+                group,
+                ready: note.ready,
+                status: note.status,
+            });
+        }
+    }
+}
+
+/// A short summary for systemd's `STATUS=` (visits every worker; paced by `Systemd`).
+fn status_line(core: &Supervisor) -> String {
+    let c = core.counts();
+    format!(
+        "{} running, {} in backoff, {} failed, {} stopping",
+        c.active - c.stopping,
+        c.backoff,
+        c.failed,
+        c.stopping
+    )
+}
