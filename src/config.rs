@@ -681,35 +681,35 @@ fn parse_mode(mode: &Spanned<String>, key: &str) -> Result<u32, Invalid> {
 
 /// A user given by name or number.
 fn resolve_uid(value: &Spanned<toml::Value>) -> Result<u32, Invalid> {
-    match value.get_ref() {
-        toml::Value::Integer(n) => {
-            u32::try_from(*n).map_err(|_| (value.span(), format!("{n} is not a valid uid")))
-        }
-        toml::Value::String(name) => match nix::unistd::User::from_name(name) {
-            Ok(Some(user)) => Ok(user.uid.as_raw()),
-            _ => Err((value.span(), format!("unknown user {name:?}"))),
-        },
-        _ => Err((
-            value.span(),
-            "a user must be a name or a number".to_string(),
-        )),
-    }
+    resolve_id(value, "user", "uid", |name| {
+        let user = nix::unistd::User::from_name(name).ok().flatten()?;
+        Some(user.uid.as_raw())
+    })
 }
 
 /// A group given by name or number.
 fn resolve_gid(value: &Spanned<toml::Value>) -> Result<u32, Invalid> {
+    resolve_id(value, "group", "gid", |name| {
+        let group = nix::unistd::Group::from_name(name).ok().flatten()?;
+        Some(group.gid.as_raw())
+    })
+}
+
+/// A user or group id: a number as it is, a name through `by_name`.
+fn resolve_id(
+    value: &Spanned<toml::Value>,
+    what: &str,
+    id: &str,
+    by_name: impl FnOnce(&str) -> Option<u32>,
+) -> Result<u32, Invalid> {
     match value.get_ref() {
         toml::Value::Integer(n) => {
-            u32::try_from(*n).map_err(|_| (value.span(), format!("{n} is not a valid gid")))
+            u32::try_from(*n).map_err(|_| (value.span(), format!("{n} is not a valid {id}")))
         }
-        toml::Value::String(name) => match nix::unistd::Group::from_name(name) {
-            Ok(Some(group)) => Ok(group.gid.as_raw()),
-            _ => Err((value.span(), format!("unknown group {name:?}"))),
-        },
-        _ => Err((
-            value.span(),
-            "a group must be a name or a number".to_string(),
-        )),
+        toml::Value::String(name) => {
+            by_name(name).ok_or_else(|| (value.span(), format!("unknown {what} {name:?}")))
+        }
+        _ => Err((value.span(), format!("a {what} must be a name or a number"))),
     }
 }
 

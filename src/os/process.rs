@@ -1,4 +1,5 @@
-//! Process syscalls: reaping exits and sending signals.
+//! Process syscalls: reaping exits and sending signals; and the `/proc` reads about
+//! processes (process groups, a peer's groups).
 //!
 //! The daemon is the only place that waits for its children, with `waitpid(-1)`, so
 //! each exit is seen exactly once. A pid stays reserved by the kernel until it is
@@ -10,6 +11,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{self as nix_signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::collections::HashMap;
 use std::io;
 
 /// Reap one exited child, if any has exited. Call until it returns `None`: SIGCHLD
@@ -103,19 +105,9 @@ pub fn groups_of(pid: i32, gid: u32) -> Vec<u32> {
 
 /// Every process group on the system: pgid -> member pids (sorted), from one scan of
 /// `/proc`. For `ps` without cgroups.
-pub fn process_groups() -> std::collections::HashMap<i32, Vec<i32>> {
-    let mut groups: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return groups;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
+pub fn process_groups() -> HashMap<i32, Vec<i32>> {
+    let mut groups: HashMap<i32, Vec<i32>> = HashMap::new();
+    for pid in all_pids() {
         if let Some(pgid) = process_group(pid) {
             groups.entry(pgid).or_default().push(pid);
         }
@@ -124,4 +116,14 @@ pub fn process_groups() -> std::collections::HashMap<i32, Vec<i32>> {
         members.sort_unstable();
     }
     groups
+}
+
+/// The pid of every process on the system: the numeric names in `/proc` (none if
+/// `/proc` cannot be read).
+pub fn all_pids() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
 }
