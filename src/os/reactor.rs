@@ -25,7 +25,7 @@ use super::state_file;
 use crate::access::{is_read_only_command, Access, AccessPolicy};
 use crate::config::{self, BootChild, Config, FixedSettings};
 use crate::core::{
-    Action, ChildSpec, Input, InstanceId, Limits, ReloadConfig, ReplyTo, Supervisor, Time,
+    Action, ChildSpec, Command, Input, InstanceId, Limits, ReloadConfig, ReplyTo, Supervisor, Time,
 };
 use crate::protocol::{ErrorKind, Event, Reply, Request};
 use crate::signal::Signal;
@@ -212,9 +212,9 @@ impl Reactor {
             if self.core.is_shutting_down() {
                 break;
             }
-            self.feed(Input::Request {
+            self.feed(Input::Command {
                 from: ReplyTo::Boot { index },
-                req: Request::Start {
+                command: Command::Start {
                     name: child.name.clone(),
                     template: Some(child.template.clone()),
                     args: child.args.clone(),
@@ -258,9 +258,9 @@ impl Reactor {
         self.restoring = true;
         self.restore_names = saved.iter().map(|w| w.name.clone()).collect();
         for (index, worker) in saved.into_iter().enumerate() {
-            self.feed(Input::Request {
+            self.feed(Input::Command {
                 from: ReplyTo::Restore { index },
-                req: Request::Start {
+                command: Command::Start {
                     name: worker.name,
                     template: Some(worker.template),
                     args: worker.args,
@@ -758,14 +758,64 @@ impl Reactor {
             Request::Watch { names } => self.watch(token, seq, from, names),
             Request::Whois { pid } => {
                 let group = process::process_group(pid);
-                self.feed(Input::Whois { from, pid, group });
+                let command = Command::Whois { pid, group };
+                self.feed(Input::Command { from, command });
             }
             Request::Reload => self.reload(Some(from)),
             Request::Ps { name } => {
                 let reply = self.ps(name.as_deref());
                 self.deliver(from, reply);
             }
-            req => self.feed(Input::Request { from, req }),
+            Request::Start {
+                name,
+                template,
+                args,
+                command,
+            } => {
+                let command = Command::Start {
+                    name,
+                    template,
+                    args,
+                    command,
+                };
+                self.feed(Input::Command { from, command });
+            }
+            Request::Stop { name, timeout_ms } => {
+                let command = Command::Stop { name, timeout_ms };
+                self.feed(Input::Command { from, command });
+            }
+            Request::Restart { name, timeout_ms } => {
+                let command = Command::Restart { name, timeout_ms };
+                self.feed(Input::Command { from, command });
+            }
+            Request::Kill { name, signal } => {
+                let command = Command::Kill { name, signal };
+                self.feed(Input::Command { from, command });
+            }
+            Request::Cast { name, message } => {
+                let command = Command::Cast { name, message };
+                self.feed(Input::Command { from, command });
+            }
+            Request::Lookup { name } => {
+                let command = Command::Lookup { name };
+                self.feed(Input::Command { from, command });
+            }
+            Request::Count => self.feed(Input::Command {
+                from,
+                command: Command::Count,
+            }),
+            Request::List => self.feed(Input::Command {
+                from,
+                command: Command::List,
+            }),
+            Request::Shutdown => self.feed(Input::Command {
+                from,
+                command: Command::Shutdown,
+            }),
+            Request::WaitReady { name } => {
+                let command = Command::WaitReady { name };
+                self.feed(Input::Command { from, command });
+            }
         }
     }
 
