@@ -117,7 +117,7 @@ impl Supervisor {
         }
         if self.is_shutting_down() && self.registry.contains(&name) {
             // The shutdown began while this spawn was in flight: nothing outlives it.
-            self.stop_for_shutdown(&name, now, out);
+            self.stop_worker(&name, None, None, AfterStop::Remove, now, out);
         }
     }
 
@@ -409,17 +409,27 @@ impl Supervisor {
         }
     }
 
-    /// Stop a live worker for the shutdown (its template's `shutdown_ms`).
-    pub(super) fn stop_for_shutdown(&mut self, name: &Rc<str>, now: Time, out: &mut Vec<Action>) {
+    /// Stop `name` (SIGKILL after `timeout_ms`, or its template's `shutdown_ms`),
+    /// then `then`; a stop already in progress takes the new waiter and `then`. What
+    /// the transition table returns for a worker with no process is the caller's.
+    pub(super) fn stop_worker(
+        &mut self,
+        name: &Rc<str>,
+        timeout_ms: Option<u64>,
+        waiter: Option<ReplyTo>,
+        then: AfterStop,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) -> Option<(Worker, Next)> {
         let Some(entry) = self.registry.get(name) else {
             debug_assert!(false, "{name} is not registered");
-            return;
+            return None;
         };
         let stop = StopRequest {
-            timeout_ms: entry.worker.spec.template.shutdown_ms,
-            waiter: None,
-            then: AfterStop::Remove,
+            timeout_ms: timeout_ms.unwrap_or(entry.worker.spec.template.shutdown_ms),
+            waiter,
+            then,
         };
-        self.step(name, Event::Stop(stop), now, out);
+        self.step(name, Event::Stop(stop), now, out)
     }
 }

@@ -55,7 +55,7 @@ use registry::Registry;
 use replies::{Answer, Notice, Refusal, StopOutcome};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{Effect, Event as WorkerEvent, Next, State, Worker};
+use worker::{Effect, Event as WorkerEvent, Next, Worker};
 
 /// One spawned process of a worker. Never reused, so a late event from a dead
 /// instance (an output pipe's EOF, say) can never be mistaken for its successor.
@@ -274,22 +274,7 @@ impl Supervisor {
 
     /// The registry by state (visits every worker).
     pub fn counts(&self) -> Counts {
-        let mut counts = Counts {
-            total: self.registry.len(),
-            ..Counts::default()
-        };
-        for (_, entry) in self.registry.iter() {
-            match entry.state() {
-                State::Starting { .. } | State::Running { .. } => counts.active += 1,
-                State::Stopping { .. } => {
-                    counts.active += 1;
-                    counts.stopping += 1;
-                }
-                State::Spawning { .. } | State::Waiting { .. } => counts.backoff += 1,
-                State::Failed => counts.failed += 1,
-            }
-        }
-        counts
+        replies::counts(&self.registry)
     }
 
     /// Every worker with a live process: (name, pid), for `ps`.

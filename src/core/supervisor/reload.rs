@@ -7,7 +7,7 @@
 //! future starts. A stop in progress is never undone.
 
 use super::replies::{Answer, Notice, Refusal, ReloadSummary, SkipReason, Skipped, StopCause};
-use super::worker::{AfterStop, Event, Next, SpawnPurpose, State, StopRequest, Worker};
+use super::worker::{AfterStop, Next, SpawnPurpose, State, Worker};
 use super::{Action, ReloadConfig, ReplyTo, Supervisor, Time};
 use crate::core::spec::{BootChild, ChildSpec};
 use log::{error, info, warn};
@@ -148,31 +148,20 @@ impl Supervisor {
                 // Running: stop, then start with the new spec. A restart in progress
                 // restarts with the new spec instead, and still answers whoever asked.
                 summary.restarted.push(child.name);
-                let stop = StopRequest {
-                    timeout_ms: entry.worker.spec.template.shutdown_ms,
-                    waiter: None,
-                    then: AfterStop::Restart {
-                        spec,
-                        reply_to: None,
-                    },
+                let then = AfterStop::Restart {
+                    spec,
+                    reply_to: None,
                 };
-                self.step(&key, Event::Stop(stop), now, out);
+                self.stop_worker(&key, None, None, then, now, out);
             }
         }
     }
 
     /// A boot child the new config no longer has.
     fn reload_remove(&mut self, name: &Rc<str>, now: Time, out: &mut Vec<Action>) {
-        let Some(entry) = self.registry.get(name) else {
-            debug_assert!(false, "{name} is not registered");
-            return;
-        };
-        let stop = StopRequest {
-            timeout_ms: entry.worker.spec.template.shutdown_ms,
-            waiter: None,
-            then: AfterStop::Remove,
-        };
-        if let Some((worker, Next::Removed)) = self.step(name, Event::Stop(stop), now, out) {
+        if let Some((worker, Next::Removed)) =
+            self.stop_worker(name, None, None, AfterStop::Remove, now, out)
+        {
             self.notify_watchers(name, Notice::Stopped(StopCause::RemovedFromConfig), out);
             self.forget(&worker, out);
         }

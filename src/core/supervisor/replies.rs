@@ -4,14 +4,14 @@
 //! *what* happened ([`Answer`], [`Refusal`], [`Notice`]), this file says how it reads.
 
 use super::registry::Registry;
-use super::worker::{EndCause, LastExit, Shown, State};
+use super::worker::{EndCause, LastExit, State};
 use super::Time;
 use crate::core::exit::Exit;
 use crate::protocol::{self, ErrorKind, ExitReport, Reply, WireError, WorkerStateName};
 use std::fmt;
 
-/// The wire types the OS layer receives in [`super::Action`]s.
-pub use crate::protocol::{Event, Reply as WireReply};
+/// The wire types the OS layer receives from the core.
+pub use crate::protocol::{Counts, Event, Reply as WireReply};
 
 /// A successful answer to a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,11 +21,10 @@ pub(super) enum Answer {
         name: String,
         pid: i32,
     },
-    /// `lookup`, `whois` and a ready `wait_ready`.
+    /// `lookup`, `whois` and a ready `wait_ready`: its pid (if any) and state.
     Whereis {
         name: String,
-        pid: Option<i32>,
-        state: Shown,
+        at: Whereabouts,
     },
     Count(Counts),
     List(Vec<protocol::WorkerInfo>),
@@ -57,8 +56,7 @@ pub(super) enum Refusal {
     },
     AlreadyStarted {
         name: String,
-        pid: Option<i32>,
-        state: Shown,
+        at: Whereabouts,
     },
     InvalidName(String),
     NoSuchTemplate {
@@ -102,12 +100,18 @@ pub(super) enum Refusal {
     },
     NoProcessToWaitFor {
         name: String,
-        state: Shown,
+        at: Whereabouts,
     },
     InvalidConfig(String),
 }
 
 impl Refusal {
+    pub(super) fn not_found(name: &str) -> Refusal {
+        Refusal::NotFound {
+            name: name.to_string(),
+        }
+    }
+
     fn kind(&self) -> ErrorKind {
         use Refusal as R;
         match self {
@@ -145,18 +149,10 @@ impl fmt::Display for Refusal {
             R::BeingStopped { name } => {
                 write!(f, "{name} is being stopped; start it again once it is gone")
             }
-            R::AlreadyStarted {
-                name,
-                pid: Some(pid),
-                ..
-            } => write!(f, "{name} is already started (pid {pid})"),
-            R::AlreadyStarted { name, state, .. } => {
-                write!(
-                    f,
-                    "{name} is already started ({})",
-                    state_name(*state).as_str()
-                )
-            }
+            R::AlreadyStarted { name, at } => match at.pid {
+                Some(pid) => write!(f, "{name} is already started (pid {pid})"),
+                None => write!(f, "{name} is already started ({})", at.state.as_str()),
+            },
             R::InvalidName(message) | R::BadCommand(message) | R::InvalidSignal(message) => {
                 f.write_str(message)
             }
@@ -191,14 +187,28 @@ impl fmt::Display for Refusal {
             R::ExitedBeforeReady { name, exit } => {
                 write!(f, "{name} exited ({exit}) before it was ready")
             }
-            R::NoProcessToWaitFor { name, state } => write!(
-                f,
-                "{name} has no running process ({})",
-                state_name(*state).as_str()
-            ),
+            R::NoProcessToWaitFor { name, at } => {
+                write!(f, "{name} has no running process ({})", at.state.as_str())
+            }
             R::InvalidConfig(message) => {
                 write!(f, "reload refused, nothing changed: {message}")
             }
+        }
+    }
+}
+
+/// Where a worker is: its live pid, if any, and its state as clients name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Whereabouts {
+    pid: Option<i32>,
+    state: WorkerStateName,
+}
+
+impl Whereabouts {
+    pub(super) fn of(state: &State) -> Whereabouts {
+        Whereabouts {
+            pid: state.pid(),
+            state: state_name(state),
         }
     }
 }
@@ -253,16 +263,26 @@ pub(super) struct StopOutcome {
     pub killed: bool,
 }
 
-/// The registry by state (OTP's `count_children`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub total: usize,
-    /// A live process: running, starting or stopping.
-    pub active: usize,
-    /// No process, a restart due: backoff and restarting.
-    pub backoff: usize,
-    pub failed: usize,
-    pub stopping: usize,
+/// The registry by state (OTP's `count_children`; visits every worker): live
+/// processes (starting, running, stopping) are `active`; no process with a restart
+/// due (`backoff`, `restarting`) is `backoff`.
+pub(super) fn counts(registry: &Registry) -> Counts {
+    let mut counts = Counts {
+        total: registry.len(),
+        ..Counts::default()
+    };
+    for (_, entry) in registry.iter() {
+        match entry.state() {
+            State::Starting { .. } | State::Running { .. } => counts.active += 1,
+            State::Stopping { .. } => {
+                counts.active += 1;
+                counts.stopping += 1;
+            }
+            State::Spawning { .. } | State::Waiting { .. } => counts.backoff += 1,
+            State::Failed => counts.failed += 1,
+        }
+    }
+    counts
 }
 
 /// What a reload did, by `[[children]]` name.
@@ -309,8 +329,8 @@ pub(super) fn reply(result: Result<Answer, Refusal>) -> Reply {
     let answer = match result {
         Ok(answer) => answer,
         Err(refusal) => {
-            let pid = match refusal {
-                Refusal::AlreadyStarted { pid, .. } => pid,
+            let pid = match &refusal {
+                Refusal::AlreadyStarted { at, .. } => at.pid,
                 _ => None,
             };
             return Reply {
@@ -333,21 +353,15 @@ pub(super) fn reply(result: Result<Answer, Refusal>) -> Reply {
             pid: Some(pid),
             ..Reply::ok()
         },
-        Answer::Whereis { name, pid, state } => Reply {
+        Answer::Whereis { name, at } => Reply {
             name: Some(name),
-            pid,
-            state: Some(state_name(state)),
+            pid: at.pid,
+            state: Some(at.state),
             ..Reply::ok()
         },
         Answer::Count(counts) => Reply {
             count: Some(counts.total),
-            counts: Some(protocol::Counts {
-                total: counts.total,
-                active: counts.active,
-                backoff: counts.backoff,
-                failed: counts.failed,
-                stopping: counts.stopping,
-            }),
+            counts: Some(counts),
             ..Reply::ok()
         },
         Answer::List(rows) => Reply {
@@ -437,7 +451,7 @@ pub(super) fn list(registry: &Registry, now: Time) -> Answer {
                 pid: state.pid(),
                 template: w.spec.template.name.clone(),
                 restart: w.spec.restart().as_str().to_string(),
-                state: state_name(state.shown()),
+                state: state_name(state),
                 restarts: w.restarts,
                 restarts_in_window: w.window.count_within(now.secs()) as u32,
                 started_at_ms: state.proc().map_or(0, |p| p.since.wall_ms),
@@ -494,14 +508,15 @@ pub(super) fn exit_report(exit: Exit) -> ExitReport {
     }
 }
 
-pub(super) fn state_name(shown: Shown) -> WorkerStateName {
-    match shown {
-        Shown::Starting => WorkerStateName::Starting,
-        Shown::Running => WorkerStateName::Running,
-        Shown::Stopping => WorkerStateName::Stopping,
-        Shown::Restarting => WorkerStateName::Restarting,
-        Shown::Backoff => WorkerStateName::Backoff,
-        Shown::Failed => WorkerStateName::Failed,
+/// How `list`, `lookup` and errors name a state.
+fn state_name(state: &State) -> WorkerStateName {
+    match state {
+        State::Starting { .. } => WorkerStateName::Starting,
+        State::Running { .. } => WorkerStateName::Running,
+        State::Stopping { .. } => WorkerStateName::Stopping,
+        State::Spawning { .. } | State::Waiting { delay_ms: 0, .. } => WorkerStateName::Restarting,
+        State::Waiting { .. } => WorkerStateName::Backoff,
+        State::Failed => WorkerStateName::Failed,
     }
 }
 

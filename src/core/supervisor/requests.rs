@@ -1,8 +1,8 @@
 //! Commands: what clients (and boot, restore and reload) ask of the supervisor, turned
 //! into worker events and answers.
 
-use super::replies::{self, Answer, Notice, Refusal, StopCause, StopOutcome};
-use super::worker::{AfterStop, Event, Next, SpawnPurpose, State, StopRequest, Worker};
+use super::replies::{self, Answer, Notice, Refusal, StopCause, StopOutcome, Whereabouts};
+use super::worker::{AfterStop, Event, Next, SpawnPurpose, State, Worker};
 use super::{Action, Phase, ReplyTo, Supervisor, Time};
 use crate::core::spec::{validate_name, ChildSpec, Template};
 use crate::signal::Signal;
@@ -82,8 +82,7 @@ impl Supervisor {
             Command::Lookup { name } => {
                 let answer = match self.registry.get(&name) {
                     Some(entry) => Ok(Answer::Whereis {
-                        pid: entry.state().pid(),
-                        state: entry.state().shown(),
+                        at: Whereabouts::of(entry.state()),
                         name,
                     }),
                     None => Err(Refusal::NotFound { name }),
@@ -98,8 +97,7 @@ impl Supervisor {
                 let answer = match owner.and_then(|n| self.registry.get(&n).map(|e| (n, e))) {
                     Some((name, entry)) => Ok(Answer::Whereis {
                         name: name.to_string(),
-                        pid: entry.state().pid(),
-                        state: entry.state().shown(),
+                        at: Whereabouts::of(entry.state()),
                     }),
                     None => Err(Refusal::NoOwner { pid }),
                 };
@@ -155,8 +153,7 @@ impl Supervisor {
         validate_name(&name).map_err(Refusal::InvalidName)?;
         if let Some(state) = taken.filter(|_| !replacing_failed) {
             return Err(Refusal::AlreadyStarted {
-                pid: state.pid(),
-                state: state.shown(),
+                at: Whereabouts::of(state),
                 name,
             });
         }
@@ -205,6 +202,21 @@ impl Supervisor {
         self.spawn(worker, SpawnPurpose::Start { reply_to: from }, out);
     }
 
+    /// The registered key of `name`, or a `not_found` answer to `from`.
+    fn registered(
+        &mut self,
+        from: ReplyTo,
+        name: &str,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) -> Option<Rc<str>> {
+        let key = self.registry.get(name).map(|e| e.worker.spec.name.clone());
+        if key.is_none() {
+            self.answer(from, Err(Refusal::not_found(name)), now, out);
+        }
+        key
+    }
+
     fn stop(
         &mut self,
         from: ReplyTo,
@@ -213,19 +225,11 @@ impl Supervisor {
         now: Time,
         out: &mut Vec<Action>,
     ) {
-        let Some(entry) = self.registry.get(name) else {
-            let refusal = Refusal::NotFound {
-                name: name.to_string(),
-            };
-            return self.answer(from, Err(refusal), now, out);
+        let Some(key) = self.registered(from, name, now, out) else {
+            return;
         };
-        let key = entry.worker.spec.name.clone();
-        let stop = StopRequest {
-            timeout_ms: timeout_ms.unwrap_or(entry.worker.spec.template.shutdown_ms),
-            waiter: Some(from),
-            then: AfterStop::Remove,
-        };
-        if let Some((worker, Next::Removed)) = self.step(&key, Event::Stop(stop), now, out) {
+        let stopped = self.stop_worker(&key, timeout_ms, Some(from), AfterStop::Remove, now, out);
+        if let Some((worker, Next::Removed)) = stopped {
             info!("{key}: stopped (it had no running process)");
             self.notify_watchers(&key, Notice::Stopped(StopCause::Stopped), out);
             self.forget(&worker, out);
@@ -250,28 +254,23 @@ impl Supervisor {
         if self.is_shutting_down() {
             return self.answer(from, Err(Refusal::ShuttingDown), now, out);
         }
-        let Some(entry) = self.registry.get(name) else {
-            let refusal = Refusal::NotFound {
-                name: name.to_string(),
-            };
-            return self.answer(from, Err(refusal), now, out);
+        let Some(key) = self.registered(from, name, now, out) else {
+            return;
         };
-        let key = entry.worker.spec.name.clone();
+        let Some(entry) = self.registry.get(&key) else {
+            return;
+        };
         // The stop uses the running process's settings (its stop signal and timeout);
         // the new process gets the template as the config has it now.
         let spec = self.refreshed_spec(&entry.worker.spec);
         match entry.state() {
             State::Starting { .. } | State::Running { .. } => {
                 info!("{key}: restart requested");
-                let stop = StopRequest {
-                    timeout_ms: timeout_ms.unwrap_or(entry.worker.spec.template.shutdown_ms),
-                    waiter: None,
-                    then: AfterStop::Restart {
-                        spec,
-                        reply_to: Some(from),
-                    },
+                let then = AfterStop::Restart {
+                    spec,
+                    reply_to: Some(from),
                 };
-                self.step(&key, Event::Stop(stop), now, out);
+                self.stop_worker(&key, timeout_ms, None, then, now, out);
             }
             State::Stopping { .. } | State::Spawning { .. } => {
                 let refusal = Refusal::BeingStopped {
@@ -299,9 +298,7 @@ impl Supervisor {
             .unwrap_or(Ok(Signal::KILL))
             .map_err(Refusal::InvalidSignal)?;
         let Some(entry) = self.registry.get(name) else {
-            return Err(Refusal::NotFound {
-                name: name.to_string(),
-            });
+            return Err(Refusal::not_found(name));
         };
         let Some(pid) = entry.state().pid() else {
             return Err(Refusal::NotRunning {

@@ -5,7 +5,7 @@
 //! the registry is empty, the waiters are answered and the daemon exits.
 
 use super::replies::{self, Answer};
-use super::worker::{Event, State};
+use super::worker::{AfterStop, Event, State};
 use super::{Action, Phase, ReplyTo, Supervisor, Time};
 use crate::signal::Signal;
 use log::{info, warn};
@@ -44,7 +44,7 @@ impl Supervisor {
         for name in self.registry.names() {
             match self.registry.get(&name).map(|e| e.state()) {
                 Some(State::Starting { .. } | State::Running { .. }) => {
-                    self.stop_for_shutdown(&name, now, out)
+                    self.stop_worker(&name, None, None, AfterStop::Remove, now, out);
                 }
                 Some(State::Waiting { .. } | State::Failed) => {
                     // Not recorded as removed in the state file: a daemon that comes

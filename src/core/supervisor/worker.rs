@@ -17,7 +17,7 @@
 //! The registry re-indexes a worker's pid and deadline from its state on every change,
 //! so a deadline can never outlive the state that owns it.
 
-use super::replies::{Answer, Notice, Refusal};
+use super::replies::{Answer, Notice, Refusal, Whereabouts};
 use super::{InstanceId, ReplyTo, Time};
 use crate::core::exit::Exit;
 use crate::core::intensity::Intensity;
@@ -283,7 +283,7 @@ impl State {
                 info!("{name}: ready (pid {})", proc.pid);
                 effects.push(Effect::Notice(Notice::Ready { pid: proc.pid }));
                 for to in waiters {
-                    effects.push(answer(to, ready(name, proc.pid)));
+                    effects.push(answer(to, ready(name, proc)));
                 }
                 Next::To(S::Running { proc })
             }
@@ -347,7 +347,7 @@ impl State {
                 Next::Ended(ended_on_its_own(proc, exit, now))
             }
             (S::Running { proc }, E::WaitReady { from }) => {
-                effects.push(answer(from, ready(name, proc.pid)));
+                effects.push(answer(from, ready(name, proc)));
                 Next::To(S::Running { proc })
             }
 
@@ -451,7 +451,7 @@ impl State {
             (state, E::WaitReady { from }) => {
                 let refusal = Refusal::NoProcessToWaitFor {
                     name: name.to_string(),
-                    state: state.shown(),
+                    at: Whereabouts::of(&state),
                 };
                 effects.push(answer(from, Err(refusal)));
                 Next::To(state)
@@ -500,29 +500,6 @@ impl State {
             _ => None,
         }
     }
-
-    /// How `list`, `lookup` and errors show this state.
-    pub(super) fn shown(&self) -> Shown {
-        match self {
-            State::Starting { .. } => Shown::Starting,
-            State::Running { .. } => Shown::Running,
-            State::Stopping { .. } => Shown::Stopping,
-            State::Spawning { .. } | State::Waiting { delay_ms: 0, .. } => Shown::Restarting,
-            State::Waiting { .. } => Shown::Backoff,
-            State::Failed => Shown::Failed,
-        }
-    }
-}
-
-/// A state as clients see it (the wire's `state` field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Shown {
-    Starting,
-    Running,
-    Stopping,
-    Restarting,
-    Backoff,
-    Failed,
 }
 
 fn after_ms(now: Time, ms: u64) -> u64 {
@@ -541,11 +518,10 @@ fn answer(to: ReplyTo, answer: Result<Answer, Refusal>) -> Effect {
     Effect::Answer { to, answer }
 }
 
-fn ready(name: &str, pid: i32) -> Result<Answer, Refusal> {
+fn ready(name: &str, proc: Proc) -> Result<Answer, Refusal> {
     Ok(Answer::Whereis {
         name: name.to_string(),
-        pid: Some(pid),
-        state: Shown::Running,
+        at: Whereabouts::of(&State::Running { proc }),
     })
 }
 
@@ -724,7 +700,7 @@ mod tests {
         let Next::To(starting) = next else {
             panic!("{next:?}")
         };
-        assert_eq!(starting.shown(), Shown::Starting);
+        assert!(matches!(starting, State::Starting { .. }));
         assert_eq!(
             starting.deadline(),
             Some(T0.mono_us + t.ready_timeout_ms * 1000)
