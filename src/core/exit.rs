@@ -1,6 +1,5 @@
 //! How a process ended, as data (the `waitpid` status, decoded).
 
-use crate::protocol::ExitReport;
 use crate::signal::Signal;
 use std::fmt;
 
@@ -12,23 +11,17 @@ pub enum Exit {
     Signaled { signal: Signal, core_dumped: bool },
 }
 
-impl Exit {
-    pub fn report(self) -> ExitReport {
-        match self {
-            Exit::Code(code) => ExitReport::Exited { code },
-            Exit::Signaled {
-                signal,
-                core_dumped,
-            } => ExitReport::Signaled {
-                signal: signal.name(),
-                core_dumped,
-            },
-        }
-    }
-}
-
+/// `exit 1`, `signal SIGKILL`, `signal SIGSEGV (core dumped)`: the words of logs, of
+/// `list`'s last exit and of events (the wire's `ExitReport` reads the same).
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.report().fmt(f)
+        match *self {
+            Exit::Code(code) => write!(f, "exit {code}"),
+            Exit::Signaled {
+                signal,
+                core_dumped: true,
+            } => write!(f, "signal {signal} (core dumped)"),
+            Exit::Signaled { signal, .. } => write!(f, "signal {signal}"),
+        }
     }
 }

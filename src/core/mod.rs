@@ -11,7 +11,8 @@
 //! - [`exit`]: how a process ended, as data.
 //! - [`policy`]: the restart decision table (permanent / transient / temporary).
 //! - [`intensity`]: OTP's max_restarts-in-max_seconds window.
-//! - [`supervisor`]: the registry and the per-worker state machine that ties them together.
+//! - [`supervisor`]: the registry and the per-worker state machine that ties them
+//!   together (its own rooms are listed in `supervisor/mod.rs`).
 
 pub mod exit;
 pub mod intensity;
@@ -23,7 +24,9 @@ pub use exit::Exit;
 pub use intensity::Intensity;
 pub use policy::{decide, CleanExits, Decision};
 pub use spec::{
-    Backoff, BootChild, ChildSpec, Credentials, OnLimit, Readiness, Resource, RestartLimit,
-    RestartType, Rlimit, SavedWorker, Template,
+    validate_name, Backoff, BootChild, ChildSpec, Credentials, OnLimit, Readiness, Resource,
+    RestartLimit, RestartType, Rlimit, SavedWorker, Template,
 };
-pub use supervisor::{Action, Input, InstanceId, Limits, ReloadConfig, ReplyTo, Supervisor, Time};
+pub use supervisor::{
+    Action, Command, Counts, Input, InstanceId, Limits, ReloadConfig, ReplyTo, Supervisor, Time,
+};

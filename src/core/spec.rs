@@ -268,3 +268,50 @@ pub struct SavedWorker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
 }
+
+/// Validate a worker name: 1 to 128 characters from `A-Z a-z 0-9 _ - . : @`, not
+/// starting with a dot. Names travel in environment variables, log prefixes and file
+/// names (a worker's cgroup), so whitespace, slashes and control characters are
+/// refused, and `.`/`..` could point at the supervisor's own cgroup or its parent.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("worker name is empty".to_string());
+    }
+    if name.len() > 128 {
+        return Err(format!(
+            "worker name is {} bytes long; the limit is 128",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@')))
+    {
+        return Err(format!(
+            "worker name {name:?} contains {bad:?}; allowed are letters, digits and _ - . : @"
+        ));
+    }
+    if name.starts_with('.') {
+        return Err(format!("worker name {name:?} must not start with a dot"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_name;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("worker_1").is_ok());
+        assert!(validate_name("tenant@example.com:7").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name(&"x".repeat(129)).is_err());
+        assert!(validate_name(".").is_err());
+        assert!(validate_name("..").is_err());
+        assert!(validate_name(".hidden").is_err());
+        assert!(validate_name("a.b").is_ok());
+    }
+}

@@ -6,7 +6,13 @@
 //! workers keep running on their old spec. Templates and limits are replaced for
 //! future starts. A stop in progress is never undone.
 
-use super::*;
+use super::replies::{Answer, Notice, Refusal, ReloadSummary, SkipReason, Skipped, StopCause};
+use super::worker::{AfterStop, Next, SpawnPurpose, State, Worker};
+use super::{Action, ReloadConfig, ReplyTo, Supervisor, Time};
+use crate::core::spec::{BootChild, ChildSpec};
+use log::{error, info, warn};
+use std::collections::HashSet;
+use std::rc::Rc;
 
 impl Supervisor {
     pub(super) fn reload(
@@ -18,17 +24,11 @@ impl Supervisor {
     ) {
         let config = match config {
             Ok(config) if !self.is_shutting_down() => config,
-            Ok(_) => {
-                let reply = Reply::error(ErrorKind::ShuttingDown, "the daemon is shutting down");
-                return self.reply_opt(from, reply, now, out);
-            }
+            Ok(_) => return self.answer_opt(from, Err(Refusal::ShuttingDown), now, out),
             Err(message) => {
                 error!("reload refused, still running on the previous config: {message}");
-                let reply = Reply::error(
-                    ErrorKind::InvalidConfig,
-                    format!("reload refused, nothing changed: {message}"),
-                );
-                return self.reply_opt(from, reply, now, out);
+                let refusal = Refusal::InvalidConfig(message);
+                return self.answer_opt(from, Err(refusal), now, out);
             }
         };
         let ReloadConfig {
@@ -40,147 +40,130 @@ impl Supervisor {
             .set_limits(limits.max_restarts, limits.max_seconds);
         self.limits = limits;
         self.templates = templates;
-        let mut report = ReloadReport::default();
+        let mut summary = ReloadSummary::default();
         let mut wanted: HashSet<String> = HashSet::new();
         for child in children {
             wanted.insert(child.name.clone());
-            let Some(template) = self.templates.get(&child.template).cloned() else {
-                continue;
-            };
-            let spec = match ChildSpec::new(child.name.as_str().into(), template, None, child.args)
-            {
-                Ok(spec) => Rc::new(spec),
-                Err(msg) => {
-                    report.skipped.push(format!("{}: {msg}", child.name));
-                    continue;
-                }
-            };
-            match self.workers.get(child.name.as_str()) {
-                None if self
-                    .limits
-                    .max_children
-                    .is_some_and(|max| self.workers.len() + self.pending.len() >= max) =>
-                {
-                    report.skipped.push(format!(
-                        "{}: max_children workers are registered",
-                        child.name
-                    ));
-                }
-                None => {
-                    report.started.push(child.name.clone());
-                    self.spawn(
-                        spec,
-                        SpawnPurpose::Start {
-                            reply_to: ReplyTo::Reload,
-                        },
-                        out,
-                    );
-                }
-                Some(worker) if worker.dynamic => report.skipped.push(format!(
-                    "{}: a dynamically started worker holds that name",
-                    child.name
-                )),
-                Some(worker)
-                    if worker.spec.argv == spec.argv
-                        && worker.spec.template.same_effect(&spec.template) =>
-                {
-                    report.unchanged.push(child.name.clone());
-                }
-                Some(Worker {
-                    state:
-                        State::Stopping {
-                            then: AfterStop::Remove,
-                            ..
-                        },
-                    ..
-                }) => {
-                    // A stop in progress wins: the child stays stopped.
-                    report
-                        .skipped
-                        .push(format!("{}: it is being stopped", child.name));
-                }
-                Some(worker) => {
-                    report.restarted.push(child.name.clone());
-                    let key = worker.spec.name.clone();
-                    match worker.state {
-                        State::Running { .. } => {
-                            let timeout = worker.spec.template.shutdown_ms;
-                            let then = AfterStop::Restart {
-                                spec,
-                                reply_to: None,
-                            };
-                            self.begin_stop(&key, timeout, None, then, now, out);
-                        }
-                        State::Stopping { .. } => {
-                            // A restart in progress restarts with the new spec, and
-                            // still answers whoever asked for it.
-                            if let Some(State::Stopping {
-                                then: AfterStop::Restart { spec: old, .. },
-                                ..
-                            }) = self.workers.get_mut(&key).map(|w| &mut w.state)
-                            {
-                                *old = spec;
-                            }
-                        }
-                        State::Waiting { .. } | State::Failed => {
-                            self.respawn_now(&key, spec, None, out)
-                        }
-                    }
-                }
-            }
+            self.reload_child(child, &mut summary, now, out);
         }
         let removed: Vec<Rc<str>> = self
-            .workers
+            .registry
             .iter()
-            .filter(|(name, w)| !w.dynamic && !wanted.contains(&***name))
+            .filter(|(name, e)| !e.worker.dynamic && !wanted.contains(&***name))
             .map(|(name, _)| name.clone())
             .collect();
         for name in removed {
-            report.stopped.push(name.to_string());
-            let Some(worker) = self.workers.get_mut(&name) else {
-                continue;
-            };
-            match &mut worker.state {
-                State::Running { .. } => {
-                    let timeout = worker.spec.template.shutdown_ms;
-                    self.begin_stop(&name, timeout, None, AfterStop::Remove, now, out);
-                }
-                State::Stopping { then, .. } => {
-                    let superseded = std::mem::replace(then, AfterStop::Remove);
-                    self.supersede_restart(superseded, &name, now, out);
-                }
-                State::Waiting { .. } | State::Failed => {
-                    out.push(Action::Event(Event::Stopped {
-                        name: name.to_string(),
-                        reason: "removed from the config".to_string(),
-                    }));
-                    self.remove_worker(&name, out);
-                }
-            }
+            summary.stopped.push(name.to_string());
+            self.reload_remove(&name, now, out);
         }
         for list in [
-            &mut report.started,
-            &mut report.stopped,
-            &mut report.restarted,
-            &mut report.unchanged,
+            &mut summary.started,
+            &mut summary.stopped,
+            &mut summary.restarted,
+            &mut summary.unchanged,
         ] {
             list.sort_unstable();
         }
         info!(
             "config reloaded: {} started, {} stopped, {} restarted, {} unchanged, {} skipped",
-            report.started.len(),
-            report.stopped.len(),
-            report.restarted.len(),
-            report.unchanged.len(),
-            report.skipped.len()
+            summary.started.len(),
+            summary.stopped.len(),
+            summary.restarted.len(),
+            summary.unchanged.len(),
+            summary.skipped.len()
         );
-        for skipped in &report.skipped {
+        for skipped in &summary.skipped {
             warn!("reload skipped {skipped}");
         }
-        let reply = Reply {
-            reload: Some(report),
-            ..Reply::ok()
+        self.answer_opt(from, Ok(Answer::Reloaded(summary)), now, out);
+    }
+
+    /// One `[[children]]` entry of the new config.
+    fn reload_child(
+        &mut self,
+        child: BootChild,
+        summary: &mut ReloadSummary,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(template) = self.templates.get(&child.template).cloned() else {
+            debug_assert!(
+                false,
+                "the config names an unknown template for {}",
+                child.name
+            );
+            return;
         };
-        self.reply_opt(from, reply, now, out);
+        let skip = |summary: &mut ReloadSummary, why| {
+            summary.skipped.push(Skipped {
+                name: child.name.clone(),
+                why,
+            })
+        };
+        let spec = match ChildSpec::new(child.name.as_str().into(), template, None, child.args) {
+            Ok(spec) => Rc::new(spec),
+            Err(message) => return skip(summary, SkipReason::BadSpec(message)),
+        };
+        let Some(entry) = self.registry.get(&child.name) else {
+            if self
+                .limits
+                .max_children
+                .is_some_and(|max| self.registry.len() >= max)
+            {
+                return skip(summary, SkipReason::MaxChildren);
+            }
+            summary.started.push(child.name.clone());
+            let worker = Worker::new(spec, false, self.limits.max_seconds);
+            let purpose = SpawnPurpose::Start {
+                reply_to: ReplyTo::Reload,
+            };
+            return self.spawn(worker, purpose, out);
+        };
+        if entry.worker.dynamic {
+            return skip(summary, SkipReason::HeldByDynamic);
+        }
+        if entry.worker.spec.argv == spec.argv
+            && entry.worker.spec.template.same_effect(&spec.template)
+        {
+            return summary.unchanged.push(child.name);
+        }
+        let key = entry.worker.spec.name.clone();
+        match entry.state() {
+            State::Stopping {
+                order:
+                    super::worker::StopOrder {
+                        then: AfterStop::Remove,
+                        ..
+                    },
+                ..
+            } => {
+                // A stop in progress wins: the child stays stopped.
+                skip(summary, SkipReason::BeingStopped)
+            }
+            State::Waiting { .. } | State::Failed => {
+                summary.restarted.push(child.name);
+                self.respawn_now(&key, spec, None, out);
+            }
+            _ => {
+                // Running: stop, then start with the new spec. A restart in progress
+                // restarts with the new spec instead, and still answers whoever asked.
+                summary.restarted.push(child.name);
+                let then = AfterStop::Restart {
+                    spec,
+                    reply_to: None,
+                };
+                self.stop_worker(&key, None, None, then, now, out);
+            }
+        }
+    }
+
+    /// A boot child the new config no longer has.
+    fn reload_remove(&mut self, name: &Rc<str>, now: Time, out: &mut Vec<Action>) {
+        if let Some((worker, Next::Removed)) =
+            self.stop_worker(name, None, None, AfterStop::Remove, now, out)
+        {
+            self.notify_watchers(name, Notice::Stopped(StopCause::RemovedFromConfig), out);
+            self.forget(&worker, out);
+        }
     }
 }

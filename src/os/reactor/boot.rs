@@ -3,12 +3,11 @@
 //! reload the config file (SIGHUP or `reload`), applying at once the daemon-wide
 //! settings that can change.
 
-use super::router::core_request;
 use super::Reactor;
 use crate::config::{self, BootChild, Config, FixedSettings};
-use crate::core::{Input, ReplyTo, Supervisor};
+use crate::core::{Command, Input, ReplyTo, Supervisor};
 use crate::os::state_file;
-use crate::protocol::{Reply, Request};
+use crate::protocol::Reply;
 use std::path::PathBuf;
 
 /// The config file and the state file, and what the reactor remembers about them.
@@ -97,13 +96,13 @@ impl Reactor {
             if self.core.is_shutting_down() {
                 break;
             }
-            let start = Request::Start {
+            let start = Command::Start {
                 name: child.name.clone(),
                 template: Some(child.template.clone()),
                 args: child.args.clone(),
                 command: None,
             };
-            self.feed(core_request(ReplyTo::Boot { index }, start));
+            self.command(ReplyTo::Boot { index }, start);
         }
         self.restore();
     }
@@ -140,13 +139,13 @@ impl Reactor {
         );
         self.files.restoring = Some(saved.iter().map(|w| w.name.clone()).collect());
         for (index, worker) in saved.into_iter().enumerate() {
-            let start = Request::Start {
+            let start = Command::Start {
                 name: worker.name,
                 template: Some(worker.template),
                 args: worker.args,
                 command: worker.command,
             };
-            self.feed(core_request(ReplyTo::Restore { index }, start));
+            self.command(ReplyTo::Restore { index }, start);
         }
         self.files.restoring = None;
         self.files.save_state(&self.core);

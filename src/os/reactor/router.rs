@@ -1,9 +1,11 @@
-//! The request router: every request read from a connection comes through here. The
-//! four that need the OS are handled here (`watch`, `ps`, `reload`, `whois`); every
-//! other one is handed to the core unchanged, through [`core_request`].
+//! The request router: every request read from a connection comes through here, and
+//! one exhaustive `match` decides who answers it. `watch`, `ps` and `reload` are
+//! answered here (with the core's help for `ps` and `reload`); `whois` gets its pid's
+//! process group from /proc; every request the core answers becomes its `Command`,
+//! each variant spelled out, and goes in through [`Reactor::command`].
 
 use super::Reactor;
-use crate::core::{Input, ReplyTo};
+use crate::core::{Command, Input, ReplyTo};
 use crate::os::cgroup::Cgroups;
 use crate::os::process;
 use crate::protocol::{ErrorKind, Processes, Reply, Request};
@@ -55,23 +57,46 @@ impl Reactor {
             }
             // The config file is read and validated, then fed as `Input::Reload`.
             Request::Reload => self.reload(Some(from)),
-            // The pid's process group, from /proc, then fed as `Input::Whois`.
+            // The core answers; the pid's process group, read from /proc, goes with it.
             Request::Whois { pid } => {
                 let group = process::process_group(pid);
-                self.feed(Input::Whois { from, pid, group });
+                self.command(from, Command::Whois { pid, group });
             }
-            // Answered by the core alone.
-            req @ (Request::Start { .. }
-            | Request::Stop { .. }
-            | Request::Restart { .. }
-            | Request::Kill { .. }
-            | Request::Cast { .. }
-            | Request::Lookup { .. }
-            | Request::Count
-            | Request::List
-            | Request::Shutdown
-            | Request::WaitReady { .. }) => self.feed(core_request(from, req)),
+            // The core answers these alone.
+            Request::Start {
+                name,
+                template,
+                args,
+                command,
+            } => self.command(
+                from,
+                Command::Start {
+                    name,
+                    template,
+                    args,
+                    command,
+                },
+            ),
+            Request::Stop { name, timeout_ms } => {
+                self.command(from, Command::Stop { name, timeout_ms })
+            }
+            Request::Restart { name, timeout_ms } => {
+                self.command(from, Command::Restart { name, timeout_ms })
+            }
+            Request::Kill { name, signal } => self.command(from, Command::Kill { name, signal }),
+            Request::Cast { name, message } => self.command(from, Command::Cast { name, message }),
+            Request::Lookup { name } => self.command(from, Command::Lookup { name }),
+            Request::Count => self.command(from, Command::Count),
+            Request::List => self.command(from, Command::List),
+            Request::Shutdown => self.command(from, Command::Shutdown),
+            Request::WaitReady { name } => self.command(from, Command::WaitReady { name }),
         }
+    }
+
+    /// Hand the core a command to answer (a client's, a boot child's or a restored
+    /// worker's `start`).
+    pub(super) fn command(&mut self, from: ReplyTo, command: Command) {
+        self.feed(Input::Command { from, command });
     }
 
     /// `ps`: the processes of each worker (or of one): its cgroup's members, or its
@@ -89,13 +114,6 @@ impl Reactor {
             ..Reply::ok()
         }
     }
-}
-
-/// A request the core answers alone, as the core's input. The one conversion from a
-/// wire request to the core's (the boot children and the restored workers come this
-/// way too).
-pub(super) fn core_request(from: ReplyTo, req: Request) -> Input {
-    Input::Request { from, req }
 }
 
 /// Each live worker's processes: its cgroup's members, or (without cgroups) the

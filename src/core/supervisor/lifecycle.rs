@@ -1,0 +1,435 @@
+//! What follows when a process comes, ends or is due: spawn results, exits and
+//! deadlines. Here the restart rule (`policy::decide`), the backoff, a worker's own
+//! limit and the supervisor-wide intensity are applied, and escalation begins.
+
+use super::replies::{Answer, Notice, Refusal, StopCause, StopOutcome};
+use super::worker::{
+    window_for, AfterStop, EndCause, Ending, Event, LastExit, Next, SpawnPurpose, State,
+    StopRequest, Worker,
+};
+use super::{Action, Phase, ReplyTo, Supervisor, Time};
+use crate::core::exit::Exit;
+use crate::core::intensity::Verdict;
+use crate::core::policy::{decide, CleanExits, Decision};
+use crate::core::spec::{ChildSpec, OnLimit};
+use log::{debug, error, info, warn};
+use std::rc::Rc;
+
+/// When a restart without backoff is spawned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// In the same turn (after an exit).
+    Now,
+    /// At a deadline due now, after the events already waiting (after a failed exec,
+    /// so a command that can never exec cannot monopolise the loop).
+    AfterOtherEvents,
+}
+
+impl Supervisor {
+    /// Register `worker` as being spawned and ask the OS layer to spawn it.
+    pub(super) fn spawn(&mut self, worker: Worker, purpose: SpawnPurpose, out: &mut Vec<Action>) {
+        let instance = self.new_instance();
+        let spec = worker.spec.clone();
+        self.registry
+            .put(worker, State::Spawning { instance, purpose });
+        out.push(Action::Spawn { instance, spec });
+    }
+
+    /// Start `worker` again at once with `spec` (an operator action: the backoff and
+    /// its own window start afresh, and nothing is counted).
+    pub(super) fn respawn(
+        &mut self,
+        mut worker: Worker,
+        spec: Rc<ChildSpec>,
+        reply_to: Option<ReplyTo>,
+        out: &mut Vec<Action>,
+    ) {
+        worker.consecutive = 0;
+        worker.window = window_for(&spec.template, self.limits.max_seconds);
+        worker.spec = spec;
+        self.spawn(worker, SpawnPurpose::Operator { reply_to }, out);
+    }
+
+    /// `respawn` for a registered worker with no process (`Waiting`, `Failed`).
+    pub(super) fn respawn_now(
+        &mut self,
+        name: &str,
+        spec: Rc<ChildSpec>,
+        reply_to: Option<ReplyTo>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some((worker, state)) = self.registry.take(name) else {
+            debug_assert!(false, "{name} is not registered");
+            return;
+        };
+        debug_assert!(
+            matches!(state, State::Waiting { .. } | State::Failed),
+            "{name} has a process or a spawn: {state:?}"
+        );
+        self.respawn(worker, spec, reply_to, out);
+    }
+
+    /// A worker has left the registry: if the state file lists it, it must be
+    /// written again (except during a shutdown, after which the file should bring
+    /// every dynamic worker back).
+    pub(super) fn forget(&self, worker: &Worker, out: &mut Vec<Action>) {
+        if worker.dynamic && !self.is_shutting_down() {
+            out.push(Action::SaveState);
+        }
+    }
+
+    pub(super) fn on_spawned(&mut self, instance: u64, pid: i32, now: Time, out: &mut Vec<Action>) {
+        let Some(name) = self.registry.name_of_spawn(instance) else {
+            debug_assert!(false, "spawn #{instance} was never asked for");
+            return;
+        };
+        let Some(&State::Spawning { purpose, .. }) = self.registry.get(&name).map(|e| e.state())
+        else {
+            debug_assert!(
+                false,
+                "the spawn index points at {name}, which is not spawning"
+            );
+            return;
+        };
+        self.step(&name, Event::Spawned { pid }, now, out);
+        match purpose {
+            SpawnPurpose::Start { reply_to } => {
+                info!("{name}: started, pid {pid}");
+                if reply_to.is_dynamic() {
+                    out.push(Action::SaveState);
+                }
+                let answer = Ok(Answer::Started {
+                    name: name.to_string(),
+                    pid,
+                });
+                self.answer(reply_to, answer, now, out);
+            }
+            SpawnPurpose::Restart | SpawnPurpose::Operator { .. } => {
+                info!("{name}: restarted, pid {pid}");
+                if let SpawnPurpose::Operator { reply_to } = purpose {
+                    let answer = Ok(Answer::Started {
+                        name: name.to_string(),
+                        pid,
+                    });
+                    self.answer_opt(reply_to, answer, now, out);
+                }
+            }
+        }
+        if self.is_shutting_down() && self.registry.contains(&name) {
+            // The shutdown began while this spawn was in flight: nothing outlives it.
+            self.stop_worker(&name, None, None, AfterStop::Remove, now, out);
+        }
+    }
+
+    pub(super) fn on_spawn_failed(
+        &mut self,
+        instance: u64,
+        error: String,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(name) = self.registry.name_of_spawn(instance) else {
+            debug_assert!(false, "spawn #{instance} was never asked for");
+            return;
+        };
+        let Some((mut worker, Next::Ended(Ending::NotStarted { error, purpose }))) =
+            self.step(&name, Event::SpawnFailed { error }, now, out)
+        else {
+            debug_assert!(false, "a failed spawn of {name} always ends it");
+            return;
+        };
+        match purpose {
+            SpawnPurpose::Start { reply_to } => {
+                // Never registered as far as anyone could see: nothing to save.
+                warn!("{name}: could not be started: {error}");
+                let refusal = Refusal::StartFailed {
+                    name: name.to_string(),
+                    error,
+                };
+                self.answer(reply_to, Err(refusal), now, out);
+                self.check_shutdown_complete(now, out);
+            }
+            SpawnPurpose::Operator { reply_to } => {
+                // The old process is gone and the new one cannot start: unregister,
+                // and say so to whoever asked.
+                warn!("{name}: could not be restarted: {error}");
+                let cause = StopCause::RestartNotSpawned(error.clone());
+                self.notify_watchers(&name, Notice::Stopped(cause), out);
+                self.forget(&worker, out);
+                let refusal = Refusal::RestartFailed {
+                    name: name.to_string(),
+                    error,
+                };
+                self.answer_opt(reply_to, Err(refusal), now, out);
+                self.check_shutdown_complete(now, out);
+            }
+            SpawnPurpose::Restart => {
+                // A failed exec on restart is an abnormal exit: it counts toward the
+                // intensity, and the next attempt is due after other events.
+                warn!("{name}: restart failed: {error}");
+                worker.last_exit = Some(LastExit {
+                    cause: EndCause::SpawnFailed(error),
+                    at_ms: now.wall_ms,
+                });
+                self.restart_or_give_up(worker, Retry::AfterOtherEvents, now, out);
+            }
+        }
+    }
+
+    pub(super) fn on_exited(&mut self, pid: i32, exit: Exit, now: Time, out: &mut Vec<Action>) {
+        let Some(name) = self.registry.name_of_pid(pid) else {
+            debug!("reaped pid {pid} ({exit}), which is not a worker");
+            return;
+        };
+        match self.step(&name, Event::Exited { exit }, now, out) {
+            Some((worker, Next::Ended(Ending::Exited { pid, exit, ran_us }))) => {
+                self.on_ended_on_its_own(worker, pid, exit, ran_us, now, out)
+            }
+            Some((
+                worker,
+                Next::Ended(Ending::Stopped {
+                    pid,
+                    exit,
+                    killed,
+                    order,
+                }),
+            )) => {
+                let mut worker = worker;
+                worker.last_exit = Some(LastExit {
+                    cause: EndCause::Stopped,
+                    at_ms: now.wall_ms,
+                });
+                let outcome = StopOutcome {
+                    name: name.to_string(),
+                    pid: Some(pid),
+                    exit: Some(exit),
+                    killed,
+                };
+                match order.then {
+                    AfterStop::Restart { spec, reply_to } if !self.is_shutting_down() => {
+                        let notice = Notice::Exited {
+                            pid,
+                            exit,
+                            to_restart: true,
+                        };
+                        self.notify_watchers(&name, notice, out);
+                        self.notify_watchers(&name, Notice::Restarting { delay_ms: 0 }, out);
+                        self.respawn(worker, spec, reply_to, out);
+                    }
+                    AfterStop::Restart { reply_to, .. } => {
+                        self.finish_stop(&worker, outcome.clone(), out);
+                        self.answer_opt(reply_to, Err(Refusal::ShuttingDown), now, out);
+                    }
+                    AfterStop::Remove => self.finish_stop(&worker, outcome.clone(), out),
+                }
+                for to in order.waiters {
+                    self.answer(to, Ok(Answer::Stopped(outcome.clone())), now, out);
+                }
+                self.check_shutdown_complete(now, out);
+            }
+            other => debug_assert!(false, "{name}: an exit led to {other:?}"),
+        }
+    }
+
+    /// The process ended without dynsup asking: apply the restart rule.
+    fn on_ended_on_its_own(
+        &mut self,
+        mut worker: Worker,
+        pid: i32,
+        exit: Exit,
+        ran_us: u64,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        let name = worker.spec.name.clone();
+        let template = worker.spec.template.clone();
+        // A new process reports its own status.
+        worker.status = None;
+        worker.last_exit = Some(LastExit {
+            cause: EndCause::Exited(exit),
+            at_ms: now.wall_ms,
+        });
+        // A run that lasted long enough resets the backoff curve.
+        if ran_us / 1000 >= template.backoff.reset_after_ms {
+            worker.consecutive = 0;
+        }
+        let clean = CleanExits {
+            codes: &template.normal_exit_codes,
+            signals: &template.clean_signals,
+        };
+        let decision = if self.is_shutting_down() {
+            Decision::Remove
+        } else {
+            decide(template.restart, &exit, clean)
+        };
+        let notice = Notice::Exited {
+            pid,
+            exit,
+            to_restart: false,
+        };
+        self.notify_watchers(&name, notice, out);
+        let restart = template.restart.as_str();
+        match (decision, clean.contains(&exit)) {
+            (Decision::Remove, true) => info!("{name}: exited ({exit}); not restarted"),
+            (Decision::Remove, false) => {
+                warn!("{name}: exited abnormally ({exit}); not restarted ({restart})")
+            }
+            (Decision::Restart, true) => info!("{name}: exited ({exit}); restarting ({restart})"),
+            (Decision::Restart, false) => warn!("{name}: exited abnormally ({exit}); restarting"),
+        }
+        match decision {
+            Decision::Remove => {
+                let cause = StopCause::NotRestarted(exit);
+                self.notify_watchers(&name, Notice::Stopped(cause), out);
+                self.forget(&worker, out);
+                self.check_shutdown_complete(now, out);
+            }
+            Decision::Restart => self.restart_or_give_up(worker, Retry::Now, now, out),
+        }
+    }
+
+    /// The worker is gone for good after a stop: report it.
+    fn finish_stop(&mut self, worker: &Worker, outcome: StopOutcome, out: &mut Vec<Action>) {
+        let cause = match outcome.killed {
+            true => StopCause::Killed,
+            false => StopCause::Stopped,
+        };
+        self.notify_watchers(&worker.spec.name, Notice::Stopped(cause), out);
+        self.forget(worker, out);
+        if let Phase::ShuttingDown { reports, .. } = &mut self.phase {
+            reports.push(outcome);
+        }
+    }
+
+    /// Count a restart against the worker's own limit and/or the supervisor's
+    /// intensity, then restart it (at once or after its backoff), give it up, or
+    /// escalate. `worker` is out of the registry; this puts it back (or not).
+    fn restart_or_give_up(
+        &mut self,
+        mut worker: Worker,
+        retry: Retry,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        if self.is_shutting_down() {
+            self.forget(&worker, out);
+            return self.check_shutdown_complete(now, out);
+        }
+        let name = worker.spec.name.clone();
+        let template = worker.spec.template.clone();
+        // Every restart-worthy exit is an attempt, including one that trips a limit,
+        // so `restarts_in_window` never exceeds `restarts`.
+        worker.restarts = worker.restarts.saturating_add(1);
+        let own = worker.window.record(now.secs());
+        if let (Some(limit), Verdict::Exceeded) = (template.limit, own) {
+            let count = worker.window.len();
+            let seconds = limit.max_seconds;
+            match template.on_limit {
+                OnLimit::GiveUp => {
+                    let reason = worker
+                        .last_exit
+                        .as_ref()
+                        .map_or_else(String::new, |e| super::replies::end_reason(&e.cause));
+                    error!("{name}: reached its own restart limit ({count} restarts in {seconds} s); giving up (last exit: {reason})");
+                    let last_exit = worker.last_exit.as_ref().map(|e| e.cause.clone());
+                    self.registry.put(worker, State::Failed);
+                    self.notify_watchers(&name, Notice::Failed { last_exit }, out);
+                    return;
+                }
+                OnLimit::Escalate => {
+                    error!("{name}: reached its own restart limit ({count} restarts in {seconds} s): reached max restart intensity; stopping every worker and exiting with status 1");
+                    return self.escalate(&name, now, out);
+                }
+            }
+        }
+        if template.on_limit == OnLimit::Escalate
+            && self.intensity.record(now.secs()) == Verdict::Exceeded
+        {
+            error!(
+                "{name}: reached max restart intensity ({} restarts in {} s): stopping every worker and exiting with status 1",
+                self.intensity.len(),
+                self.intensity.max_seconds()
+            );
+            return self.escalate(&name, now, out);
+        }
+        let delay_ms = template.backoff.delay_ms(worker.consecutive);
+        worker.consecutive = worker.consecutive.saturating_add(1);
+        self.notify_watchers(&name, Notice::Restarting { delay_ms }, out);
+        if delay_ms == 0 && retry == Retry::Now {
+            self.spec_for_restart(&mut worker);
+            return self.spawn(worker, SpawnPurpose::Restart, out);
+        }
+        if delay_ms > 0 {
+            info!("{name}: next restart in {delay_ms} ms (backoff)");
+        }
+        let state = State::Waiting {
+            retry_at: now.mono_us.saturating_add(delay_ms.saturating_mul(1000)),
+            retry_wall_ms: now.wall_ms.saturating_add(delay_ms),
+            delay_ms,
+        };
+        self.registry.put(worker, state);
+    }
+
+    /// Give up on the whole supervisor. The worker that tripped the limit is not put
+    /// back; like every other dynamic worker it stays in the state file, so a daemon
+    /// restarted by its own supervisor brings it back.
+    fn escalate(&mut self, name: &str, now: Time, out: &mut Vec<Action>) {
+        self.notify_watchers(name, Notice::IntensityTripped, out);
+        self.begin_shutdown(1, None, now, out);
+    }
+
+    /// A worker keeps its spec until its next restart; then it picks up its template
+    /// as the config has it now (after a reload), with the same per-start args and
+    /// command. A template whose settings changed also brings its own restart window.
+    fn spec_for_restart(&self, worker: &mut Worker) {
+        let fresh = self.refreshed_spec(&worker.spec);
+        if !Rc::ptr_eq(&fresh, &worker.spec) {
+            if !fresh.template.same_effect(&worker.spec.template) {
+                worker.window = window_for(&fresh.template, self.limits.max_seconds);
+            }
+            worker.spec = fresh;
+        }
+    }
+
+    /// Every deadline at or before now: stop timeouts, ready timeouts, restart times.
+    pub(super) fn on_tick(&mut self, now: Time, out: &mut Vec<Action>) {
+        while let Some(name) = self.registry.first_due(now.mono_us) {
+            match self.step(&name, Event::Due, now, out) {
+                None => {}
+                Some((mut worker, Next::Respawn)) => {
+                    self.spec_for_restart(&mut worker);
+                    self.spawn(worker, SpawnPurpose::Restart, out);
+                }
+                Some((worker, next)) => {
+                    debug_assert!(false, "{name}: a deadline led to {next:?}");
+                    // Keep the worker rather than lose it.
+                    self.registry.put(worker, State::Failed);
+                }
+            }
+        }
+    }
+
+    /// Stop `name` (SIGKILL after `timeout_ms`, or its template's `shutdown_ms`),
+    /// then `then`; a stop already in progress takes the new waiter and `then`. What
+    /// the transition table returns for a worker with no process is the caller's.
+    pub(super) fn stop_worker(
+        &mut self,
+        name: &Rc<str>,
+        timeout_ms: Option<u64>,
+        waiter: Option<ReplyTo>,
+        then: AfterStop,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) -> Option<(Worker, Next)> {
+        let Some(entry) = self.registry.get(name) else {
+            debug_assert!(false, "{name} is not registered");
+            return None;
+        };
+        let stop = StopRequest {
+            timeout_ms: timeout_ms.unwrap_or(entry.worker.spec.template.shutdown_ms),
+            waiter,
+            then,
+        };
+        self.step(name, Event::Stop(stop), now, out)
+    }
+}

@@ -1,0 +1,385 @@
+//! The supervisor: the Registry and the DynamicSupervisor as one pure state machine.
+//!
+//! [`Supervisor::handle`] takes one [`Input`] (a command, an exit, a spawn result, the
+//! passing of time, a shutdown signal, a worker's notification, a reloaded config) and
+//! the current [`Time`], and returns the [`Action`]s the OS layer must carry out, in
+//! order. It never performs a syscall and never reads the clock.
+//!
+//! Rooms, one job each:
+//! - `worker.rs`: one worker's lifecycle — its states, the one deadline each owns, and
+//!   the transition table `(state, event, now) -> (next, effects)`.
+//! - `registry.rs`: the name map and the pid, spawn and deadline indexes, re-indexed
+//!   from a worker's state on every change; the only code that touches them.
+//! - `requests.rs`: [`Command`]s from clients turned into worker events and answers.
+//! - `lifecycle.rs`: spawn results, exits and deadlines; the restart rule, backoff,
+//!   per-worker limits, the intensity and escalation.
+//! - `shutdown.rs`: stopping everything, and the end of the daemon.
+//! - `readiness.rs`: `READY=1` / `STATUS=` from workers.
+//! - `reload.rs`: a re-read config applied as a difference.
+//! - `replies.rs`: answers and notices → the wire's values (the one place in the core
+//!   that knows the wire format).
+//!
+//! Contract with the OS layer:
+//! - Every `Action::Spawn` is carried out at once and answered with `Input::Spawned` or
+//!   `Input::SpawnFailed` before any other input, so a pid is in the registry before
+//!   `waitpid` can ever report it.
+//! - `Input::Exited` is fed for each reaped pid as soon as it is reaped, before any
+//!   other action is executed, so a signal is never sent to a reaped pid.
+//! - `Input::Tick` is fed whenever [`Supervisor::next_deadline`] has passed.
+//! - `Action::SaveState` is carried out (the state file written) before the actions
+//!   that follow it, so a `start`/`stop` reply is sent only once it is durable.
+//!
+//! Every event costs O(1) in the number of workers (hash maps by name, pid and spawn,
+//! an ordered deadline set); `list`, `count`, reload and the shutdown sweep visit each.
+
+mod lifecycle;
+mod readiness;
+mod registry;
+mod reload;
+mod replies;
+mod requests;
+mod shutdown;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use replies::Counts;
+pub use requests::Command;
+
+use super::intensity::Intensity;
+use super::spec::{BootChild, SavedWorker, Template};
+use crate::signal::Signal;
+use log::error;
+use registry::Registry;
+use replies::{Answer, Notice, Refusal, StopOutcome};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use worker::{Effect, Event as WorkerEvent, Next, Worker};
+
+/// One spawned process of a worker. Never reused, so a late event from a dead
+/// instance (an output pipe's EOF, say) can never be mistaken for its successor.
+pub type InstanceId = u64;
+
+/// Where a reply goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyTo {
+    /// A request on a client connection.
+    Conn { conn: u64, seq: u64 },
+    /// A `[[children]]` entry at boot: its failure aborts the boot.
+    Boot { index: usize },
+    /// A worker restored from the state file at boot: failures are logged.
+    Restore { index: usize },
+    /// A child started by a reload: failures are logged.
+    Reload,
+}
+
+impl ReplyTo {
+    /// Workers started for these are dynamic: recorded in the state file.
+    fn is_dynamic(self) -> bool {
+        matches!(self, ReplyTo::Conn { .. } | ReplyTo::Restore { .. })
+    }
+}
+
+/// The time of an input: monotonic microseconds (for deadlines and intensity; fine
+/// enough that a timeout never fires early by a rounding) and wall milliseconds since the
+/// Unix epoch (for what `list` shows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time {
+    pub mono_us: u64,
+    pub wall_ms: u64,
+}
+
+impl Time {
+    fn secs(self) -> u64 {
+        self.mono_us / 1_000_000
+    }
+}
+
+/// Supervisor-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_restarts: u32,
+    pub max_seconds: u64,
+    /// `None`: no limit.
+    pub max_children: Option<usize>,
+}
+
+/// A reloaded, validated config, as the core needs it.
+#[derive(Debug, Clone)]
+pub struct ReloadConfig {
+    pub limits: Limits,
+    pub templates: BTreeMap<String, Rc<Template>>,
+    pub children: Vec<BootChild>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A command from a client (or from boot, restore or reload) that the core answers.
+    Command { from: ReplyTo, command: Command },
+    /// `waitpid` reported this pid.
+    Exited { pid: i32, exit: super::Exit },
+    /// The answer to `Action::Spawn`: the process exists and has exec'd.
+    Spawned { instance: InstanceId, pid: i32 },
+    /// The answer to `Action::Spawn`: fork or exec failed, nothing runs.
+    SpawnFailed { instance: InstanceId, error: String },
+    /// Time has passed; deadlines at or before now are due.
+    Tick,
+    /// SIGTERM or SIGINT reached the daemon.
+    ShutdownSignal { signal: Signal },
+    /// A worker's sd_notify datagram, from `pid` (whose process group the OS layer
+    /// read): `READY=1` and/or `STATUS=...`.
+    Notify {
+        pid: i32,
+        group: Option<i32>,
+        ready: bool,
+        status: Option<String>,
+    },
+    /// The config was read again (SIGHUP or `reload`): apply it, or report why not.
+    Reload {
+        from: Option<ReplyTo>,
+        config: Result<Box<ReloadConfig>, String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Fork and exec `spec`; answer with `Spawned` or `SpawnFailed` for `instance`.
+    Spawn {
+        instance: InstanceId,
+        spec: Rc<super::ChildSpec>,
+    },
+    /// Send `signal` to the pid, or to its process group when `group` is set.
+    Signal {
+        pid: i32,
+        signal: Signal,
+        group: bool,
+    },
+    /// Queue `message` and a newline on the instance's stdin; the OS layer replies
+    /// (`queued` or `mailbox_full`), since the buffer lives there.
+    Cast {
+        instance: InstanceId,
+        message: String,
+        reply_to: ReplyTo,
+    },
+    /// The instance's process was reaped: close its stdin.
+    Reaped { instance: InstanceId },
+    /// Boxed: a reply is large, and most actions are not replies.
+    Reply {
+        to: ReplyTo,
+        reply: Box<replies::WireReply>,
+    },
+    /// For `watch` subscribers.
+    Event(replies::Event),
+    /// The set of dynamic workers changed: write [`Supervisor::saved_workers`] to the
+    /// state file now, before the actions that follow.
+    SaveState,
+    /// Every worker is gone; the daemon should exit with this status.
+    Exit { code: i32 },
+}
+
+#[derive(Debug)]
+enum Phase {
+    Running,
+    ShuttingDown {
+        code: i32,
+        waiters: Vec<ReplyTo>,
+        reports: Vec<StopOutcome>,
+    },
+    Exited,
+}
+
+#[derive(Debug)]
+pub struct Supervisor {
+    limits: Limits,
+    templates: BTreeMap<String, Rc<Template>>,
+    registry: Registry,
+    intensity: Intensity,
+    next_instance: InstanceId,
+    phase: Phase,
+}
+
+impl Supervisor {
+    pub fn new(limits: Limits, templates: BTreeMap<String, Rc<Template>>) -> Supervisor {
+        Supervisor {
+            intensity: Intensity::new(limits.max_restarts, limits.max_seconds),
+            limits,
+            templates,
+            registry: Registry::default(),
+            next_instance: 1,
+            phase: Phase::Running,
+        }
+    }
+
+    pub fn handle(&mut self, input: Input, now: Time) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Command { from, command } => self.on_command(from, command, now, &mut out),
+            Input::Exited { pid, exit } => self.on_exited(pid, exit, now, &mut out),
+            Input::Spawned { instance, pid } => self.on_spawned(instance, pid, now, &mut out),
+            Input::SpawnFailed { instance, error } => {
+                self.on_spawn_failed(instance, error, now, &mut out)
+            }
+            Input::Tick => self.on_tick(now, &mut out),
+            Input::ShutdownSignal { signal } => self.on_shutdown_signal(signal, now, &mut out),
+            Input::Notify {
+                pid,
+                group,
+                ready,
+                status,
+            } => self.on_notify(pid, group, ready, status, now, &mut out),
+            Input::Reload { from, config } => self.reload(from, config, now, &mut out),
+        }
+        out
+    }
+
+    // ----- queries (for the OS layer) --------------------------------------------
+
+    /// The earliest monotonic time (µs) at which `Input::Tick` has work to do, if any.
+    /// `None` means the daemon may sleep until something happens.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.registry.next_deadline()
+    }
+
+    pub fn is_registered(&self, name: &str) -> bool {
+        self.registry.contains(name)
+    }
+
+    /// How many names are registered.
+    pub fn count(&self) -> usize {
+        self.registry.len()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        !matches!(self.phase, Phase::Running)
+    }
+
+    /// The dynamic workers, as the state file records them, sorted by name.
+    pub fn saved_workers(&self) -> Vec<SavedWorker> {
+        let mut saved: Vec<SavedWorker> = self
+            .registry
+            .iter()
+            .map(|(_, entry)| &entry.worker)
+            .filter(|w| w.dynamic)
+            .map(|w| SavedWorker {
+                name: w.spec.name.to_string(),
+                template: w.spec.template.name.clone(),
+                args: w.spec.args.clone(),
+                command: w.spec.command.clone(),
+            })
+            .collect();
+        saved.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        saved
+    }
+
+    /// The registry by state (visits every worker).
+    pub fn counts(&self) -> Counts {
+        replies::counts(&self.registry)
+    }
+
+    /// Every worker with a live process: (name, pid), for `ps`.
+    pub fn live_pids(&self, name: Option<&str>) -> Vec<(String, i32)> {
+        let mut rows: Vec<(String, i32)> = self
+            .registry
+            .iter()
+            .filter(|(n, _)| name.is_none_or(|want| want == &***n))
+            .filter_map(|(n, e)| e.state().pid().map(|pid| (n.to_string(), pid)))
+            .collect();
+        rows.sort_unstable();
+        rows
+    }
+
+    // ----- the worker state machine --------------------------------------------------
+
+    /// Feed `event` to `name`'s transition table and carry out the effects. A worker
+    /// that stays registered is put back in its next state (re-indexed); otherwise it is
+    /// handed back with what follows, for the caller to decide.
+    fn step(
+        &mut self,
+        name: &Rc<str>,
+        event: WorkerEvent,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) -> Option<(Worker, Next)> {
+        let Some((worker, state)) = self.registry.take(name) else {
+            debug_assert!(false, "{name} is not registered: {event:?}");
+            return None;
+        };
+        let (next, effects) = state.on(event, name, &worker.spec.template, now);
+        for effect in effects {
+            self.apply(name, effect, now, out);
+        }
+        match next {
+            Next::To(state) => {
+                self.registry.put(worker, state);
+                None
+            }
+            next => Some((worker, next)),
+        }
+    }
+
+    fn apply(&mut self, name: &str, effect: Effect, now: Time, out: &mut Vec<Action>) {
+        match effect {
+            Effect::Signal { pid, signal, group } => {
+                out.push(Action::Signal { pid, signal, group })
+            }
+            Effect::Reaped { instance } => out.push(Action::Reaped { instance }),
+            Effect::Notice(notice) => self.notify_watchers(name, notice, out),
+            Effect::Answer { to, answer } => self.answer(to, answer, now, out),
+        }
+    }
+
+    fn notify_watchers(&self, name: &str, notice: Notice, out: &mut Vec<Action>) {
+        out.push(Action::Event(replies::event(name, notice)));
+    }
+
+    /// Send an answer. A boot child's failure aborts the boot: like an OTP supervisor
+    /// whose static child fails to start, the daemon stops and exits 1.
+    fn answer(
+        &mut self,
+        to: ReplyTo,
+        answer: Result<Answer, Refusal>,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        let boot_failed = match (&to, &answer) {
+            (ReplyTo::Boot { .. }, Err(refusal)) => {
+                error!(
+                    "boot child failed: {refusal}; stopping every worker and exiting with status 1"
+                );
+                true
+            }
+            (ReplyTo::Reload, Err(refusal)) => {
+                error!("reload could not start a child: {refusal}");
+                false
+            }
+            _ => false,
+        };
+        out.push(Action::Reply {
+            to,
+            reply: Box::new(replies::reply(answer)),
+        });
+        if boot_failed {
+            self.begin_shutdown(1, None, now, out);
+        }
+    }
+
+    fn answer_opt(
+        &mut self,
+        to: Option<ReplyTo>,
+        answer: Result<Answer, Refusal>,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(to) = to {
+            self.answer(to, answer, now, out);
+        }
+    }
+
+    /// A new instance id for a spawn.
+    fn new_instance(&mut self) -> InstanceId {
+        let instance = self.next_instance;
+        self.next_instance += 1;
+        instance
+    }
+}

@@ -1,0 +1,545 @@
+//! The core's answers and notices as data, and their one translation into the wire's
+//! values (`protocol::Reply`, `protocol::Event`). This is the only file under `core/`
+//! that knows the wire format or words a message for a client: the rules elsewhere say
+//! *what* happened ([`Answer`], [`Refusal`], [`Notice`]), this file says how it reads.
+
+use super::registry::Registry;
+use super::worker::{EndCause, LastExit, State};
+use super::Time;
+use crate::core::exit::Exit;
+use crate::protocol::{self, ErrorKind, ExitReport, Reply, WireError, WorkerStateName};
+use std::fmt;
+
+/// The wire types the OS layer receives from the core.
+pub use crate::protocol::{Counts, Event, Reply as WireReply};
+
+/// A successful answer to a request.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Answer {
+    /// `start` and `restart`: the new process.
+    Started {
+        name: String,
+        pid: i32,
+    },
+    /// `lookup`, `whois` and a ready `wait_ready`: its pid (if any) and state.
+    Whereis {
+        name: String,
+        at: Whereabouts,
+    },
+    Count(Counts),
+    List(Vec<protocol::WorkerInfo>),
+    Stopped(StopOutcome),
+    Shutdown(Vec<StopOutcome>),
+    /// `kill`: the signal went to `pid`.
+    Signalled {
+        name: String,
+        pid: i32,
+        signal: String,
+    },
+    Reloaded(ReloadSummary),
+}
+
+/// Why a request was refused, or a waiter let down. `Display` is the message.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Refusal {
+    NotFound {
+        name: String,
+    },
+    NoOwner {
+        pid: i32,
+    },
+    NotRunning {
+        name: String,
+    },
+    BeingStopped {
+        name: String,
+    },
+    AlreadyStarted {
+        name: String,
+        at: Whereabouts,
+    },
+    InvalidName(String),
+    NoSuchTemplate {
+        name: String,
+        known: String,
+    },
+    TemplateNotNamed {
+        count: usize,
+        known: String,
+    },
+    BadCommand(String),
+    MultilineMessage,
+    InvalidSignal(String),
+    MaxChildren {
+        max: usize,
+    },
+    /// `start` during a shutdown.
+    NoNewWorkers,
+    ShuttingDown,
+    StartFailed {
+        name: String,
+        error: String,
+    },
+    RestartFailed {
+        name: String,
+        error: String,
+    },
+    StoppedBeforeRestart {
+        name: String,
+    },
+    ReadyTimeout {
+        name: String,
+        timeout_ms: u64,
+    },
+    StoppedBeforeReady {
+        name: String,
+    },
+    ExitedBeforeReady {
+        name: String,
+        exit: Exit,
+    },
+    NoProcessToWaitFor {
+        name: String,
+        at: Whereabouts,
+    },
+    InvalidConfig(String),
+}
+
+impl Refusal {
+    pub(super) fn not_found(name: &str) -> Refusal {
+        Refusal::NotFound {
+            name: name.to_string(),
+        }
+    }
+
+    fn kind(&self) -> ErrorKind {
+        use Refusal as R;
+        match self {
+            R::NotFound { .. } | R::NoOwner { .. } => ErrorKind::NotFound,
+            R::NotRunning { .. } | R::BeingStopped { .. } | R::StoppedBeforeRestart { .. } => {
+                ErrorKind::NotRunning
+            }
+            R::AlreadyStarted { .. } => ErrorKind::AlreadyStarted,
+            R::InvalidName(_) => ErrorKind::InvalidName,
+            R::NoSuchTemplate { .. } | R::TemplateNotNamed { .. } => ErrorKind::UnknownTemplate,
+            R::BadCommand(_) | R::MultilineMessage => ErrorKind::BadRequest,
+            R::InvalidSignal(_) => ErrorKind::InvalidSignal,
+            R::MaxChildren { .. } => ErrorKind::MaxChildren,
+            R::NoNewWorkers | R::ShuttingDown => ErrorKind::ShuttingDown,
+            R::StartFailed { .. } | R::RestartFailed { .. } => ErrorKind::SpawnFailed,
+            R::ReadyTimeout { .. }
+            | R::StoppedBeforeReady { .. }
+            | R::ExitedBeforeReady { .. }
+            | R::NoProcessToWaitFor { .. } => ErrorKind::NotReady,
+            R::InvalidConfig(_) => ErrorKind::InvalidConfig,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Refusal as R;
+        match self {
+            R::NotFound { name } => write!(f, "{name} is not registered"),
+            R::NoOwner { pid } => write!(f, "no worker owns pid {pid}"),
+            R::NotRunning { name } => write!(
+                f,
+                "{name} has no running process (it is waiting to be restarted, or failed)"
+            ),
+            R::BeingStopped { name } => {
+                write!(f, "{name} is being stopped; start it again once it is gone")
+            }
+            R::AlreadyStarted { name, at } => match at.pid {
+                Some(pid) => write!(f, "{name} is already started (pid {pid})"),
+                None => write!(f, "{name} is already started ({})", at.state.as_str()),
+            },
+            R::InvalidName(message) | R::BadCommand(message) | R::InvalidSignal(message) => {
+                f.write_str(message)
+            }
+            R::NoSuchTemplate { name, known } => {
+                write!(f, "no template named {name:?} (known: {known})")
+            }
+            R::TemplateNotNamed { count, known } => write!(
+                f,
+                "the config has {count} templates; name one with --template (known: {known})"
+            ),
+            R::MultilineMessage => {
+                f.write_str("a message must not contain a newline (each line is one message)")
+            }
+            R::MaxChildren { max } => write!(
+                f,
+                "{max} workers are registered, the configured max_children"
+            ),
+            R::NoNewWorkers => f.write_str("the daemon is shutting down and starts no new workers"),
+            R::ShuttingDown => f.write_str("the daemon is shutting down"),
+            R::StartFailed { name, error } => write!(f, "cannot start {name}: {error}"),
+            R::RestartFailed { name, error } => write!(f, "cannot restart {name}: {error}"),
+            R::StoppedBeforeRestart { name } => {
+                write!(f, "{name} was stopped before its restart completed")
+            }
+            R::ReadyTimeout { name, timeout_ms } => write!(
+                f,
+                "{name} did not report READY=1 within {timeout_ms} ms; it was killed"
+            ),
+            R::StoppedBeforeReady { name } => {
+                write!(f, "{name} is being stopped before it was ready")
+            }
+            R::ExitedBeforeReady { name, exit } => {
+                write!(f, "{name} exited ({exit}) before it was ready")
+            }
+            R::NoProcessToWaitFor { name, at } => {
+                write!(f, "{name} has no running process ({})", at.state.as_str())
+            }
+            R::InvalidConfig(message) => {
+                write!(f, "reload refused, nothing changed: {message}")
+            }
+        }
+    }
+}
+
+/// Where a worker is: its live pid, if any, and its state as clients name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Whereabouts {
+    pid: Option<i32>,
+    state: WorkerStateName,
+}
+
+impl Whereabouts {
+    pub(super) fn of(state: &State) -> Whereabouts {
+        Whereabouts {
+            pid: state.pid(),
+            state: state_name(state),
+        }
+    }
+}
+
+/// Something a `watch` subscriber hears about one worker.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Notice {
+    Started {
+        pid: i32,
+    },
+    Ready {
+        pid: i32,
+    },
+    /// Its process ended: on its own, or stopped by an operator restart.
+    Exited {
+        pid: i32,
+        exit: Exit,
+        to_restart: bool,
+    },
+    Restarting {
+        delay_ms: u64,
+    },
+    Stopped(StopCause),
+    /// Given up after its own restart limit.
+    Failed {
+        last_exit: Option<EndCause>,
+    },
+    IntensityTripped,
+}
+
+/// Why a worker left the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum StopCause {
+    /// It ended and its restart type says no restart.
+    NotRestarted(Exit),
+    /// dynsup stopped it (or it had no process when asked to stop).
+    Stopped,
+    /// dynsup stopped it and had to SIGKILL it.
+    Killed,
+    /// Its operator restart could not be spawned.
+    RestartNotSpawned(String),
+    RemovedFromConfig,
+}
+
+/// How a stop ended, for `stop` and `shutdown` replies.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct StopOutcome {
+    pub name: String,
+    /// Absent when the worker had no live process.
+    pub pid: Option<i32>,
+    pub exit: Option<Exit>,
+    pub killed: bool,
+}
+
+/// The registry by state (OTP's `count_children`; visits every worker): live
+/// processes (starting, running, stopping) are `active`; no process with a restart
+/// due (`backoff`, `restarting`) is `backoff`.
+pub(super) fn counts(registry: &Registry) -> Counts {
+    let mut counts = Counts {
+        total: registry.len(),
+        ..Counts::default()
+    };
+    for (_, entry) in registry.iter() {
+        match entry.state() {
+            State::Starting { .. } | State::Running { .. } => counts.active += 1,
+            State::Stopping { .. } => {
+                counts.active += 1;
+                counts.stopping += 1;
+            }
+            State::Spawning { .. } | State::Waiting { .. } => counts.backoff += 1,
+            State::Failed => counts.failed += 1,
+        }
+    }
+    counts
+}
+
+/// What a reload did, by `[[children]]` name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct ReloadSummary {
+    pub started: Vec<String>,
+    pub stopped: Vec<String>,
+    pub restarted: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// A `[[children]]` entry a reload could not apply.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Skipped {
+    pub name: String,
+    pub why: SkipReason,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum SkipReason {
+    BadSpec(String),
+    MaxChildren,
+    HeldByDynamic,
+    BeingStopped,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = &self.name;
+        match &self.why {
+            SkipReason::BadSpec(message) => write!(f, "{name}: {message}"),
+            SkipReason::MaxChildren => write!(f, "{name}: max_children workers are registered"),
+            SkipReason::HeldByDynamic => {
+                write!(f, "{name}: a dynamically started worker holds that name")
+            }
+            SkipReason::BeingStopped => write!(f, "{name}: it is being stopped"),
+        }
+    }
+}
+
+/// The reply line for an answer or a refusal.
+pub(super) fn reply(result: Result<Answer, Refusal>) -> Reply {
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(refusal) => {
+            let pid = match &refusal {
+                Refusal::AlreadyStarted { at, .. } => at.pid,
+                _ => None,
+            };
+            return Reply {
+                ok: false,
+                // `already_started` carries the live pid twice: in the error, and where
+                // a `start` reply has it.
+                pid,
+                error: Some(WireError {
+                    kind: refusal.kind(),
+                    message: refusal.to_string(),
+                    pid,
+                }),
+                ..Reply::default()
+            };
+        }
+    };
+    match answer {
+        Answer::Started { name, pid } => Reply {
+            name: Some(name),
+            pid: Some(pid),
+            ..Reply::ok()
+        },
+        Answer::Whereis { name, at } => Reply {
+            name: Some(name),
+            pid: at.pid,
+            state: Some(at.state),
+            ..Reply::ok()
+        },
+        Answer::Count(counts) => Reply {
+            count: Some(counts.total),
+            counts: Some(counts),
+            ..Reply::ok()
+        },
+        Answer::List(rows) => Reply {
+            workers: Some(rows),
+            ..Reply::ok()
+        },
+        Answer::Stopped(outcome) => Reply {
+            stopped: Some(stop_report(outcome)),
+            ..Reply::ok()
+        },
+        Answer::Shutdown(outcomes) => Reply {
+            shutdown: Some(outcomes.into_iter().map(stop_report).collect()),
+            ..Reply::ok()
+        },
+        Answer::Signalled { name, pid, signal } => Reply {
+            name: Some(name),
+            pid: Some(pid),
+            signal: Some(signal),
+            ..Reply::ok()
+        },
+        Answer::Reloaded(summary) => Reply {
+            reload: Some(protocol::ReloadReport {
+                started: summary.started,
+                stopped: summary.stopped,
+                restarted: summary.restarted,
+                unchanged: summary.unchanged,
+                skipped: summary.skipped.iter().map(Skipped::to_string).collect(),
+            }),
+            ..Reply::ok()
+        },
+    }
+}
+
+/// The `watch` line for a notice about `name`.
+pub(super) fn event(name: &str, notice: Notice) -> Event {
+    let name = name.to_string();
+    match notice {
+        Notice::Started { pid } => Event::Started { name, pid },
+        Notice::Ready { pid } => Event::Ready { name, pid },
+        Notice::Exited {
+            pid,
+            exit,
+            to_restart,
+        } => Event::Exited {
+            name,
+            pid,
+            reason: if to_restart {
+                format!("{exit} (stopped to be restarted)")
+            } else {
+                exit.to_string()
+            },
+            exit: exit_report(exit),
+        },
+        Notice::Restarting { delay_ms } => Event::Restarting { name, delay_ms },
+        Notice::Stopped(cause) => Event::Stopped {
+            name,
+            reason: match cause {
+                StopCause::NotRestarted(exit) => format!("{exit}; not restarted"),
+                StopCause::Stopped => "stopped".to_string(),
+                StopCause::Killed => "killed after its stop timeout".to_string(),
+                StopCause::RestartNotSpawned(error) => format!("spawn failed: {error}"),
+                StopCause::RemovedFromConfig => "removed from the config".to_string(),
+            },
+        },
+        Notice::Failed { last_exit } => Event::Failed {
+            name,
+            reason: last_exit.as_ref().map_or_else(String::new, end_reason),
+        },
+        Notice::IntensityTripped => Event::IntensityTripped { name },
+    }
+}
+
+/// The `watch` line of a shutdown.
+pub(super) fn shutdown_event() -> Event {
+    Event::Shutdown
+}
+
+/// One `list` row per worker, sorted by name (visits every worker).
+pub(super) fn list(registry: &Registry, now: Time) -> Answer {
+    let mut rows: Vec<protocol::WorkerInfo> = registry
+        .iter()
+        .map(|(name, entry)| {
+            let w = &entry.worker;
+            let state = entry.state();
+            protocol::WorkerInfo {
+                name: name.to_string(),
+                pid: state.pid(),
+                template: w.spec.template.name.clone(),
+                restart: w.spec.restart().as_str().to_string(),
+                state: state_name(state),
+                restarts: w.restarts,
+                restarts_in_window: w.window.count_within(now.secs()) as u32,
+                started_at_ms: state.proc().map_or(0, |p| p.since.wall_ms),
+                last_exit: w.last_exit.as_ref().map(last_exit),
+                next_try_ms: match *state {
+                    State::Waiting { retry_wall_ms, .. } => Some(retry_wall_ms),
+                    _ => None,
+                },
+                dynamic: w.dynamic,
+                ready: matches!(state, State::Running { .. }),
+                status: w.status.clone(),
+            }
+        })
+        .collect();
+    rows.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Answer::List(rows)
+}
+
+/// What a reason reads like in `list`'s last exit and in a `failed` event.
+pub(super) fn end_reason(cause: &EndCause) -> String {
+    match cause {
+        EndCause::Exited(exit) => exit.to_string(),
+        EndCause::Stopped => "stopped".to_string(),
+        EndCause::SpawnFailed(error) => format!("spawn failed: {error}"),
+    }
+}
+
+fn last_exit(last: &LastExit) -> protocol::LastExit {
+    protocol::LastExit {
+        reason: end_reason(&last.cause),
+        at_ms: last.at_ms,
+    }
+}
+
+fn stop_report(outcome: StopOutcome) -> protocol::StopReport {
+    protocol::StopReport {
+        name: outcome.name,
+        pid: outcome.pid,
+        exit: outcome.exit.map(exit_report),
+        killed: outcome.killed,
+    }
+}
+
+pub(super) fn exit_report(exit: Exit) -> ExitReport {
+    match exit {
+        Exit::Code(code) => ExitReport::Exited { code },
+        Exit::Signaled {
+            signal,
+            core_dumped,
+        } => ExitReport::Signaled {
+            signal: signal.name(),
+            core_dumped,
+        },
+    }
+}
+
+/// How `list`, `lookup` and errors name a state.
+fn state_name(state: &State) -> WorkerStateName {
+    match state {
+        State::Starting { .. } => WorkerStateName::Starting,
+        State::Running { .. } => WorkerStateName::Running,
+        State::Stopping { .. } => WorkerStateName::Stopping,
+        State::Spawning { .. } | State::Waiting { delay_ms: 0, .. } => WorkerStateName::Restarting,
+        State::Waiting { .. } => WorkerStateName::Backoff,
+        State::Failed => WorkerStateName::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::Signal;
+
+    #[test]
+    fn an_exit_reads_the_same_in_logs_and_on_the_wire() {
+        for exit in [
+            Exit::Code(0),
+            Exit::Code(101),
+            Exit::Signaled {
+                signal: Signal::KILL,
+                core_dumped: false,
+            },
+            Exit::Signaled {
+                signal: Signal(11),
+                core_dumped: true,
+            },
+        ] {
+            assert_eq!(exit.to_string(), exit_report(exit).to_string());
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! Commands: what clients (and boot, restore and reload) ask of the supervisor, turned
+//! into worker events and answers.
+
+use super::replies::{self, Answer, Notice, Refusal, StopCause, StopOutcome, Whereabouts};
+use super::worker::{AfterStop, Event, Next, SpawnPurpose, State, Worker};
+use super::{Action, Phase, ReplyTo, Supervisor, Time};
+use crate::core::spec::{validate_name, ChildSpec, Template};
+use crate::signal::Signal;
+use log::info;
+use std::rc::Rc;
+
+/// A request the core answers. (The OS layer answers `watch`, `ps` and `reload`
+/// itself, and reads a `whois` pid's process group before handing it on.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Start {
+        name: String,
+        template: Option<String>,
+        args: Vec<String>,
+        command: Option<Vec<String>>,
+    },
+    Stop {
+        name: String,
+        timeout_ms: Option<u64>,
+    },
+    Restart {
+        name: String,
+        timeout_ms: Option<u64>,
+    },
+    /// Signal name or number; none means SIGKILL.
+    Kill {
+        name: String,
+        signal: Option<String>,
+    },
+    Cast {
+        name: String,
+        message: String,
+    },
+    Lookup {
+        name: String,
+    },
+    /// `group`: the process group of `pid`, when `pid` exists.
+    Whois {
+        pid: i32,
+        group: Option<i32>,
+    },
+    Count,
+    List,
+    WaitReady {
+        name: String,
+    },
+    Shutdown,
+}
+
+impl Supervisor {
+    pub(super) fn on_command(
+        &mut self,
+        from: ReplyTo,
+        command: Command,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        match command {
+            Command::Start {
+                name,
+                template,
+                args,
+                command,
+            } => match self.build_spec(name, template, args, command) {
+                Ok(spec) => self.start(from, spec, out),
+                Err(refusal) => self.answer(from, Err(refusal), now, out),
+            },
+            Command::Stop { name, timeout_ms } => self.stop(from, &name, timeout_ms, now, out),
+            Command::Restart { name, timeout_ms } => {
+                self.restart(from, &name, timeout_ms, now, out)
+            }
+            Command::Kill { name, signal } => {
+                let answer = self.kill(&name, signal.as_deref(), out);
+                self.answer(from, answer, now, out);
+            }
+            Command::Cast { name, message } => self.cast(from, name, message, now, out),
+            Command::Lookup { name } => {
+                let answer = match self.registry.get(&name) {
+                    Some(entry) => Ok(Answer::Whereis {
+                        at: Whereabouts::of(entry.state()),
+                        name,
+                    }),
+                    None => Err(Refusal::NotFound { name }),
+                };
+                self.answer(from, answer, now, out);
+            }
+            Command::Whois { pid, group } => {
+                let owner = self
+                    .registry
+                    .name_of_pid(pid)
+                    .or_else(|| group.and_then(|g| self.registry.name_of_pid(g)));
+                let answer = match owner.and_then(|n| self.registry.get(&n).map(|e| (n, e))) {
+                    Some((name, entry)) => Ok(Answer::Whereis {
+                        name: name.to_string(),
+                        at: Whereabouts::of(entry.state()),
+                    }),
+                    None => Err(Refusal::NoOwner { pid }),
+                };
+                self.answer(from, answer, now, out);
+            }
+            Command::Count => {
+                let answer = Ok(Answer::Count(self.counts()));
+                self.answer(from, answer, now, out);
+            }
+            Command::List => {
+                let answer = Ok(replies::list(&self.registry, now));
+                self.answer(from, answer, now, out);
+            }
+            Command::WaitReady { name } => match self.registry.get(&name) {
+                Some(entry) => {
+                    let key = entry.worker.spec.name.clone();
+                    self.step(&key, Event::WaitReady { from }, now, out);
+                }
+                None => self.answer(from, Err(Refusal::NotFound { name }), now, out),
+            },
+            Command::Shutdown => match &mut self.phase {
+                Phase::ShuttingDown { waiters, .. } => waiters.push(from),
+                // Everything is already stopped; the daemon is on its way out.
+                Phase::Exited => self.answer(from, Ok(Answer::Shutdown(Vec::new())), now, out),
+                Phase::Running => {
+                    info!("shutdown requested: stopping every worker");
+                    self.begin_shutdown(0, Some(from), now, out);
+                }
+            },
+        }
+    }
+
+    /// Every check a `start` makes before anything is spawned, in the order clients
+    /// see them: shutting down, `max_children`, the name, the name taken, the template,
+    /// the command line.
+    fn build_spec(
+        &self,
+        name: String,
+        template: Option<String>,
+        args: Vec<String>,
+        command: Option<Vec<String>>,
+    ) -> Result<Rc<ChildSpec>, Refusal> {
+        if self.is_shutting_down() {
+            return Err(Refusal::NoNewWorkers);
+        }
+        let taken = self.registry.get(&name).map(|e| e.state());
+        let replacing_failed = matches!(taken, Some(State::Failed));
+        if let Some(max) = self.limits.max_children {
+            if self.registry.len() >= max && !replacing_failed {
+                return Err(Refusal::MaxChildren { max });
+            }
+        }
+        validate_name(&name).map_err(Refusal::InvalidName)?;
+        if let Some(state) = taken.filter(|_| !replacing_failed) {
+            return Err(Refusal::AlreadyStarted {
+                at: Whereabouts::of(state),
+                name,
+            });
+        }
+        let template = self.template_for(template.as_deref())?;
+        ChildSpec::new(name.into(), template, command, args)
+            .map(Rc::new)
+            .map_err(Refusal::BadCommand)
+    }
+
+    fn template_for(&self, requested: Option<&str>) -> Result<Rc<Template>, Refusal> {
+        let known = || match self.templates.is_empty() {
+            true => "none".to_string(),
+            false => self
+                .templates
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        match requested {
+            Some(name) => {
+                self.templates
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| Refusal::NoSuchTemplate {
+                        name: name.to_string(),
+                        known: known(),
+                    })
+            }
+            None => match (self.templates.len(), self.templates.values().next()) {
+                (1, Some(only)) => Ok(only.clone()),
+                (count, _) => Err(Refusal::TemplateNotNamed {
+                    count,
+                    known: known(),
+                }),
+            },
+        }
+    }
+
+    fn start(&mut self, from: ReplyTo, spec: Rc<ChildSpec>, out: &mut Vec<Action>) {
+        // A failed worker named again is replaced by the new start.
+        if let Some((worker, State::Failed)) = self.registry.take(&spec.name) {
+            self.forget(&worker, out);
+        }
+        let worker = Worker::new(spec, from.is_dynamic(), self.limits.max_seconds);
+        self.spawn(worker, SpawnPurpose::Start { reply_to: from }, out);
+    }
+
+    /// The registered key of `name`, or a `not_found` answer to `from`.
+    fn registered(
+        &mut self,
+        from: ReplyTo,
+        name: &str,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) -> Option<Rc<str>> {
+        let key = self.registry.get(name).map(|e| e.worker.spec.name.clone());
+        if key.is_none() {
+            self.answer(from, Err(Refusal::not_found(name)), now, out);
+        }
+        key
+    }
+
+    fn stop(
+        &mut self,
+        from: ReplyTo,
+        name: &str,
+        timeout_ms: Option<u64>,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(key) = self.registered(from, name, now, out) else {
+            return;
+        };
+        let stopped = self.stop_worker(&key, timeout_ms, Some(from), AfterStop::Remove, now, out);
+        if let Some((worker, Next::Removed)) = stopped {
+            info!("{key}: stopped (it had no running process)");
+            self.notify_watchers(&key, Notice::Stopped(StopCause::Stopped), out);
+            self.forget(&worker, out);
+            let outcome = StopOutcome {
+                name: key.to_string(),
+                pid: None,
+                exit: None,
+                killed: false,
+            };
+            self.answer(from, Ok(Answer::Stopped(outcome)), now, out);
+        }
+    }
+
+    fn restart(
+        &mut self,
+        from: ReplyTo,
+        name: &str,
+        timeout_ms: Option<u64>,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        if self.is_shutting_down() {
+            return self.answer(from, Err(Refusal::ShuttingDown), now, out);
+        }
+        let Some(key) = self.registered(from, name, now, out) else {
+            return;
+        };
+        let Some(entry) = self.registry.get(&key) else {
+            return;
+        };
+        // The stop uses the running process's settings (its stop signal and timeout);
+        // the new process gets the template as the config has it now.
+        let spec = self.refreshed_spec(&entry.worker.spec);
+        match entry.state() {
+            State::Starting { .. } | State::Running { .. } => {
+                info!("{key}: restart requested");
+                let then = AfterStop::Restart {
+                    spec,
+                    reply_to: Some(from),
+                };
+                self.stop_worker(&key, timeout_ms, None, then, now, out);
+            }
+            State::Stopping { .. } | State::Spawning { .. } => {
+                let refusal = Refusal::BeingStopped {
+                    name: key.to_string(),
+                };
+                self.answer(from, Err(refusal), now, out);
+            }
+            State::Waiting { .. } | State::Failed => {
+                info!("{key}: restart requested; starting it now");
+                self.respawn_now(&key, spec, Some(from), out);
+            }
+        }
+    }
+
+    /// `kill`: the signal goes to the worker's pid only, as if from outside; its exit
+    /// then follows the restart rule.
+    fn kill(
+        &mut self,
+        name: &str,
+        signal: Option<&str>,
+        out: &mut Vec<Action>,
+    ) -> Result<Answer, Refusal> {
+        let signal = signal
+            .map(Signal::parse)
+            .unwrap_or(Ok(Signal::KILL))
+            .map_err(Refusal::InvalidSignal)?;
+        let Some(entry) = self.registry.get(name) else {
+            return Err(Refusal::not_found(name));
+        };
+        let Some(pid) = entry.state().pid() else {
+            return Err(Refusal::NotRunning {
+                name: name.to_string(),
+            });
+        };
+        info!("{name}: sending {signal} to pid {pid} (kill request)");
+        out.push(Action::Signal {
+            pid,
+            signal,
+            group: false,
+        });
+        Ok(Answer::Signalled {
+            name: name.to_string(),
+            pid,
+            signal: signal.name(),
+        })
+    }
+
+    /// `cast`: the OS layer queues the line on the live process's stdin and answers.
+    fn cast(
+        &mut self,
+        from: ReplyTo,
+        name: String,
+        message: String,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        if message.contains('\n') {
+            return self.answer(from, Err(Refusal::MultilineMessage), now, out);
+        }
+        let refusal = match self.registry.get(&name).map(|e| e.state().proc()) {
+            Some(Some(proc)) => {
+                return out.push(Action::Cast {
+                    instance: proc.instance,
+                    message,
+                    reply_to: from,
+                })
+            }
+            Some(None) => Refusal::NotRunning { name },
+            None => Refusal::NotFound { name },
+        };
+        self.answer(from, Err(refusal), now, out);
+    }
+
+    /// `spec` rebuilt on its template as the config has it now (the same `Rc` when
+    /// the template was not replaced, or no longer exists).
+    pub(super) fn refreshed_spec(&self, spec: &Rc<ChildSpec>) -> Rc<ChildSpec> {
+        let current = self.templates.get(&spec.template.name);
+        match current.filter(|t| !Rc::ptr_eq(t, &spec.template)) {
+            Some(template) => ChildSpec::new(
+                spec.name.clone(),
+                template.clone(),
+                spec.command.clone(),
+                spec.args.clone(),
+            )
+            .map_or_else(|_| spec.clone(), Rc::new),
+            None => spec.clone(),
+        }
+    }
+}

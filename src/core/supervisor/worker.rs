@@ -1,0 +1,776 @@
+//! One worker's lifecycle: what it is ([`Worker`]), the state it is in ([`State`], each
+//! owning at most one deadline), and the transition table ([`State::on`]).
+//!
+//! | state      | its process            | its deadline (→ `Due`)         | shown as               |
+//! |------------|------------------------|--------------------------------|------------------------|
+//! | `Spawning` | being forked           | –                              | `restarting`           |
+//! | `Starting` | live, not ready yet    | `ready_by`: the ready timeout  | `starting`             |
+//! | `Running`  | live                   | –                              | `running`              |
+//! | `Stopping` | live, stop signal sent | `kill_at`: SIGKILL to its group| `stopping`             |
+//! | `Waiting`  | none                   | `retry_at`: the next start     | `backoff`/`restarting` |
+//! | `Failed`   | none                   | –                              | `failed`               |
+//!
+//! The table takes a state by value and an [`Event`] and returns where the worker goes
+//! ([`Next`]) and what the OS layer must do ([`Effect`]s, in order). It decides nothing
+//! that needs the rest of the supervisor: when a process ends, the row says so
+//! ([`Next::Ended`]) and `lifecycle.rs` applies the restart rule and the intensity.
+//! The registry re-indexes a worker's pid and deadline from its state on every change,
+//! so a deadline can never outlive the state that owns it.
+
+use super::replies::{Answer, Notice, Refusal, Whereabouts};
+use super::{InstanceId, ReplyTo, Time};
+use crate::core::exit::Exit;
+use crate::core::intensity::Intensity;
+use crate::core::spec::{ChildSpec, Readiness, Template};
+use crate::signal::Signal;
+use log::{info, warn};
+use std::rc::Rc;
+
+/// A registered name: its spec and its history. Its [`State`] is kept beside it by the
+/// registry, which alone may change it.
+#[derive(Debug)]
+pub(super) struct Worker {
+    pub(super) spec: Rc<ChildSpec>,
+    /// Started at run time (recorded in the state file), not a `[[children]]` entry.
+    pub(super) dynamic: bool,
+    /// Restart attempts after exits.
+    pub(super) restarts: u32,
+    /// This worker's restart times: its own limit when the template sets one,
+    /// otherwise only counted for `list`.
+    pub(super) window: Intensity,
+    /// Quick restarts in a row, for the backoff curve.
+    pub(super) consecutive: u32,
+    pub(super) last_exit: Option<LastExit>,
+    /// The last `STATUS=` it sent.
+    pub(super) status: Option<String>,
+}
+
+impl Worker {
+    pub(super) fn new(spec: Rc<ChildSpec>, dynamic: bool, supervisor_seconds: u64) -> Worker {
+        Worker {
+            window: window_for(&spec.template, supervisor_seconds),
+            spec,
+            dynamic,
+            restarts: 0,
+            consecutive: 0,
+            last_exit: None,
+            status: None,
+        }
+    }
+}
+
+/// A worker's restart window: its template's own limit, or (without one) an
+/// unlimited window as long as the supervisor's, kept for `list`.
+pub(super) fn window_for(template: &Template, supervisor_seconds: u64) -> Intensity {
+    match template.limit {
+        Some(limit) => Intensity::new(limit.max_restarts.unwrap_or(u32::MAX), limit.max_seconds),
+        None => Intensity::unlimited(supervisor_seconds),
+    }
+}
+
+/// How a worker's last process ended, and when (for `list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct LastExit {
+    pub(super) cause: EndCause,
+    pub(super) at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum EndCause {
+    /// It exited on its own, or was killed from outside.
+    Exited(Exit),
+    /// dynsup stopped it.
+    Stopped,
+    /// Its restart could not be spawned.
+    SpawnFailed(String),
+}
+
+/// One live process of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Proc {
+    pub(super) pid: i32,
+    pub(super) instance: InstanceId,
+    pub(super) since: Time,
+}
+
+/// Why a process is being forked, and so what its spawn result leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SpawnPurpose {
+    /// A new name (`start`, boot, restore, reload): unregistered again if it fails.
+    Start { reply_to: ReplyTo },
+    /// A restart after an exit: a failure counts like a crash.
+    Restart,
+    /// An operator restart (`restart`, reload of a changed child): a failure
+    /// unregisters the worker and is answered.
+    Operator { reply_to: Option<ReplyTo> },
+}
+
+/// What a finished stop leads to.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum AfterStop {
+    /// Unregister (`stop`, shutdown, a child removed by reload).
+    Remove,
+    /// Start again with `spec` (`restart`, a child changed by reload).
+    Restart {
+        spec: Rc<ChildSpec>,
+        reply_to: Option<ReplyTo>,
+    },
+}
+
+/// A stop in progress: who waits for it and what follows.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct StopOrder {
+    pub(super) waiters: Vec<ReplyTo>,
+    pub(super) then: AfterStop,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum State {
+    Spawning {
+        instance: InstanceId,
+        purpose: SpawnPurpose,
+    },
+    /// Waits for `READY=1` (`ready = "notify"`); `ready_by` is gone once the timeout
+    /// fired (the process was killed and its exit is awaited).
+    Starting {
+        proc: Proc,
+        ready_by: Option<u64>,
+        waiters: Vec<ReplyTo>,
+    },
+    Running {
+        proc: Proc,
+    },
+    /// `kill_at` is gone once SIGKILL was sent.
+    Stopping {
+        proc: Proc,
+        kill_at: Option<u64>,
+        order: StopOrder,
+    },
+    /// `delay_ms` is 0 after a failed exec (`restarting`), else a backoff.
+    Waiting {
+        retry_at: u64,
+        retry_wall_ms: u64,
+        delay_ms: u64,
+    },
+    Failed,
+}
+
+/// What happens to one worker.
+#[derive(Debug)]
+pub(super) enum Event {
+    /// Its spawn succeeded: the process exists and has exec'd.
+    Spawned { pid: i32 },
+    /// Its spawn failed: nothing runs.
+    SpawnFailed { error: String },
+    /// It sent `READY=1`.
+    Ready,
+    /// Its process was reaped.
+    Exited { exit: Exit },
+    /// Its deadline passed.
+    Due,
+    /// dynsup stops it. A stop in progress takes the new waiter and the new `then`.
+    Stop(StopRequest),
+    /// SIGKILL now, if it is being stopped (a second shutdown signal).
+    KillNow,
+    /// Answer `from` once it is ready.
+    WaitReady { from: ReplyTo },
+}
+
+/// A stop dynsup orders: the stop signal now, SIGKILL after `timeout_ms`.
+#[derive(Debug)]
+pub(super) struct StopRequest {
+    pub(super) timeout_ms: u64,
+    pub(super) waiter: Option<ReplyTo>,
+    pub(super) then: AfterStop,
+}
+
+/// Where a worker goes after an event.
+#[derive(Debug)]
+pub(super) enum Next {
+    /// It stays registered, in this state.
+    To(State),
+    /// Its process is gone (or never came): the lifecycle decides what follows.
+    Ended(Ending),
+    /// Its restart is due: the lifecycle spawns it.
+    Respawn,
+    /// It had no process and leaves the registry.
+    Removed,
+}
+
+#[derive(Debug)]
+pub(super) enum Ending {
+    /// It exited on its own, was killed from outside, or by its ready timeout.
+    Exited { pid: i32, exit: Exit, ran_us: u64 },
+    /// A stop that dynsup ordered completed.
+    Stopped {
+        pid: i32,
+        exit: Exit,
+        killed: bool,
+        order: StopOrder,
+    },
+    /// fork or exec failed.
+    NotStarted {
+        error: String,
+        purpose: SpawnPurpose,
+    },
+}
+
+/// What the OS layer must do, in order (the lifecycle turns these into actions).
+#[derive(Debug, PartialEq)]
+pub(super) enum Effect {
+    Signal {
+        pid: i32,
+        signal: Signal,
+        group: bool,
+    },
+    Reaped {
+        instance: InstanceId,
+    },
+    Notice(Notice),
+    Answer {
+        to: ReplyTo,
+        answer: Result<Answer, Refusal>,
+    },
+}
+
+impl State {
+    /// The transition table. `name` and `template` are the worker's, for messages and
+    /// settings; `now` is the time of the event.
+    ///
+    /// | state \ event | Spawned          | SpawnFailed | Ready     | Exited           | Due                  | Stop                | KillNow  | WaitReady |
+    /// |---------------|------------------|-------------|-----------|------------------|----------------------|---------------------|----------|-----------|
+    /// | Spawning      | Starting/Running | Ended       | –         | –                | –                    | (never)             | –        | refused   |
+    /// | Starting      | –                | –           | Running   | Ended (+waiters) | SIGKILL (+waiters)   | Stopping (+waiters) | –        | parked    |
+    /// | Running       | –                | –           | –         | Ended            | –                    | Stopping            | –        | answered  |
+    /// | Stopping      | –                | –           | –         | Ended (stopped)  | SIGKILL              | joins the stop      | SIGKILL  | refused   |
+    /// | Waiting       | –                | –           | –         | –                | Respawn              | Removed             | –        | refused   |
+    /// | Failed        | –                | –           | –         | –                | –                    | Removed             | –        | refused   |
+    ///
+    /// "–" leaves the state as it is; the rows marked so are either harmless (a
+    /// duplicate `READY=1`) or cannot happen, which debug builds assert.
+    pub(super) fn on(
+        self,
+        event: Event,
+        name: &str,
+        template: &Template,
+        now: Time,
+    ) -> (Next, Vec<Effect>) {
+        use Event as E;
+        use State as S;
+        let mut effects = Vec::new();
+        let next = match (self, event) {
+            (S::Spawning { instance, .. }, E::Spawned { pid }) => {
+                let proc = Proc {
+                    pid,
+                    instance,
+                    since: now,
+                };
+                effects.push(Effect::Notice(Notice::Started { pid }));
+                Next::To(match template.ready {
+                    Readiness::Notify => S::Starting {
+                        proc,
+                        ready_by: Some(after_ms(now, template.ready_timeout_ms)),
+                        waiters: Vec::new(),
+                    },
+                    Readiness::Exec => S::Running { proc },
+                })
+            }
+            (S::Spawning { purpose, .. }, E::SpawnFailed { error }) => {
+                Next::Ended(Ending::NotStarted { error, purpose })
+            }
+
+            (S::Starting { proc, waiters, .. }, E::Ready) => {
+                info!("{name}: ready (pid {})", proc.pid);
+                effects.push(Effect::Notice(Notice::Ready { pid: proc.pid }));
+                for to in waiters {
+                    effects.push(answer(to, ready(name, proc)));
+                }
+                Next::To(S::Running { proc })
+            }
+            (S::Starting { proc, waiters, .. }, E::Exited { exit }) => {
+                effects.push(Effect::Reaped {
+                    instance: proc.instance,
+                });
+                for to in waiters {
+                    let refusal = Refusal::ExitedBeforeReady {
+                        name: name.to_string(),
+                        exit,
+                    };
+                    effects.push(answer(to, Err(refusal)));
+                }
+                Next::Ended(ended_on_its_own(proc, exit, now))
+            }
+            (
+                S::Starting {
+                    proc,
+                    ready_by: Some(_),
+                    waiters,
+                },
+                E::Due,
+            ) => {
+                let timeout_ms = template.ready_timeout_ms;
+                warn!("{name}: not ready within {timeout_ms} ms: killing it (a failed start; the restart rule applies)");
+                effects.push(kill_group(proc.pid));
+                for to in waiters {
+                    let refusal = Refusal::ReadyTimeout {
+                        name: name.to_string(),
+                        timeout_ms,
+                    };
+                    effects.push(answer(to, Err(refusal)));
+                }
+                Next::To(S::Starting {
+                    proc,
+                    ready_by: None,
+                    waiters: Vec::new(),
+                })
+            }
+            (
+                S::Starting {
+                    proc,
+                    ready_by,
+                    mut waiters,
+                },
+                E::WaitReady { from },
+            ) => {
+                waiters.push(from);
+                Next::To(S::Starting {
+                    proc,
+                    ready_by,
+                    waiters,
+                })
+            }
+
+            (S::Running { proc }, E::Exited { exit }) => {
+                effects.push(Effect::Reaped {
+                    instance: proc.instance,
+                });
+                Next::Ended(ended_on_its_own(proc, exit, now))
+            }
+            (S::Running { proc }, E::WaitReady { from }) => {
+                effects.push(answer(from, ready(name, proc)));
+                Next::To(S::Running { proc })
+            }
+
+            (S::Starting { proc, waiters, .. }, E::Stop(stop)) => {
+                for to in waiters {
+                    let refusal = Refusal::StoppedBeforeReady {
+                        name: name.to_string(),
+                    };
+                    effects.push(answer(to, Err(refusal)));
+                }
+                Next::To(begin_stop(proc, stop, name, template, now, &mut effects))
+            }
+            (S::Running { proc }, E::Stop(stop)) => {
+                Next::To(begin_stop(proc, stop, name, template, now, &mut effects))
+            }
+            (
+                S::Stopping {
+                    proc,
+                    kill_at,
+                    mut order,
+                },
+                E::Stop(StopRequest { waiter, then, .. }),
+            ) => {
+                // The stop in progress goes on with the new `then`. A pending
+                // restart that a plain stop cancels is answered; one replaced by
+                // another restart (a reload's new spec) keeps its requester.
+                match (std::mem::replace(&mut order.then, then), &mut order.then) {
+                    (
+                        AfterStop::Restart {
+                            reply_to: Some(to), ..
+                        },
+                        AfterStop::Restart {
+                            reply_to: inherited @ None,
+                            ..
+                        },
+                    ) => *inherited = Some(to),
+                    (
+                        AfterStop::Restart {
+                            reply_to: Some(to), ..
+                        },
+                        _,
+                    ) => {
+                        let refusal = Refusal::StoppedBeforeRestart {
+                            name: name.to_string(),
+                        };
+                        effects.push(answer(to, Err(refusal)));
+                    }
+                    _ => {}
+                }
+                order.waiters.extend(waiter);
+                Next::To(S::Stopping {
+                    proc,
+                    kill_at,
+                    order,
+                })
+            }
+            (
+                S::Stopping {
+                    proc,
+                    kill_at: Some(_),
+                    order,
+                },
+                E::Due,
+            )
+            | (S::Stopping { proc, order, .. }, E::KillNow) => {
+                effects.push(kill_group(proc.pid));
+                Next::To(S::Stopping {
+                    proc,
+                    kill_at: None,
+                    order,
+                })
+            }
+            (
+                S::Stopping {
+                    proc,
+                    kill_at,
+                    order,
+                },
+                E::Exited { exit },
+            ) => {
+                effects.push(Effect::Reaped {
+                    instance: proc.instance,
+                });
+                let killed = kill_at.is_none();
+                if killed {
+                    warn!("{name}: stopped: did not exit in time, killed ({exit})");
+                } else {
+                    info!("{name}: stopped ({exit})");
+                }
+                Next::Ended(Ending::Stopped {
+                    pid: proc.pid,
+                    exit,
+                    killed,
+                    order,
+                })
+            }
+
+            (S::Waiting { .. }, E::Due) => Next::Respawn,
+            (S::Waiting { .. } | S::Failed, E::Stop(_)) => Next::Removed,
+
+            (state, E::WaitReady { from }) => {
+                let refusal = Refusal::NoProcessToWaitFor {
+                    name: name.to_string(),
+                    at: Whereabouts::of(&state),
+                };
+                effects.push(answer(from, Err(refusal)));
+                Next::To(state)
+            }
+            (state, event) => {
+                // A repeated or late `READY=1` changes nothing; every other pair
+                // means a caller broke the table's contract.
+                debug_assert!(
+                    matches!(event, E::Ready),
+                    "{name}: no transition for {event:?} in {state:?}"
+                );
+                Next::To(state)
+            }
+        };
+        (next, effects)
+    }
+
+    /// The one deadline this state owns, if any (monotonic µs).
+    pub(super) fn deadline(&self) -> Option<u64> {
+        match *self {
+            State::Starting { ready_by, .. } => ready_by,
+            State::Stopping { kill_at, .. } => kill_at,
+            State::Waiting { retry_at, .. } => Some(retry_at),
+            State::Spawning { .. } | State::Running { .. } | State::Failed => None,
+        }
+    }
+
+    /// The live process, if any.
+    pub(super) fn proc(&self) -> Option<&Proc> {
+        match self {
+            State::Starting { proc, .. }
+            | State::Running { proc }
+            | State::Stopping { proc, .. } => Some(proc),
+            State::Spawning { .. } | State::Waiting { .. } | State::Failed => None,
+        }
+    }
+
+    pub(super) fn pid(&self) -> Option<i32> {
+        self.proc().map(|p| p.pid)
+    }
+
+    /// The spawn in flight, if any.
+    pub(super) fn spawning(&self) -> Option<InstanceId> {
+        match *self {
+            State::Spawning { instance, .. } => Some(instance),
+            _ => None,
+        }
+    }
+}
+
+fn after_ms(now: Time, ms: u64) -> u64 {
+    now.mono_us.saturating_add(ms.saturating_mul(1000))
+}
+
+fn kill_group(pid: i32) -> Effect {
+    Effect::Signal {
+        pid,
+        signal: Signal::KILL,
+        group: true,
+    }
+}
+
+fn answer(to: ReplyTo, answer: Result<Answer, Refusal>) -> Effect {
+    Effect::Answer { to, answer }
+}
+
+fn ready(name: &str, proc: Proc) -> Result<Answer, Refusal> {
+    Ok(Answer::Whereis {
+        name: name.to_string(),
+        at: Whereabouts::of(&State::Running { proc }),
+    })
+}
+
+fn ended_on_its_own(proc: Proc, exit: Exit, now: Time) -> Ending {
+    Ending::Exited {
+        pid: proc.pid,
+        exit,
+        ran_us: now.mono_us.saturating_sub(proc.since.mono_us),
+    }
+}
+
+/// Stop signal to the group now, SIGKILL at the deadline.
+fn begin_stop(
+    proc: Proc,
+    stop: StopRequest,
+    name: &str,
+    template: &Template,
+    now: Time,
+    effects: &mut Vec<Effect>,
+) -> State {
+    let StopRequest {
+        timeout_ms,
+        waiter,
+        then,
+    } = stop;
+    let signal = template.stop_signal;
+    info!(
+        "{name}: stopping: sending {signal} to process group {} (SIGKILL after {timeout_ms} ms)",
+        proc.pid
+    );
+    effects.push(Effect::Signal {
+        pid: proc.pid,
+        signal,
+        group: true,
+    });
+    State::Stopping {
+        proc,
+        kill_at: Some(after_ms(now, timeout_ms)),
+        order: StopOrder {
+            waiters: waiter.into_iter().collect(),
+            then,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::spec::RestartType;
+
+    const T0: Time = Time {
+        mono_us: 1_000_000,
+        wall_ms: 1_700_000_000_000,
+    };
+
+    fn template(ready: Readiness) -> Template {
+        Template {
+            ready,
+            restart: RestartType::Permanent,
+            ..Template::new("t", vec!["/bin/true".to_string()])
+        }
+    }
+
+    fn proc() -> Proc {
+        Proc {
+            pid: 101,
+            instance: 1,
+            since: T0,
+        }
+    }
+
+    fn conn() -> ReplyTo {
+        ReplyTo::Conn { conn: 1, seq: 0 }
+    }
+
+    /// One state of each kind, deadlines included where the state may own one.
+    fn every_state() -> Vec<State> {
+        vec![
+            State::Spawning {
+                instance: 1,
+                purpose: SpawnPurpose::Restart,
+            },
+            State::Starting {
+                proc: proc(),
+                ready_by: Some(2_000_000),
+                waiters: vec![conn()],
+            },
+            State::Starting {
+                proc: proc(),
+                ready_by: None,
+                waiters: Vec::new(),
+            },
+            State::Running { proc: proc() },
+            State::Stopping {
+                proc: proc(),
+                kill_at: Some(3_000_000),
+                order: StopOrder {
+                    waiters: vec![conn()],
+                    then: AfterStop::Remove,
+                },
+            },
+            State::Stopping {
+                proc: proc(),
+                kill_at: None,
+                order: StopOrder {
+                    waiters: Vec::new(),
+                    then: AfterStop::Remove,
+                },
+            },
+            State::Waiting {
+                retry_at: 1_500_000,
+                retry_wall_ms: 0,
+                delay_ms: 500,
+            },
+            State::Failed,
+        ]
+    }
+
+    /// The tick loop relies on it: a due deadline never survives its `Due` event.
+    #[test]
+    fn every_deadline_is_consumed_by_its_due_event() {
+        let t = template(Readiness::Notify);
+        for state in every_state() {
+            let Some(at) = state.deadline() else {
+                continue;
+            };
+            let before = format!("{state:?}");
+            let (next, _) = state.on(Event::Due, "w", &t, T0);
+            if let Next::To(after) = &next {
+                assert_ne!(after.deadline(), Some(at), "{before} -> {next:?}");
+            }
+        }
+    }
+
+    /// Only a live process can end, and every live state consumes its exit.
+    #[test]
+    fn an_exit_ends_every_live_state_and_reaps_its_instance() {
+        let t = template(Readiness::Exec);
+        for state in every_state().into_iter().filter(|s| s.pid().is_some()) {
+            let before = format!("{state:?}");
+            let (next, effects) = state.on(
+                Event::Exited {
+                    exit: Exit::Code(3),
+                },
+                "w",
+                &t,
+                T0,
+            );
+            assert!(matches!(next, Next::Ended(_)), "{before} -> {next:?}");
+            assert_eq!(
+                effects.first(),
+                Some(&Effect::Reaped { instance: 1 }),
+                "{before}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_spawn_comes_up_starting_or_running_by_the_template() {
+        let spawning = || State::Spawning {
+            instance: 7,
+            purpose: SpawnPurpose::Restart,
+        };
+        let (next, effects) = spawning().on(
+            Event::Spawned { pid: 42 },
+            "w",
+            &template(Readiness::Exec),
+            T0,
+        );
+        assert!(
+            matches!(next, Next::To(State::Running { proc }) if proc.pid == 42 && proc.instance == 7)
+        );
+        assert_eq!(effects, [Effect::Notice(Notice::Started { pid: 42 })]);
+        let t = template(Readiness::Notify);
+        let (next, _) = spawning().on(Event::Spawned { pid: 42 }, "w", &t, T0);
+        let Next::To(starting) = next else {
+            panic!("{next:?}")
+        };
+        assert!(matches!(starting, State::Starting { .. }));
+        assert_eq!(
+            starting.deadline(),
+            Some(T0.mono_us + t.ready_timeout_ms * 1000)
+        );
+    }
+
+    #[test]
+    fn a_stop_signals_the_group_and_owns_the_kill_deadline() {
+        let mut t = template(Readiness::Exec);
+        t.stop_signal = Signal::INT;
+        let stop = StopRequest {
+            timeout_ms: 250,
+            waiter: Some(conn()),
+            then: AfterStop::Remove,
+        };
+        let (next, effects) = State::Running { proc: proc() }.on(Event::Stop(stop), "w", &t, T0);
+        assert_eq!(
+            effects,
+            [Effect::Signal {
+                pid: 101,
+                signal: Signal::INT,
+                group: true
+            }]
+        );
+        let Next::To(stopping) = next else {
+            panic!("{next:?}")
+        };
+        assert_eq!(stopping.deadline(), Some(T0.mono_us + 250_000));
+        // The deadline sends SIGKILL once and leaves no deadline behind.
+        let (next, effects) = stopping.on(Event::Due, "w", &t, T0);
+        assert_eq!(
+            effects,
+            [Effect::Signal {
+                pid: 101,
+                signal: Signal::KILL,
+                group: true
+            }]
+        );
+        assert!(
+            matches!(next, Next::To(ref s) if s.deadline().is_none()),
+            "{next:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_process_a_stop_removes_and_a_due_retry_respawns() {
+        let t = template(Readiness::Exec);
+        let stop = || {
+            Event::Stop(StopRequest {
+                timeout_ms: 1,
+                waiter: None,
+                then: AfterStop::Remove,
+            })
+        };
+        let waiting = State::Waiting {
+            retry_at: 5,
+            retry_wall_ms: 0,
+            delay_ms: 0,
+        };
+        assert!(matches!(
+            waiting.clone().on(stop(), "w", &t, T0).0,
+            Next::Removed
+        ));
+        assert!(matches!(
+            State::Failed.on(stop(), "w", &t, T0).0,
+            Next::Removed
+        ));
+        assert!(matches!(
+            waiting.on(Event::Due, "w", &t, T0).0,
+            Next::Respawn
+        ));
+    }
+}
