@@ -9,10 +9,9 @@
 
 use crate::access::AccessPolicy;
 use crate::core::{
-    Backoff, Credentials, Limits, OnLimit, Readiness, ReloadConfig, Resource, RestartLimit,
-    RestartType, Rlimit, Template,
+    validate_name, Backoff, Credentials, Limits, OnLimit, Readiness, ReloadConfig, Resource,
+    RestartLimit, RestartType, Rlimit, Template,
 };
-use crate::protocol::validate_name;
 use crate::signal::Signal;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};

@@ -649,36 +649,6 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// Validate a worker name: 1 to 128 characters from `A-Z a-z 0-9 _ - . : @`, not
-/// starting with a dot.
-/// Names travel in environment variables, log prefixes and (later) file names, so
-/// whitespace, slashes and control characters are refused.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("worker name is empty".to_string());
-    }
-    if name.len() > 128 {
-        return Err(format!(
-            "worker name is {} bytes long; the limit is 128",
-            name.len()
-        ));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@')))
-    {
-        return Err(format!(
-            "worker name {name:?} contains {bad:?}; allowed are letters, digits and _ - . : @"
-        ));
-    }
-    // Names become directory names (a worker's cgroup): `.` and `..` would point at
-    // the supervisor's own group or its parent.
-    if name.starts_with('.') {
-        return Err(format!("worker name {name:?} must not start with a dot"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -812,19 +782,5 @@ mod tests {
             let json = serde_json::to_string(kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
         }
-    }
-
-    #[test]
-    fn names_are_validated() {
-        assert!(validate_name("worker_1").is_ok());
-        assert!(validate_name("tenant@example.com:7").is_ok());
-        assert!(validate_name("").is_err());
-        assert!(validate_name("a b").is_err());
-        assert!(validate_name("a/b").is_err());
-        assert!(validate_name(&"x".repeat(129)).is_err());
-        assert!(validate_name(".").is_err());
-        assert!(validate_name("..").is_err());
-        assert!(validate_name(".hidden").is_err());
-        assert!(validate_name("a.b").is_ok());
     }
 }
