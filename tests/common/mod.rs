@@ -163,6 +163,8 @@ pub struct Stat {
     pub state: char,
     pub ppid: i32,
     pub pgrp: i32,
+    /// The kernel's `PF_*` flags (`PF_KTHREAD` marks a kernel thread).
+    pub flags: u32,
     /// Start time in clock ticks after boot: tells a process from a later one that
     /// reused its pid.
     pub starttime: u64,
@@ -186,6 +188,7 @@ pub fn parse_stat(pid: i32, text: &str) -> Option<Stat> {
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
+        flags: fields.get(6)?.parse().ok()?,
         starttime: fields.get(19)?.parse().ok()?,
     })
 }
@@ -260,16 +263,23 @@ fn nul_separated(path: String) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The process's argv.
+/// `PF_KTHREAD` in the flags of `/proc/<pid>/stat`.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
 /// Wait until `pid` has finished exec'ing. The daemon answers once the exec is
 /// committed (its vfork-style spawn resumes then), and for a few microseconds more the
 /// kernel is still laying out the new program's arguments: `/proc/PID/cmdline` is empty
-/// until it is done. A process that is already gone counts as settled.
+/// until it is done. A process that is already gone (or a zombie) counts as settled, and
+/// so does a kernel thread, whose cmdline is empty for good: a pid that a daemon in
+/// another PID namespace reports (2, 3, ...) names one of those here.
 pub fn settled(pid: i32) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        match std::fs::read(format!("/proc/{pid}/cmdline")) {
-            Ok(bytes) if bytes.is_empty() => std::thread::yield_now(),
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let exec_pending = || {
+            stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X' && s.flags & PF_KTHREAD == 0)
+        };
+        match fs::read(format!("/proc/{pid}/cmdline")) {
+            Ok(bytes) if bytes.is_empty() && exec_pending() => thread::yield_now(),
             _ => return,
         }
     }
