@@ -178,7 +178,10 @@ fn a_second_daemon_on_a_live_socket_does_not_steal_it() {
     // Replacing a *stale* socket must not mean replacing a live one.
     let d = TestDaemon::start(CONFIG);
     let pid = d.lookup("worker_1").unwrap();
-    let mut second = TestDaemon::launch(d.dir(), Some(CONFIG), &[], false);
+    let mut second = Launch::new(CONFIG)
+        .in_dir(d.dir())
+        .wait(WaitFor::Nothing)
+        .start();
     let status = second.wait_exit(DEADLINE);
     assert!(
         !status.success(),

@@ -72,7 +72,7 @@ fn dynamic_workers_come_back_after_kill_9_of_the_daemon() {
     let dir = Rc::new(TestDir::new());
     let state = dir.join("state.json");
     let config = config(&state, 100);
-    let mut d = TestDaemon::launch(dir.clone(), Some(&config), &[], true);
+    let mut d = Launch::new(&config).in_dir(dir.clone()).start();
     assert!(!state.exists(), "a state file with no dynamic worker yet");
 
     let a = d.start_worker("a", Some("sleeper"), &[]);
@@ -173,7 +173,7 @@ fn dynamic_workers_come_back_after_an_intensity_escalation() {
     let state = dir.join("state.json");
     // max_restarts = 0: the first crash escalates.
     let config = config(&state, 0);
-    let mut d = TestDaemon::launch(dir.clone(), Some(&config), &[], true);
+    let mut d = Launch::new(&config).in_dir(dir.clone()).start();
     let a = d.start_worker("a", Some("sleeper"), &[]);
     d.start_worker("b", Some("echo"), &["arg"]);
     d.wait_worker_line("b", "args=[arg]", 1);
@@ -219,7 +219,7 @@ fn dynamic_workers_come_back_after_an_orderly_shutdown() {
     let dir = Rc::new(TestDir::new());
     let state = dir.join("state.json");
     let config = config(&state, 100);
-    let mut d = TestDaemon::launch(dir.clone(), Some(&config), &[], true);
+    let mut d = Launch::new(&config).in_dir(dir.clone()).start();
     d.start_worker("a", Some("sleeper"), &[]);
     d.start_worker("b", Some("sleeper"), &[]);
     d.request_ok(&stop_req("b", None));
@@ -279,7 +279,9 @@ fn a_corrupt_state_file_is_set_aside() {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let d = TestDaemon::launch(dir.clone(), Some(&config(&state, 100)), &[], true);
+        let d = Launch::new(&config(&state, 100))
+            .in_dir(dir.clone())
+            .start();
         assert_eq!(d.count(), 1, "only the config's children: {:?}", d.list());
         assert!(d.lookup("boot").is_some());
         assert!(!state.exists(), "the corrupt file was left in place");
@@ -330,7 +332,9 @@ fn a_worker_that_cannot_be_restored_is_reported_and_the_others_come_back() {
         r#"{"version":1,"workers":[{"name":"good","template":"sleeper"},{"name":"ghost","template":"removed_template"},{"name":"good2","template":"echo","args":["q"]}]}"#,
     )
     .unwrap();
-    let d = TestDaemon::launch(dir.clone(), Some(&config(&state, 100)), &[], true);
+    let d = Launch::new(&config(&state, 100))
+        .in_dir(dir.clone())
+        .start();
     assert!(d.lookup("good").is_some());
     assert!(d.lookup("good2").is_some());
     assert_eq!(d.lookup("ghost"), None);

@@ -151,7 +151,7 @@ fn template_cwd_is_the_workers_working_directory() {
 fn workers_start_with_default_signal_mask_and_dispositions() {
     // The daemon inherits ignored signals (as under nohup or in a background job) and
     // ignores SIGPIPE itself, like every Rust program; none of that reaches a worker.
-    let mut d = TestDaemon::start_ignoring(CONFIG, "USR2 INT HUP");
+    let mut d = Launch::new(CONFIG).ignoring("USR2 INT HUP").start();
     let usr2 = 1u64 << (libc::SIGUSR2 - 1);
     let sigpipe = 1u64 << (libc::SIGPIPE - 1);
     let daemon_ignores = signal_set(d.pid(), "SigIgn");
