@@ -1,4 +1,4 @@
-//! Restart pacing (issue 4, section 1): per-template `backoff` delays that grow, are
+//! Restart pacing: per-template `backoff` delays that grow, are
 //! capped and reset after a long enough run, the `backoff` state in `list`, `lookup`
 //! and `count`, and "retry forever with capped backoff" in one template.
 //!
@@ -88,7 +88,7 @@ fn kill_and_time_restart(w: &mut Watcher, pid: i32, expected_delay_ms: u64) -> i
     started_pid(&started.event)
 }
 
-/// Issue test: backoff delays grow (×2), are capped (800 ms), and a run longer than
+/// Backoff delays grow (×2), are capped (800 ms), and a run longer than
 /// `reset_after_ms` brings the delay back to `initial_ms`.
 #[test]
 fn backoff_grows_is_capped_and_resets_after_a_long_run() {

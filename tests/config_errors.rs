@@ -1,5 +1,5 @@
 //! Bad configs make the daemon refuse to start: exit status 2 and a message naming
-//! the file, line and column (issue test 11). Also: the shipped config works.
+//! the file, line and column. Also: the shipped config works.
 
 mod common;
 use common::*;
@@ -141,7 +141,7 @@ const CASES: &[Case] = &[
     },
 ];
 
-/// Issue test 11: each case above.
+/// Each case above: exit status 2, the right line (and column), the words it names.
 #[test]
 fn bad_configs_are_refused_with_file_line_and_column() {
     let dir = Rc::new(TestDir::new());

@@ -1,5 +1,5 @@
-//! What happens to the workers when the daemon goes: SIGKILL (issue test 7), SIGTERM
-//! (issue test 8), SIGINT and the `shutdown` request.
+//! What happens to the workers when the daemon goes: SIGKILL (they die with it),
+//! SIGTERM, SIGINT and the `shutdown` request (they are stopped first).
 
 mod common;
 use common::*;
@@ -51,8 +51,8 @@ fn start_some(d: &TestDaemon) -> Vec<(String, Stat)> {
     out
 }
 
-/// Issue test 7. The issue says the workers are gone "within a second"; the test
-/// allows 2 s because CI is a loaded two-core machine.
+/// The workers are promised to be gone "within a second" of the daemon's SIGKILL; the
+/// test allows 2 s because CI is a loaded two-core machine.
 #[test]
 fn sigkill_to_the_daemon_takes_every_worker_with_it_and_the_socket_is_reused() {
     let mut d = TestDaemon::start(CONFIG);
@@ -90,7 +90,6 @@ fn sigkill_to_the_daemon_takes_every_worker_with_it_and_the_socket_is_reused() {
     assert_eq!(d2.count(), 1);
 }
 
-/// Issue test 8.
 #[test]
 fn sigterm_to_the_daemon_stops_every_worker_removes_the_socket_and_exits_0() {
     check_graceful_exit(|d| d.signal(Signal::SIGTERM));

@@ -1,4 +1,4 @@
-//! Durable dynamic children (issue 4, section 4): with `[supervisor] state_file`, every
+//! Durable dynamic children: with `[supervisor] state_file`, every
 //! `start`/`stop` of a dynamic worker is recorded before the reply, and a daemon that
 //! starts with the file starts those workers again (after the config's
 //! `[[children]]`): after `kill -9` of the daemon, after an intensity escalation. A
@@ -64,7 +64,7 @@ fn state_names(path: &Path) -> Vec<String> {
     read_state(path).1.into_keys().collect()
 }
 
-/// Issue test: dynamic workers come back after `kill -9` of the daemon: same names,
+/// Dynamic workers come back after `kill -9` of the daemon: same names,
 /// same specs, new pids, started by a second daemon with the same config. The file is
 /// written before each `start`/`stop` reply.
 #[test]
@@ -165,7 +165,7 @@ fn dynamic_workers_come_back_after_kill_9_of_the_daemon() {
     assert_eq!(state_names(&state), ["b", "c"]);
 }
 
-/// Issue test: after an intensity escalation (the daemon stops everything and exits 1,
+/// After an intensity escalation (the daemon stops everything and exits 1,
 /// as systemd would then restart it), the dynamic workers come back.
 #[test]
 fn dynamic_workers_come_back_after_an_intensity_escalation() {
@@ -263,7 +263,7 @@ fn set_aside_file(state: &Path) -> (std::path::PathBuf, String) {
     (found[0].clone(), text)
 }
 
-/// Issue test: a corrupt state file is set aside (renamed `FILE.corrupt-UNIXTIME`),
+/// A corrupt state file is set aside (renamed `FILE.corrupt-UNIXTIME`),
 /// the daemon says so naming the file, and starts with the config's children only.
 #[test]
 fn a_corrupt_state_file_is_set_aside() {

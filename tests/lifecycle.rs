@@ -1,5 +1,5 @@
 //! Starting workers, the registry, and what happens when a worker is killed from
-//! outside (issue tests 1 and 2), plus the `start`/`kill` error cases.
+//! outside, plus the `start`/`kill` error cases.
 
 mod common;
 use common::*;
@@ -15,7 +15,8 @@ restart = "transient"
 env = { RUST_LOG = "info", GREETING = "hi there" }
 "#;
 
-/// Issue test 1.
+/// A started worker is registered, alive, the daemon's child, leader of its own
+/// process group, and gets its name, the socket and the template's env.
 #[test]
 fn start_registers_a_live_child_in_its_own_process_group() {
     let d = TestDaemon::start(CONFIG);
@@ -44,7 +45,8 @@ fn start_registers_a_live_child_in_its_own_process_group() {
     d.wait_started("worker_1", 1);
 }
 
-/// Issue test 2: kill(2) from outside, not through dynsup.
+/// kill(2) from outside, not through dynsup: the old pid is reaped, the restarted worker
+/// runs the same command and is listed with one restart.
 #[test]
 fn sigkill_from_outside_registers_a_new_pid_and_reaps_the_old_one() {
     let d = TestDaemon::start(CONFIG);

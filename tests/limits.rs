@@ -1,4 +1,4 @@
-//! Per-worker limits and the rest of DynamicSupervisor (issue 4, sections 1 and 2):
+//! Per-worker limits and the rest of DynamicSupervisor:
 //! `on_limit = "give_up"`, `normal_exit_codes`, `max_children`, `extra_args`,
 //! `restart`, `whois`, `count`'s full shape and the fields of `list`, with their CLI.
 
@@ -20,7 +20,7 @@ fn assert_exit(out: &Output, code: i32) {
     );
 }
 
-/// Issue test: a worker over its own limit with `on_limit = "give_up"` is marked
+/// A worker over its own limit with `on_limit = "give_up"` is marked
 /// `failed` and stays listed with its last exit; every other worker is untouched, its
 /// restarts never count toward the supervisor's intensity, and the daemon lives on.
 #[test]
@@ -148,7 +148,7 @@ template = "sleeper"
     assert!(!d.has_exited());
 }
 
-/// Issue test: `normal_exit_codes` are the clean exits of the transient rule.
+/// `normal_exit_codes` are the clean exits of the transient rule.
 #[test]
 fn normal_exit_codes_decide_what_a_transient_worker_exit_means() {
     let config = r#"
@@ -210,7 +210,7 @@ restart = "transient"
     }
 }
 
-/// Issue test: `max_children`: `start` beyond it answers `max_children`, checked before
+/// `max_children`: `start` beyond it answers `max_children`, checked before
 /// anything else; a worker waiting in backoff holds its slot.
 #[test]
 fn max_children_is_checked_first_and_backoff_holds_a_slot() {

@@ -1,5 +1,5 @@
 //! `cast` delivers a line to the worker's stdin; the worker's output reaches the daemon
-//! log as `[NAME] line` (issue test 12). Also the bounded mailbox and output edge cases.
+//! log as `[NAME] line`. Also the bounded mailbox and output edge cases.
 
 mod common;
 use common::*;
@@ -30,7 +30,8 @@ name = "worker_1"
 template = "worker"
 "#;
 
-/// Issue test 12.
+/// `work` makes the sample worker log `hola`; `raise` crashes it, and the restarted
+/// instance has a working mailbox.
 #[test]
 fn cast_reaches_the_worker_and_raise_crashes_it_into_a_restart() {
     let d = TestDaemon::start(CONFIG);

@@ -1,4 +1,4 @@
-//! Reload without restarting the world (issue 4, section 5): `reload` or SIGHUP reads
+//! Reload without restarting the world: `reload` or SIGHUP reads
 //! the config again; if valid, the difference is applied (new children start, removed
 //! ones stop, changed ones restart, unchanged ones are not touched: same pids), and
 //! dynamic workers keep running; if invalid, nothing changes and the error names
@@ -203,7 +203,7 @@ fn reload_applies_only_the_difference(trigger: impl FnOnce(&TestDaemon) -> Optio
     assert_untouched(&d, &before);
 }
 
-/// Issue test: `reload` applies only the difference; the reply lists each worker.
+/// `reload` applies only the difference; the reply lists each worker.
 #[test]
 fn reload_request_applies_only_the_difference() {
     reload_applies_only_the_difference(|d| {
@@ -246,7 +246,7 @@ fn assert_names_position(message: &str, path: &str, line: usize) {
     );
 }
 
-/// Issue test: an invalid reload changes nothing; the reply is `invalid_config` with
+/// An invalid reload changes nothing; the reply is `invalid_config` with
 /// file:line:column, and every pid stays the same. Then a valid one works, also from
 /// the CLI.
 #[test]
@@ -350,8 +350,7 @@ fn a_new_child_whose_name_a_dynamic_worker_holds_is_skipped() {
 }
 
 /// Dynamic workers keep running on their old spec across a reload "until their next
-/// restart" (issue 4, section 5): after a crash restart they run from the reloaded
-/// template.
+/// restart": after a crash restart they run from the reloaded template.
 #[test]
 fn dynamic_workers_take_the_new_template_at_their_next_restart() {
     let d = TestDaemon::start(V1);

@@ -1,5 +1,5 @@
 //! The restart rule: permanent / transient / temporary × how the worker ended
-//! (issue tests 3 and 4), and configurable `clean_signals`.
+//! (the table below), and configurable `clean_signals`.
 //!
 //! Workers are `sh -c 'read code; exit $code'`: they wait for one line on stdin and
 //! exit with it, so a test decides when and how a worker exits with `cast`. Deaths by
@@ -105,7 +105,7 @@ fn check(template: &str, end: End, expected: Outcome) {
     }
 }
 
-// Issue test 3: transient.
+// Transient: restarted only after an abnormal exit.
 
 #[test]
 fn transient_exit_0_is_not_restarted_and_unregistered() {
@@ -131,7 +131,7 @@ fn transient_killed_by_another_signal_is_restarted() {
     check("transient", End::Signal(Sig::SIGUSR1), Outcome::Restarted);
 }
 
-// Issue test 4: permanent and temporary.
+// Permanent (always restarted) and temporary (never).
 
 #[test]
 fn permanent_exit_0_is_restarted() {
@@ -147,7 +147,8 @@ fn temporary_killed_is_not_restarted() {
     );
 }
 
-/// Every cell of the issue's table, on one daemon, all workers ending at once.
+/// Every cell of the restart table (rule × how the worker ended), on one daemon, all
+/// workers ending at once.
 #[test]
 fn the_whole_restart_table() {
     use End::*;

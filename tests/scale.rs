@@ -1,4 +1,4 @@
-//! Many workers, many simultaneous deaths (issue test 9): every name comes back with a
+//! Many workers, many simultaneous deaths: every name comes back with a
 //! live pid, no zombie is left, and the daemon's open fd count returns to its steady
 //! value.
 

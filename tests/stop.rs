@@ -1,5 +1,5 @@
 //! `stop`: the stop signal to the worker's process group, SIGKILL after the timeout,
-//! a reply once the worker is reaped, never a restart (issue test 5).
+//! a reply once the worker is reaped, never a restart.
 
 mod common;
 use common::*;
@@ -47,7 +47,7 @@ fn stopped(reply: &Reply) -> &StopReport {
         .unwrap_or_else(|| panic!("stop reply without `stopped`: {reply:?}"))
 }
 
-/// Issue test 5, first half.
+/// A worker that obeys SIGTERM: a clean exit, reported once it is reaped.
 #[test]
 fn stop_sends_sigterm_and_the_worker_is_not_restarted() {
     let d = TestDaemon::start(CONFIG);
@@ -82,7 +82,7 @@ fn stop_sends_sigterm_and_the_worker_is_not_restarted() {
     );
 }
 
-/// Issue test 5, second half.
+/// A worker that ignores SIGTERM: SIGKILLed once `shutdown_ms` has passed.
 #[test]
 fn a_worker_ignoring_sigterm_is_sigkilled_after_shutdown_ms() {
     let d = TestDaemon::start(CONFIG);

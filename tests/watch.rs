@@ -1,4 +1,4 @@
-//! `watch`: a connection turned into an event stream (issue 4, section 3). Events in
+//! `watch`: a connection turned into an event stream. Events in
 //! order, name filters, the end of the stream at shutdown, a stalled watcher that must
 //! neither block nor grow the daemon, and the CLI's `watch`.
 
@@ -27,7 +27,7 @@ max_restarts = "infinity"
 on_limit = "give_up"
 "#;
 
-/// Issue test: `watch` sees the events of a kill in order.
+/// `watch` sees the events of a kill in order.
 #[test]
 fn kill_9_is_seen_as_exited_restarting_started_in_order() {
     let d = TestDaemon::start(CONFIG);
@@ -210,7 +210,7 @@ fn shutdown_is_announced_and_ends_the_stream() {
 /// one answers in milliseconds, even on a loaded two-core machine.
 const LOOKUP_BOUND: Duration = Duration::from_secs(2);
 
-/// Issue test: a stalled watcher (subscribed, never reading) does not slow `lookup`
+/// A stalled watcher (subscribed, never reading) does not slow `lookup`
 /// on another connection, does not make the daemon grow, and when it reads at last it
 /// gets one `lagged` event with the number of events dropped, then the stream goes on.
 #[test]
