@@ -15,18 +15,6 @@ command = ["dynsup-worker"]
 restart = "transient"
 "#;
 
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "exit status {:?}, expected {code}\nstdout: {}\nstderr: {}",
-        out.status,
-        stdout_of(out),
-        stderr_of(out)
-    );
-}
-
 /// The pid a `start` or `lookup` printed: the only thing on stdout.
 #[track_caller]
 fn printed_pid(out: &Output) -> i32 {

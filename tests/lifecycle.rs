@@ -84,10 +84,7 @@ fn sigkill_from_outside_registers_a_new_pid_and_reaps_the_old_one() {
     assert_eq!(list[0].restart, "transient");
     assert_eq!(list[0].state, WorkerStateName::Running);
     assert_eq!(list[0].restarts, 1);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now_ms = now_ms();
     let started = list[0].started_at_ms;
     assert!(
         started <= now_ms && now_ms - started < 600_000,

@@ -6,19 +6,6 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::process::Output;
-
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "exit status {:?}, expected {code}\nstdout: {}\nstderr: {}",
-        out.status,
-        stdout_of(out),
-        stderr_of(out)
-    );
-}
 
 /// A worker over its own limit with `on_limit = "give_up"` is marked
 /// `failed` and stays listed with its last exit; every other worker is untouched, its

@@ -276,9 +276,7 @@ ready = "notify"
         .unwrap_or_else(|| panic!("a notify-ready worker got no NOTIFY_SOCKET: {env:?}"));
     assert_ne!(theirs, n.address, "the worker got the manager's socket");
     assert!(theirs.starts_with('@'), "not an abstract socket: {theirs}");
-    let reply = d.request_ok(&Request::WaitReady {
-        name: "notifier".to_string(),
-    });
+    let reply = d.request_ok(&wait_ready_req("notifier"));
     assert_eq!(reply.pid, Some(notifier), "{reply:?}");
     // The worker's READY=1 went to the daemon, not to the manager.
     n.drain_for(Duration::from_millis(300));

@@ -19,45 +19,73 @@ pub fn cli_command(socket: &Path) -> Command {
     cmd
 }
 
+/// A command running with its stdin closed and its stdout and stderr read on threads
+/// (so that neither pipe can fill up and block it).
+pub struct Captured {
+    child: Child,
+    what: String,
+    out: thread::JoinHandle<Vec<u8>>,
+    err: thread::JoinHandle<Vec<u8>>,
+}
+
+impl Captured {
+    #[track_caller]
+    pub fn spawn(cmd: &mut Command) -> Captured {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let read_all = |mut pipe: Box<dyn Read + Send>| {
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = pipe.read_to_end(&mut buf);
+                buf
+            })
+        };
+        let out = read_all(Box::new(child.stdout.take().unwrap()));
+        let err = read_all(Box::new(child.stderr.take().unwrap()));
+        Captured {
+            child,
+            what: format!("{cmd:?}"),
+            out,
+            err,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits for it to exit and returns its status and output; kills it and panics if
+    /// it runs longer than `timeout`.
+    #[track_caller]
+    pub fn finish(mut self, timeout: Duration) -> Output {
+        let child = &mut self.child;
+        let Some(status) = try_wait_until(timeout, || child.try_wait().ok().flatten()) else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let stderr = self.err.join().unwrap_or_default();
+            panic!(
+                "{} did not finish within {timeout:?}; stderr so far:\n{}",
+                self.what,
+                String::from_utf8_lossy(&stderr)
+            );
+        };
+        Output {
+            status,
+            stdout: self.out.join().unwrap_or_default(),
+            stderr: self.err.join().unwrap_or_default(),
+        }
+    }
+}
+
 /// Runs `cmd` to completion with stdout and stderr captured; kills it and panics if
 /// it runs longer than `timeout`.
 #[track_caller]
 pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_thread = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        buf
-    });
-    let err_thread = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err.read_to_end(&mut buf);
-        buf
-    });
-    let status = match try_wait_until(timeout, || child.try_wait().ok().flatten()) {
-        Some(status) => status,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = err_thread.join().unwrap_or_default();
-            panic!(
-                "{cmd:?} did not finish within {timeout:?}; stderr so far:\n{}",
-                String::from_utf8_lossy(&stderr)
-            );
-        }
-    };
-    Output {
-        status,
-        stdout: out_thread.join().unwrap_or_default(),
-        stderr: err_thread.join().unwrap_or_default(),
-    }
+    Captured::spawn(cmd).finish(timeout)
 }
 
 /// stdout of a command, as text.
@@ -68,6 +96,19 @@ pub fn stdout_of(out: &Output) -> String {
 /// stderr of a command, as text.
 pub fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that a command exited with `code`; the message shows its output.
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit status {:?}, expected {code}\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout_of(out),
+        stderr_of(out)
+    );
 }
 
 /// A running CLI process whose stdout is read on a thread. Killed on drop.

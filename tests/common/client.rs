@@ -97,6 +97,12 @@ pub fn whois_req(pid: i32) -> Request {
     Request::Whois { pid }
 }
 
+pub fn wait_ready_req(name: &str) -> Request {
+    Request::WaitReady {
+        name: name.to_string(),
+    }
+}
+
 pub fn watch_req(names: &[&str]) -> Request {
     Request::Watch {
         names: names.iter().map(|s| s.to_string()).collect(),
@@ -203,6 +209,48 @@ impl Client {
     pub fn request<R: ToLine + ?Sized>(&mut self, req: &R) -> Reply {
         self.send(req);
         self.recv()
+    }
+
+    /// Sends `req` and reads its reply; `None` if the exchange broke off (the daemon may
+    /// close a connection it refuses before or after the request is written).
+    pub fn try_request<R: ToLine + ?Sized>(&mut self, req: &R) -> Option<Reply> {
+        let mut line = req.to_line();
+        line.push('\n');
+        let _ = self.stream.write_all(line.as_bytes());
+        let line = self.recv_line().ok()??;
+        serde_json::from_str(&line).ok()
+    }
+
+    /// Writes every request in one write, so that the daemon reads them as one batch;
+    /// reads no reply.
+    #[track_caller]
+    pub fn send_batch(&mut self, requests: &[Request]) {
+        let mut text = String::new();
+        for r in requests {
+            text.push_str(&r.to_line());
+            text.push('\n');
+        }
+        if let Err(e) = self.stream.write_all(text.as_bytes()) {
+            panic!("sending {requests:?}: {e}{}", self.context());
+        }
+    }
+
+    /// Whether reply bytes (or the end of the stream) are waiting to be read; does not
+    /// block.
+    pub fn has_pending(&mut self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        // The reader's stream is a clone of this one: the same open file, whose
+        // O_NONBLOCK both share.
+        self.stream.set_nonblocking(true).expect("nonblocking");
+        let pending = match self.reader.fill_buf() {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) => panic!("read: {e}{}", self.context()),
+        };
+        self.stream.set_nonblocking(false).expect("blocking");
+        pending
     }
 
     /// Sends every line (from a second thread, so that neither side can block the
