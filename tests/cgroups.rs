@@ -47,22 +47,21 @@ while True:
     time.sleep(3600)
 "#;
 
+/// Every worker in a cgroup of its own under `cgroup_root` (a TOML string); template
+/// `holder` runs [`HOLDER`].
 fn config(cgroup_root: &str) -> String {
-    format!(
+    let cgroups = format!("cgroup = true\ncgroup_root = {cgroup_root}\n");
+    let holder = format!(
         r#"
-[supervisor]
-cgroup = true
-cgroup_root = {cgroup_root}
-max_restarts = 100
-max_seconds = 5
-
 [templates.holder]
-command = [{python}, "-c", {holder}]
+command = [{python}, "-c", {script}]
 restart = "transient"
 "#,
         python = toml_str(python3().to_str().unwrap()),
-        holder = toml_str(HOLDER),
-    )
+        script = toml_str(HOLDER),
+    );
+    // The cgroup keys go on in the [supervisor] table that LENIENT_SUPERVISOR opens.
+    [LENIENT_SUPERVISOR, &cgroups, &holder].concat()
 }
 
 /// A cgroup root for this test, or `None` (the reason printed) when there is none.

@@ -11,6 +11,8 @@ use std::fs;
 use std::path::Path;
 use std::rc::Rc;
 
+/// Dynamic workers recorded in `state`; `max_restarts` restarts in a minute; a sleeper
+/// (also boot child `boot`), a worker that crashes and one that exits cleanly on cue.
 fn config(state: &Path, max_restarts: u32) -> String {
     format!(
         r#"
@@ -18,10 +20,6 @@ fn config(state: &Path, max_restarts: u32) -> String {
 max_restarts = {max_restarts}
 max_seconds = 60
 state_file = {state}
-
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
 
 # Says its arguments, then waits for a line on stdin and exits 1 (a crash).
 [templates.echo]
@@ -38,7 +36,7 @@ name = "boot"
 template = "sleeper"
 "#,
         state = toml_str(state.to_str().unwrap())
-    )
+    ) + SLEEPER
 }
 
 /// The state file as JSON: `version` and the workers by name.
@@ -353,17 +351,13 @@ fn a_worker_that_cannot_be_restored_is_reported_and_the_others_come_back() {
 /// could write (its directory, its working directory).
 #[test]
 fn no_state_file_by_default() {
-    let config = r#"
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
-"#;
+    let config = r#""#;
     let cwd_before: Vec<_> = fs::read_dir(".")
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    let d = TestDaemon::start(config);
+    let d = TestDaemon::start(&[config, SLEEPER].concat());
     d.start_worker("a", Some("sleeper"), &[]);
     d.start_worker("b", Some("sleeper"), &[]);
     d.request_ok(&stop_req("a", None));

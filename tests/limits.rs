@@ -24,15 +24,11 @@ max_restarts = 2
 max_seconds = 60
 on_limit = "give_up"
 
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
-
 [[children]]
 name = "boot_sibling"
 template = "sleeper"
 "#;
-    let mut d = TestDaemon::start(config);
+    let mut d = TestDaemon::start(&[config, SLEEPER].concat());
     let mut siblings = vec![(
         "boot_sibling",
         d.lookup("boot_sibling").expect("boot child"),
@@ -206,10 +202,6 @@ fn max_children_is_checked_first_and_backoff_holds_a_slot() {
 max_restarts = 100
 max_children = 3
 
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
-
 [templates.crash_later]
 command = ["sh", "-c", "read x; exit 1"]
 restart = "permanent"
@@ -219,7 +211,7 @@ backoff = { initial_ms = 60000 }
 name = "boot"
 template = "sleeper"
 "#;
-    let d = TestDaemon::start(config);
+    let d = TestDaemon::start(&[config, SLEEPER].concat());
     d.start_worker("a", Some("sleeper"), &[]);
     d.start_worker("b", Some("crash_later"), &[]);
     assert_eq!(d.count(), 3);
@@ -317,16 +309,12 @@ fn restart_gives_a_new_pid_reaps_the_old_one_and_counts_nothing() {
 max_restarts = 0
 max_seconds = 60
 
-[templates.worker]
-command = ["dynsup-worker"]
-restart = "transient"
-
 [templates.stubborn]
 command = ["sh", "-c", "trap '' TERM; echo armed; exec sleep 100000"]
 restart = "transient"
 shutdown_ms = 60000
 "#;
-    let mut d = TestDaemon::start(config);
+    let mut d = TestDaemon::start(&[config, SAMPLE_WORKER].concat());
     let mut pid = d.start_worker("w", Some("worker"), &["--print-pid"]);
     let argv = cmdline(pid);
     d.wait_started("w", 1);
@@ -412,14 +400,10 @@ fn whois_finds_a_worker_by_its_pid_and_by_a_pid_in_its_group() {
 [templates.group]
 command = ["sh", "-c", "sleep 100000 & echo $! > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"; wait", {file}]
 restart = "permanent"
-
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
 "#,
         file = toml_str(child_file.to_str().unwrap())
     );
-    let d = TestDaemon::start(&config);
+    let d = TestDaemon::start(&(config + SLEEPER));
     let other = d.start_worker("other", Some("sleeper"), &[]);
     let pid = d.start_worker("g", Some("group"), &[]);
     let grandchild = wait_pid_file(&child_file);
@@ -466,10 +450,6 @@ fn count_has_the_full_shape() {
 [supervisor]
 max_restarts = 100
 
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
-
 [templates.backoff]
 command = ["sh", "-c", "exit 1"]
 restart = "permanent"
@@ -486,7 +466,7 @@ command = ["sh", "-c", "trap '' TERM; echo armed; exec sleep 100000"]
 restart = "permanent"
 shutdown_ms = 60000
 "#;
-    let d = TestDaemon::start(config);
+    let d = TestDaemon::start(&[config, SLEEPER].concat());
     let out = d.cli(&["count", "--all"]);
     assert_exit(&out, 0);
     assert_eq!(
@@ -550,10 +530,6 @@ fn list_shows_restarts_last_exit_and_origin() {
 max_restarts = 100
 max_seconds = 30
 
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
-
 [templates.crasher]
 command = ["sh", "-c", "read x; exit 1"]
 restart = "transient"
@@ -562,7 +538,7 @@ restart = "transient"
 name = "boot"
 template = "sleeper"
 "#;
-    let d = TestDaemon::start(config);
+    let d = TestDaemon::start(&[config, SLEEPER].concat());
     let t0 = now_ms();
     let dyn1 = d.start_worker("dyn", Some("sleeper"), &[]);
     let crasher = d.start_worker("crasher", Some("crasher"), &[]);
@@ -655,12 +631,8 @@ command = ["sh", "-c", "read x; exit 1"]
 restart = "transient"
 max_restarts = 1
 max_seconds = 60
-
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
 "#;
-    let mut d = TestDaemon::start(config);
+    let mut d = TestDaemon::start(&[config, SLEEPER].concat());
     let sibling = d.start_worker("sibling", Some("sleeper"), &[]);
     let first = d.start_worker("c", Some("crashy"), &[]);
     let mut w = Watcher::subscribe(&d, &["c"]);

@@ -12,13 +12,10 @@ use common::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The templates below, with gate files in `dir`.
 fn config(dir: &Path) -> String {
-    format!(
+    let templates = format!(
         r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
-
 [templates.gated]
 command = ["sh", "-c", "while [ ! -e \"$0/gate-$DYNSUP_NAME\" ]; do sleep 0.01; done; exec \"$1\"", {dir}, {worker}]
 ready = "notify"
@@ -51,7 +48,8 @@ ready_timeout_ms = 3000
         python = toml_str(python3().to_str().unwrap()),
         helper = toml_str(HELPER),
         with_fd = toml_str(WITH_FD),
-    )
+    );
+    [LENIENT_SUPERVISOR, &templates].concat()
 }
 
 /// A helper process in the worker's process group (not the worker itself) reports
@@ -252,7 +250,7 @@ fn start_wait_ready_cli_reports_the_timeout() {
 #[test]
 fn notify_from_a_process_that_is_not_a_worker_is_ignored() {
     let dir = TestDir::new();
-    let text = config(dir.path()).replace("[supervisor]", "[supervisor]\nlog_level = \"debug\"");
+    let text = with_debug_log(&config(dir.path()));
     let d = Launch::new(&text).start();
     let pid = d.start_worker("p", Some("patient"), &[]);
     let address = environ(pid)

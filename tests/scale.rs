@@ -9,15 +9,14 @@ use std::collections::HashMap;
 const WORKERS: usize = 200;
 const KILLED: usize = 50;
 
-const CONFIG: &str = r#"
-[supervisor]
-max_restarts = 1000
-max_seconds = 5
-
-[templates.worker]
-command = ["dynsup-worker"]
-restart = "transient"
-"#;
+/// The sample worker, with room for a restart of every fourth of 200 workers at once.
+fn config() -> String {
+    [
+        "\n[supervisor]\nmax_restarts = 1000\nmax_seconds = 5\n",
+        SAMPLE_WORKER,
+    ]
+    .concat()
+}
 
 fn name(i: usize) -> String {
     format!("w{i:03}")
@@ -37,7 +36,7 @@ fn lookup_all(client: &mut Client) -> Vec<Option<i32>> {
 
 #[test]
 fn two_hundred_workers_fifty_killed_at_once() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let mut client = d.client();
 
     // Start them all, pipelined on one connection.
