@@ -12,16 +12,12 @@ fn config() -> String {
         LENIENT_SUPERVISOR,
         SLEEPER,
         WORKER_1_AT_BOOT,
+        STUBBORN_WORKER,
         r#"
 [templates.worker]
 command = ["dynsup-worker"]
 restart = "permanent"
 shutdown_ms = 10000
-
-[templates.stubborn]
-command = ["dynsup-worker", "--ignore-sigterm"]
-restart = "permanent"
-shutdown_ms = 300
 "#,
     ]
     .concat()

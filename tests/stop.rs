@@ -11,12 +11,8 @@ fn config() -> String {
     [
         LENIENT_SUPERVISOR,
         SAMPLE_WORKER,
+        STUBBORN_WORKER,
         r#"
-[templates.stubborn]
-command = ["dynsup-worker", "--ignore-sigterm"]
-restart = "permanent"
-shutdown_ms = 300
-
 [templates.very_stubborn]
 command = ["dynsup-worker", "--ignore-sigterm"]
 restart = "permanent"

@@ -2,14 +2,14 @@
 //! [`CliProcess`]), any command with its output captured, and checks on exit codes.
 
 use super::bins::bin;
-use super::wait::{try_wait_until, DEADLINE};
+use super::wait::{each_moment_until, try_wait_until, DEADLINE};
 use super::watch::{line_pump, StreamLine};
 use std::io::{BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `dynsup --socket SOCKET`, without `DYNSUP_SOCKET` from the test's environment: add
 /// the command and its arguments.
@@ -170,19 +170,17 @@ impl CliProcess {
     /// Reads lines until one satisfies `pred`; panics after [`DEADLINE`].
     #[track_caller]
     pub fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.try_line(left) {
-                Some(line) if pred(&line) => return line,
-                Some(_) => {}
-                None if self.ended || left.is_zero() => panic!(
-                    "no line {what} from the CLI (ended: {}); lines so far: {:#?}",
-                    self.ended, self.lines
-                ),
-                None => {}
-            }
-        }
+        let found = each_moment_until(DEADLINE, |left| match self.try_line(left) {
+            Some(line) if pred(&line) => Some(Some(line)),
+            None if self.ended => Some(None),
+            _ => None,
+        });
+        found.flatten().unwrap_or_else(|| {
+            panic!(
+                "no line {what} from the CLI (ended: {}); lines so far: {:#?}",
+                self.ended, self.lines
+            )
+        })
     }
 
     pub fn pid(&self) -> i32 {

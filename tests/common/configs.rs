@@ -23,6 +23,15 @@ command = ["dynsup-worker"]
 restart = "transient"
 "#;
 
+/// Template `stubborn`: the sample worker ignoring SIGTERM (it says `ignoring SIGTERM`),
+/// permanent, SIGKILLed 300 ms after its stop signal.
+pub const STUBBORN_WORKER: &str = r#"
+[templates.stubborn]
+command = ["dynsup-worker", "--ignore-sigterm"]
+restart = "permanent"
+shutdown_ms = 300
+"#;
+
 /// Boot child `worker_1`, of template `worker`.
 pub const WORKER_1_AT_BOOT: &str = r#"
 [[children]]

@@ -2,6 +2,7 @@
 //! abstract `@name`), and [`send_notify`] sends a datagram as any process could.
 
 use super::dirs::unique_name;
+use super::wait::each_moment_until;
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -77,33 +78,21 @@ impl NotifyListener {
         what: &str,
         pred: impl Fn(&str) -> bool,
     ) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                panic!(
-                    "no sd_notify message {what} within {timeout:?}; received: {:?}",
-                    self.messages()
-                );
-            }
-            if let Some(msg) = self.recv(left) {
-                if pred(&msg) {
-                    return msg;
-                }
-            }
-        }
+        let found = each_moment_until(timeout, |left| self.recv(left).filter(|m| pred(m)));
+        found.unwrap_or_else(|| {
+            panic!(
+                "no sd_notify message {what} within {timeout:?}; received: {:?}",
+                self.messages()
+            )
+        })
     }
 
     /// Reads whatever arrives within `window` (a negative check: nothing is waited for).
     pub fn drain_for(&mut self, window: Duration) {
-        let deadline = Instant::now() + window;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
+        each_moment_until(window, |left| {
             self.recv(left);
-        }
+            None::<()>
+        });
     }
 
     /// The messages received so far.

@@ -40,6 +40,26 @@ pub fn wait_until<T>(timeout: Duration, what: &str, f: impl FnMut() -> Option<T>
     }
 }
 
+/// Calls `step` with the time left until `timeout`, again and again, until it returns
+/// `Some` (which is returned) or no time is left (`None`). For waits whose every step
+/// blocks by itself for at most the time it is given (a channel or a socket read), so
+/// that nothing is polled.
+pub fn each_moment_until<T>(
+    timeout: Duration,
+    mut step: impl FnMut(Duration) -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        if let Some(value) = step(left) {
+            return Some(value);
+        }
+    }
+}
+
 /// Waits until `path` holds a pid (written by a worker, ideally with write-then-rename)
 /// and returns it.
 #[track_caller]

@@ -5,7 +5,7 @@
 use super::client::{watch_req, ToLine};
 use super::daemon::TestDaemon;
 use super::log::log_tail_of;
-use super::wait::{DEADLINE, REPLY_TIMEOUT};
+use super::wait::{each_moment_until, DEADLINE, REPLY_TIMEOUT};
 use dynsup::protocol::{Event, Reply};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -176,19 +176,23 @@ impl Watcher {
     /// Skips events until one satisfies `pred`; returns it and the skipped ones.
     #[track_caller]
     pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> (Timed, Vec<Event>) {
-        let deadline = Instant::now() + DEADLINE;
         let mut skipped = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.try_next(left) {
-                Some(t) if pred(&t.event) => return (t, skipped),
-                Some(t) => skipped.push(t.event),
-                None => panic!(
-                    "no {what} within {DEADLINE:?} ({}){}",
-                    self.ended.as_deref().unwrap_or("stream open"),
-                    self.context()
-                ),
+        let found = each_moment_until(DEADLINE, |left| match self.try_next(left) {
+            Some(t) if pred(&t.event) => Some(Some(t)),
+            Some(t) => {
+                skipped.push(t.event);
+                None
             }
+            // The stream ended, or no time is left.
+            None => Some(None),
+        });
+        match found.flatten() {
+            Some(t) => (t, skipped),
+            None => panic!(
+                "no {what} within {DEADLINE:?} ({}){}",
+                self.ended.as_deref().unwrap_or("stream open"),
+                self.context()
+            ),
         }
     }
 
@@ -196,18 +200,17 @@ impl Watcher {
     #[track_caller]
     pub fn expect_end(&mut self) -> Vec<Event> {
         let mut rest = Vec::new();
-        let deadline = Instant::now() + DEADLINE;
-        while self.ended.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                panic!(
-                    "the stream did not end within {DEADLINE:?}{}",
-                    self.context()
-                );
-            }
+        let ended = each_moment_until(DEADLINE, |left| {
             if let Some(t) = self.try_next(left) {
                 rest.push(t.event);
             }
+            self.ended.is_some().then_some(())
+        });
+        if ended.is_none() {
+            panic!(
+                "the stream did not end within {DEADLINE:?}{}",
+                self.context()
+            );
         }
         rest
     }
