@@ -33,7 +33,7 @@ pub struct TestDaemon {
 }
 
 impl TestDaemon {
-    // ----- Starting: what Launch calls once it has spawned the daemon ------
+    // ----- Starting: what Launch calls once it has spawned the daemon --------------------
 
     /// A daemon [`Launch`](super::Launch) has just spawned, not yet waited for.
     pub(crate) fn spawned(
@@ -103,7 +103,7 @@ impl TestDaemon {
         }
     }
 
-    // ----- Where things are ------------------------------------------------
+    // ----- Where things are --------------------------------------------------------------
 
     pub fn pid(&self) -> i32 {
         self.pid
@@ -137,7 +137,21 @@ impl TestDaemon {
         &self.log
     }
 
-    // ----- The log ---------------------------------------------------------
+    // ----- Waiting -----------------------------------------------------------------------
+
+    /// Polls `f` until it returns `Some`; the failure message quotes the daemon log.
+    #[track_caller]
+    pub fn wait_until<T>(&self, timeout: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+        match try_wait_until(timeout, f) {
+            Some(value) => value,
+            None => panic!(
+                "timed out after {timeout:?} waiting for {what}{}",
+                self.log_tail()
+            ),
+        }
+    }
+
+    // ----- The log -----------------------------------------------------------------------
 
     /// The whole daemon log so far.
     pub fn log(&self) -> String {
@@ -196,19 +210,7 @@ impl TestDaemon {
         self.wait_worker_line(name, &format!("Starting \"{name}\""), n)
     }
 
-    /// Polls `f` until it returns `Some`; the failure message quotes the daemon log.
-    #[track_caller]
-    pub fn wait_until<T>(&self, timeout: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
-        match try_wait_until(timeout, f) {
-            Some(value) => value,
-            None => panic!(
-                "timed out after {timeout:?} waiting for {what}{}",
-                self.log_tail()
-            ),
-        }
-    }
-
-    // ----- Requests --------------------------------------------------------
+    // ----- Requests ----------------------------------------------------------------------
 
     /// A new connection to the daemon.
     #[track_caller]
@@ -333,7 +335,7 @@ impl TestDaemon {
         processes.into_iter().map(|p| (p.name, p.pids)).collect()
     }
 
-    // ----- Workers ---------------------------------------------------------
+    // ----- Workers -----------------------------------------------------------------------
 
     /// Waits until `name` is registered with a live pid other than `old`.
     #[track_caller]
@@ -376,7 +378,7 @@ impl TestDaemon {
         );
     }
 
-    // ----- The daemon process ----------------------------------------------
+    // ----- The daemon process ------------------------------------------------------------
 
     /// Sends a signal to the daemon.
     #[track_caller]
@@ -424,7 +426,7 @@ impl TestDaemon {
         status
     }
 
-    // ----- The CLI against this daemon -------------------------------------
+    // ----- The CLI against this daemon ---------------------------------------------------
 
     /// Runs the CLI against this daemon: `dynsup --socket PATH ARGS...`.
     #[track_caller]

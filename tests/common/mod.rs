@@ -11,7 +11,7 @@
 //! | [`wait`] | [`wait_until`] and [`DEADLINE`]: the only way a test waits |
 //! | [`proc`] | `/proc` readers ([`stat`], [`is_alive`], [`children_of`], ...), [`send_signal`] |
 //! | [`dirs`] | [`TestDir`], a directory per test; unique names |
-//! | [`configs`] | config snippets shared by several test files; [`toml_str`] |
+//! | [`configs`] | config snippets shared by test files ([`LENIENT_SUPERVISOR`], [`SAMPLE_WORKER`], ...); [`toml_str`] |
 //! | [`log`] | reading a daemon log: the tail for failure messages, [`lines_with`] |
 //! | [`notify`] | [`NotifyListener`], a stand-in for systemd's `NOTIFY_SOCKET` |
 //! | [`cgroup`] | [`TestCgroup`], a cgroup v2 root of the test's own |

@@ -21,6 +21,8 @@ pub struct Timed {
     pub at: Instant,
 }
 
+/// What [`line_pump`] hands over: a line, stamped with the instant it was read, or why
+/// the stream ended.
 pub(crate) enum StreamLine {
     Line(String, Instant),
     End(String),
