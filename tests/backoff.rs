@@ -1,4 +1,4 @@
-//! Restart pacing (issue 4, section 1): per-template `backoff` delays that grow, are
+//! Restart pacing: per-template `backoff` delays that grow, are
 //! capped and reset after a long enough run, the `backoff` state in `list`, `lookup`
 //! and `count`, and "retry forever with capped backoff" in one template.
 //!
@@ -19,11 +19,12 @@ const SLACK: Duration = Duration::from_millis(1500);
 /// reader thread may be scheduled late for one and on time for the other).
 const READ_JITTER: Duration = Duration::from_millis(50);
 
-const CONFIG: &str = r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
-
+/// `flappy` (below) beside a sleeper.
+fn config() -> String {
+    [
+        LENIENT_SUPERVISOR,
+        SLEEPER,
+        r#"
 # Waits for a line on stdin; `slow` makes it run 1.7 s, then print `ready` and go on.
 # Killed before that, it crashes quickly; killed after, it has run long enough to
 # reset the backoff.
@@ -31,11 +32,10 @@ max_seconds = 5
 command = ["sh", "-c", "read mode; sleep 1.7; echo ready; exec sleep 100000"]
 restart = "transient"
 backoff = { initial_ms = 200, max_ms = 800, multiplier = 2, reset_after_ms = 1500 }
-
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
-"#;
+"#,
+    ]
+    .concat()
+}
 
 fn ms(d: Duration) -> u128 {
     d.as_millis()
@@ -88,11 +88,11 @@ fn kill_and_time_restart(w: &mut Watcher, pid: i32, expected_delay_ms: u64) -> i
     started_pid(&started.event)
 }
 
-/// Issue test: backoff delays grow (×2), are capped (800 ms), and a run longer than
+/// Backoff delays grow (×2), are capped (800 ms), and a run longer than
 /// `reset_after_ms` brings the delay back to `initial_ms`.
 #[test]
 fn backoff_grows_is_capped_and_resets_after_a_long_run() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let cpu_before = cpu_time(d.pid());
     let began = Instant::now();
     let mut w = Watcher::subscribe(&d, &["w"]);
@@ -134,17 +134,13 @@ fn backoff_grows_is_capped_and_resets_after_a_long_run() {
 /// stays registered without a pid; `stop` and `restart` act on it at once.
 #[test]
 fn a_worker_in_backoff_is_listed_with_its_next_try() {
-    let config = r#"
+    let crash = r#"
 [templates.crash]
 command = ["sh", "-c", "exit 3"]
 restart = "permanent"
 backoff = { initial_ms = 60000, max_ms = 600000 }
-
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
 "#;
-    let d = TestDaemon::start(config);
+    let d = TestDaemon::start(&[crash, SLEEPER].concat());
     let sibling = d.start_worker("sibling", Some("sleeper"), &[]);
     let mut w = Watcher::subscribe(&d, &["c"]);
     let before = now_ms();
@@ -241,12 +237,8 @@ restart = "permanent"
 backoff = { initial_ms = 10, max_ms = 40 }
 max_restarts = "infinity"
 on_limit = "give_up"
-
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
 "#;
-    let mut d = TestDaemon::start(config);
+    let mut d = TestDaemon::start(&[config, SLEEPER].concat());
     let sibling = d.start_worker("sibling", Some("sleeper"), &[]);
     let mut w = Watcher::subscribe(&d, &["f"]);
     d.start_worker("f", Some("forever"), &[]);

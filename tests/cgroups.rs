@@ -10,7 +10,6 @@
 mod common;
 use common::*;
 use std::net::TcpListener;
-use std::path::Path;
 
 /// The worker: forks a child that calls `setsid` and forks the grandchild, which binds
 /// 127.0.0.1:PORT and listens; the child exits at once, so the grandchild is orphaned
@@ -47,22 +46,21 @@ while True:
     time.sleep(3600)
 "#;
 
+/// Every worker in a cgroup of its own under `cgroup_root` (a TOML string); template
+/// `holder` runs [`HOLDER`].
 fn config(cgroup_root: &str) -> String {
-    format!(
+    let cgroups = format!("cgroup = true\ncgroup_root = {cgroup_root}\n");
+    let holder = format!(
         r#"
-[supervisor]
-cgroup = true
-cgroup_root = {cgroup_root}
-max_restarts = 100
-max_seconds = 5
-
 [templates.holder]
-command = [{python}, "-c", {holder}]
+command = [{python}, "-c", {script}]
 restart = "transient"
 "#,
         python = toml_str(python3().to_str().unwrap()),
-        holder = toml_str(HOLDER),
-    )
+        script = toml_str(HOLDER),
+    );
+    // The cgroup keys go on in the [supervisor] table that LENIENT_SUPERVISOR opens.
+    [LENIENT_SUPERVISOR, &cgroups, &holder].concat()
 }
 
 /// A cgroup root for this test, or `None` (the reason printed) when there is none.
@@ -76,49 +74,73 @@ fn test_cgroup(test: &str) -> Option<TestCgroup> {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn can_bind(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-/// The grandchild of worker `worker` once it listens; panics if it could not bind.
-#[track_caller]
-fn grandchild_of(d: &TestDaemon, dir: &Path, worker: i32) -> Stat {
-    let bound = dir.join(format!("bound-{worker}"));
-    let failed = dir.join(format!("failed-{worker}"));
-    let pid = d.wait_until(
-        DEADLINE,
-        &format!("worker {worker}'s grandchild to listen"),
-        || {
-            if let Ok(why) = std::fs::read_to_string(&failed) {
-                panic!(
-                    "worker {worker}'s grandchild could not bind: {why}{}",
-                    d.log_tail()
-                );
-            }
-            std::fs::read_to_string(&bound)
-                .ok()
-                .and_then(|t| t.trim().parse::<i32>().ok())
-        },
-    );
-    let s = stat(pid).unwrap_or_else(|| panic!("grandchild {pid} is not in /proc"));
-    // Out of the worker's process group and session: a process-group kill misses it.
-    assert_ne!(
-        s.pgrp, worker,
-        "the grandchild is in the worker's group: {s:?}"
-    );
-    assert_eq!(
-        status_field(pid, "NSsid"),
-        Some(s.pgrp.to_string()),
-        "the grandchild did not get a session of its own"
-    );
-    s
+/// The `holder` workers of one test: the port their grandchildren bind (free when the
+/// test begins) and the directory where the grandchildren say so.
+struct Holders {
+    port: u16,
+    dir: TestDir,
+}
+
+impl Holders {
+    fn new() -> Holders {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Holders {
+            port,
+            dir: TestDir::new(),
+        }
+    }
+
+    /// Starts worker `srv` of template `holder`; returns its pid.
+    #[track_caller]
+    fn start(&self, d: &TestDaemon) -> i32 {
+        let port = self.port.to_string();
+        d.start_worker(
+            "srv",
+            Some("holder"),
+            &[&port, self.dir.path().to_str().unwrap()],
+        )
+    }
+
+    /// The grandchild of worker `worker` once it listens; panics if it could not bind.
+    #[track_caller]
+    fn grandchild_of(&self, d: &TestDaemon, worker: i32) -> Stat {
+        let bound = self.dir.join(&format!("bound-{worker}"));
+        let failed = self.dir.join(&format!("failed-{worker}"));
+        let pid = d.wait_until(
+            DEADLINE,
+            &format!("worker {worker}'s grandchild to listen"),
+            || {
+                if let Ok(why) = std::fs::read_to_string(&failed) {
+                    panic!(
+                        "worker {worker}'s grandchild could not bind: {why}{}",
+                        d.log_tail()
+                    );
+                }
+                std::fs::read_to_string(&bound)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i32>().ok())
+            },
+        );
+        let s = stat(pid).unwrap_or_else(|| panic!("grandchild {pid} is not in /proc"));
+        // Out of the worker's process group and session: a process-group kill misses it.
+        assert_ne!(
+            s.pgrp, worker,
+            "the grandchild is in the worker's group: {s:?}"
+        );
+        assert_eq!(
+            status_field(pid, "NSsid"),
+            Some(s.pgrp.to_string()),
+            "the grandchild did not get a session of its own"
+        );
+        s
+    }
 }
 
 /// SIGTERM and status 0; every process recorded is gone (the grandchildren included:
@@ -143,8 +165,8 @@ fn stop_leaves_no_grandchild_and_frees_the_port() {
     let Some(cg) = test_cgroup("stop_leaves_no_grandchild_and_frees_the_port") else {
         return;
     };
-    let dir = TestDir::new();
-    let port = free_port();
+    let holders = Holders::new();
+    let port = holders.port;
     let d = TestDaemon::start(&config(&cg.toml()));
     assert!(
         d.log().contains(&format!(
@@ -154,13 +176,8 @@ fn stop_leaves_no_grandchild_and_frees_the_port() {
         "{}",
         d.log_tail()
     );
-    let port_arg = port.to_string();
-    let worker = d.start_worker(
-        "srv",
-        Some("holder"),
-        &[&port_arg, dir.path().to_str().unwrap()],
-    );
-    let g = grandchild_of(&d, dir.path(), worker);
+    let worker = holders.start(&d);
+    let g = holders.grandchild_of(&d, worker);
     assert!(!can_bind(port), "the grandchild does not hold port {port}");
     assert_eq!(
         g.ppid,
@@ -209,12 +226,8 @@ fn stop_leaves_no_grandchild_and_frees_the_port() {
     });
 
     // The name can be started again and binds the same address.
-    let again = d.start_worker(
-        "srv",
-        Some("holder"),
-        &[&port_arg, dir.path().to_str().unwrap()],
-    );
-    let g2 = grandchild_of(&d, dir.path(), again);
+    let again = holders.start(&d);
+    let g2 = holders.grandchild_of(&d, again);
     shut_down(d, &[g2, stat(again).unwrap_or(g2)]);
 }
 
@@ -225,23 +238,17 @@ fn sigkill_and_restart_kills_the_grandchild_and_rebinds() {
     let Some(cg) = test_cgroup("sigkill_and_restart_kills_the_grandchild_and_rebinds") else {
         return;
     };
-    let dir = TestDir::new();
-    let port = free_port();
+    let holders = Holders::new();
     let d = TestDaemon::start(&config(&cg.toml()));
-    let port_arg = port.to_string();
-    let w1 = d.start_worker(
-        "srv",
-        Some("holder"),
-        &[&port_arg, dir.path().to_str().unwrap()],
-    );
-    let g1 = grandchild_of(&d, dir.path(), w1);
+    let w1 = holders.start(&d);
+    let g1 = holders.grandchild_of(&d, w1);
     let w1_stat = stat(w1).expect("worker in /proc");
 
     send_signal(w1, Signal::SIGKILL);
     let w2 = d.wait_restarted("srv", w1);
     assert!(is_gone(&w1_stat));
     // The restarted worker's grandchild binds the very same address, first try.
-    let g2 = grandchild_of(&d, dir.path(), w2);
+    let g2 = holders.grandchild_of(&d, w2);
     assert!(
         is_gone(&g1),
         "the first grandchild {g1:?} survived the restart"
@@ -265,16 +272,11 @@ fn sigkill_and_restart_kills_the_grandchild_and_rebinds() {
 /// stop — exactly what cgroups are for).
 #[test]
 fn unusable_cgroup_root_falls_back_with_one_warning() {
-    let dir = TestDir::new();
-    let port = free_port();
+    let holders = Holders::new();
+    let port = holders.port;
     let d = TestDaemon::start(&config(&toml_str("/proc/dynsup-no-cgroups-here")));
-    let port_arg = port.to_string();
-    let w = d.start_worker(
-        "srv",
-        Some("holder"),
-        &[&port_arg, dir.path().to_str().unwrap()],
-    );
-    let g = grandchild_of(&d, dir.path(), w);
+    let w = holders.start(&d);
+    let g = holders.grandchild_of(&d, w);
     d.start_command("other", Some("holder"), &["sleep", "100000"]);
     let warnings = lines_with(&d.log(), "falling back to process groups");
     assert_eq!(warnings.len(), 1, "{warnings:?}{}", d.log_tail());
@@ -320,16 +322,10 @@ fn cgroup_root_is_removed_after_an_orderly_shutdown() {
     let Some(cg) = test_cgroup("cgroup_root_is_removed_after_an_orderly_shutdown") else {
         return;
     };
-    let dir = TestDir::new();
-    let port = free_port();
+    let holders = Holders::new();
     let mut d = TestDaemon::start(&config(&cg.toml()));
-    let port_arg = port.to_string();
-    let w = d.start_worker(
-        "srv",
-        Some("holder"),
-        &[&port_arg, dir.path().to_str().unwrap()],
-    );
-    let g = grandchild_of(&d, dir.path(), w);
+    let w = holders.start(&d);
+    let g = holders.grandchild_of(&d, w);
     d.signal(Signal::SIGTERM);
     assert_eq!(d.wait_exit(DEADLINE).code(), Some(0), "{}", d.log_tail());
     d.wait_until(DEADLINE, "the grandchild to be gone", || {

@@ -5,26 +5,9 @@ mod common;
 use common::*;
 use std::process::{Command, Output};
 
-const CONFIG: &str = r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
-
-[templates.worker]
-command = ["dynsup-worker"]
-restart = "transient"
-"#;
-
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "exit status {:?}, expected {code}\nstdout: {}\nstderr: {}",
-        out.status,
-        stdout_of(out),
-        stderr_of(out)
-    );
+/// The sample worker as template `worker`.
+fn config() -> String {
+    [LENIENT_SUPERVISOR, SAMPLE_WORKER].concat()
 }
 
 /// The pid a `start` or `lookup` printed: the only thing on stdout.
@@ -39,7 +22,7 @@ fn printed_pid(out: &Output) -> i32 {
 
 #[test]
 fn start_lookup_count_stop() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let pid = printed_pid(&d.cli(&["start", "worker_1"]));
     assert_eq!(d.lookup("worker_1"), Some(pid));
     assert_eq!(stat(pid).unwrap().ppid, d.pid());
@@ -76,7 +59,7 @@ fn start_lookup_count_stop() {
 
 #[test]
 fn socket_and_json_are_accepted_before_and_after_the_command() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let socket = d.socket().to_str().unwrap();
     let pid = printed_pid(&d.cli(&["start", "w"]));
 
@@ -129,7 +112,7 @@ fn socket_and_json_are_accepted_before_and_after_the_command() {
 
 #[test]
 fn socket_from_the_environment() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let mut cmd = Command::new(bin());
     cmd.args(["count"]).env("DYNSUP_SOCKET", d.socket());
     let out = run(&mut cmd, DEADLINE);
@@ -139,7 +122,7 @@ fn socket_from_the_environment() {
 
 #[test]
 fn errors_answered_by_the_daemon_exit_1() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let out = d.cli(&["lookup", "worker_9"]);
     assert_exit(&out, 1);
     let stderr = stderr_of(&out);
@@ -166,7 +149,7 @@ fn errors_answered_by_the_daemon_exit_1() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     for args in [
         vec!["frobnicate"],
         vec!["start"],
@@ -236,7 +219,7 @@ restart = "temporary"
 
 #[test]
 fn kill_restarts_and_shutdown_ends_the_daemon() {
-    let mut d = TestDaemon::start(CONFIG);
+    let mut d = TestDaemon::start(&config());
     let pid = printed_pid(&d.cli(&["start", "w"]));
     let out = d.cli(&["kill", "w"]);
     assert_exit(&out, 0);

@@ -1,29 +1,27 @@
 //! Bad configs make the daemon refuse to start: exit status 2 and a message naming
-//! the file, line and column (issue test 11). Also: the shipped config works.
+//! the file, line and column. Also: the shipped config works.
 
 mod common;
 use common::*;
-use std::process::Command;
+use std::rc::Rc;
 use std::time::Duration;
 
-/// Runs `dynsup daemon --config PATH --socket ...` on `text`; returns (config path,
-/// exit code, stderr). A daemon that accepts the config is killed after a while and
-/// reported.
-fn run_daemon_on(dir: &TestDir, file: &str, text: &str) -> (String, Option<i32>, String) {
+/// Writes `text` to `file` in `dir` and runs the daemon on it; see [`run_daemon_with`].
+fn run_daemon_on(dir: &Rc<TestDir>, file: &str, text: &str) -> (String, Option<i32>, String) {
     let path = dir.write(file, text);
     run_daemon_with(dir, &path.display().to_string())
 }
 
-fn run_daemon_with(dir: &TestDir, config: &str) -> (String, Option<i32>, String) {
-    let socket = dir.join("d.sock");
-    let mut cmd = Command::new(bin());
-    cmd.arg("daemon")
-        .arg("--config")
-        .arg(config)
-        .arg("--socket")
-        .arg(&socket);
-    let out = run(&mut cmd, Duration::from_secs(10));
-    (config.to_string(), out.status.code(), stderr_of(&out))
+/// Runs `dynsup daemon --config CONFIG --socket DIR/d.sock`, which should refuse to
+/// start; returns (config path, exit code, stderr). A daemon that accepts the config
+/// is reported when it has not exited after a while.
+fn run_daemon_with(dir: &Rc<TestDir>, config: &str) -> (String, Option<i32>, String) {
+    let mut d = Launch::config_path(config)
+        .in_dir(dir.clone())
+        .wait(WaitFor::Nothing)
+        .start();
+    let status = d.wait_exit(Duration::from_secs(10));
+    (config.to_string(), status.code(), d.log())
 }
 
 /// Finds `PATH:LINE:COLUMN:` in the message.
@@ -143,10 +141,10 @@ const CASES: &[Case] = &[
     },
 ];
 
-/// Issue test 11: each case above.
+/// Each case above: exit status 2, the right line (and column), the words it names.
 #[test]
 fn bad_configs_are_refused_with_file_line_and_column() {
-    let dir = TestDir::new();
+    let dir = Rc::new(TestDir::new());
     let mut failures = Vec::new();
     for (i, case) in CASES.iter().enumerate() {
         let (path, code, stderr) = run_daemon_on(&dir, &format!("c{i}.toml"), case.text);
@@ -196,7 +194,7 @@ fn indent(text: &str) -> String {
 
 #[test]
 fn unknown_key_position_is_exact() {
-    let dir = TestDir::new();
+    let dir = Rc::new(TestDir::new());
     let text = "[supervisor]\nmax_restarts = 3\n\n[templates.worker]\ncommand = [\"sleep\", \"1\"]\n    shutdown_msec = 10\n";
     let (path, code, stderr) = run_daemon_on(&dir, "k.toml", text);
     assert_eq!(code, Some(2), "{stderr}");
@@ -206,7 +204,7 @@ fn unknown_key_position_is_exact() {
 
 #[test]
 fn duplicate_child_name_position_is_exact() {
-    let dir = TestDir::new();
+    let dir = Rc::new(TestDir::new());
     let text = "[templates.worker]\ncommand = [\"sleep\", \"1\"]\n\n[[children]]\nname = \"w1\"\n\n[[children]]\nname = \"w2\"\n\n[[children]]\n  name = \"w1\"\n";
     let (path, code, stderr) = run_daemon_on(&dir, "dup.toml", text);
     assert_eq!(code, Some(2), "{stderr}");
@@ -218,7 +216,7 @@ fn duplicate_child_name_position_is_exact() {
 
 #[test]
 fn missing_or_unreadable_config_file_is_refused() {
-    let dir = TestDir::new();
+    let dir = Rc::new(TestDir::new());
     let missing = dir.join("does-not-exist.toml");
     let (path, code, stderr) = run_daemon_with(&dir, missing.to_str().unwrap());
     assert_eq!(code, Some(2), "{stderr}");

@@ -1,4 +1,4 @@
-//! Durable dynamic children (issue 4, section 4): with `[supervisor] state_file`, every
+//! Durable dynamic children: with `[supervisor] state_file`, every
 //! `start`/`stop` of a dynamic worker is recorded before the reply, and a daemon that
 //! starts with the file starts those workers again (after the config's
 //! `[[children]]`): after `kill -9` of the daemon, after an intensity escalation. A
@@ -11,6 +11,8 @@ use std::fs;
 use std::path::Path;
 use std::rc::Rc;
 
+/// Dynamic workers recorded in `state`; `max_restarts` restarts in a minute; a sleeper
+/// (also boot child `boot`), a worker that crashes and one that exits cleanly on cue.
 fn config(state: &Path, max_restarts: u32) -> String {
     format!(
         r#"
@@ -18,10 +20,6 @@ fn config(state: &Path, max_restarts: u32) -> String {
 max_restarts = {max_restarts}
 max_seconds = 60
 state_file = {state}
-
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
 
 # Says its arguments, then waits for a line on stdin and exits 1 (a crash).
 [templates.echo]
@@ -38,7 +36,7 @@ name = "boot"
 template = "sleeper"
 "#,
         state = toml_str(state.to_str().unwrap())
-    )
+    ) + SLEEPER
 }
 
 /// The state file as JSON: `version` and the workers by name.
@@ -64,7 +62,7 @@ fn state_names(path: &Path) -> Vec<String> {
     read_state(path).1.into_keys().collect()
 }
 
-/// Issue test: dynamic workers come back after `kill -9` of the daemon: same names,
+/// Dynamic workers come back after `kill -9` of the daemon: same names,
 /// same specs, new pids, started by a second daemon with the same config. The file is
 /// written before each `start`/`stop` reply.
 #[test]
@@ -72,7 +70,7 @@ fn dynamic_workers_come_back_after_kill_9_of_the_daemon() {
     let dir = Rc::new(TestDir::new());
     let state = dir.join("state.json");
     let config = config(&state, 100);
-    let mut d = TestDaemon::launch(dir.clone(), Some(&config), &[], true);
+    let mut d = Launch::new(&config).in_dir(dir.clone()).start();
     assert!(!state.exists(), "a state file with no dynamic worker yet");
 
     let a = d.start_worker("a", Some("sleeper"), &[]);
@@ -165,7 +163,7 @@ fn dynamic_workers_come_back_after_kill_9_of_the_daemon() {
     assert_eq!(state_names(&state), ["b", "c"]);
 }
 
-/// Issue test: after an intensity escalation (the daemon stops everything and exits 1,
+/// After an intensity escalation (the daemon stops everything and exits 1,
 /// as systemd would then restart it), the dynamic workers come back.
 #[test]
 fn dynamic_workers_come_back_after_an_intensity_escalation() {
@@ -173,7 +171,7 @@ fn dynamic_workers_come_back_after_an_intensity_escalation() {
     let state = dir.join("state.json");
     // max_restarts = 0: the first crash escalates.
     let config = config(&state, 0);
-    let mut d = TestDaemon::launch(dir.clone(), Some(&config), &[], true);
+    let mut d = Launch::new(&config).in_dir(dir.clone()).start();
     let a = d.start_worker("a", Some("sleeper"), &[]);
     d.start_worker("b", Some("echo"), &["arg"]);
     d.wait_worker_line("b", "args=[arg]", 1);
@@ -219,7 +217,7 @@ fn dynamic_workers_come_back_after_an_orderly_shutdown() {
     let dir = Rc::new(TestDir::new());
     let state = dir.join("state.json");
     let config = config(&state, 100);
-    let mut d = TestDaemon::launch(dir.clone(), Some(&config), &[], true);
+    let mut d = Launch::new(&config).in_dir(dir.clone()).start();
     d.start_worker("a", Some("sleeper"), &[]);
     d.start_worker("b", Some("sleeper"), &[]);
     d.request_ok(&stop_req("b", None));
@@ -263,7 +261,7 @@ fn set_aside_file(state: &Path) -> (std::path::PathBuf, String) {
     (found[0].clone(), text)
 }
 
-/// Issue test: a corrupt state file is set aside (renamed `FILE.corrupt-UNIXTIME`),
+/// A corrupt state file is set aside (renamed `FILE.corrupt-UNIXTIME`),
 /// the daemon says so naming the file, and starts with the config's children only.
 #[test]
 fn a_corrupt_state_file_is_set_aside() {
@@ -279,7 +277,9 @@ fn a_corrupt_state_file_is_set_aside() {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let d = TestDaemon::launch(dir.clone(), Some(&config(&state, 100)), &[], true);
+        let d = Launch::new(&config(&state, 100))
+            .in_dir(dir.clone())
+            .start();
         assert_eq!(d.count(), 1, "only the config's children: {:?}", d.list());
         assert!(d.lookup("boot").is_some());
         assert!(!state.exists(), "the corrupt file was left in place");
@@ -330,7 +330,9 @@ fn a_worker_that_cannot_be_restored_is_reported_and_the_others_come_back() {
         r#"{"version":1,"workers":[{"name":"good","template":"sleeper"},{"name":"ghost","template":"removed_template"},{"name":"good2","template":"echo","args":["q"]}]}"#,
     )
     .unwrap();
-    let d = TestDaemon::launch(dir.clone(), Some(&config(&state, 100)), &[], true);
+    let d = Launch::new(&config(&state, 100))
+        .in_dir(dir.clone())
+        .start();
     assert!(d.lookup("good").is_some());
     assert!(d.lookup("good2").is_some());
     assert_eq!(d.lookup("ghost"), None);
@@ -349,17 +351,13 @@ fn a_worker_that_cannot_be_restored_is_reported_and_the_others_come_back() {
 /// could write (its directory, its working directory).
 #[test]
 fn no_state_file_by_default() {
-    let config = r#"
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
-"#;
+    let config = r#""#;
     let cwd_before: Vec<_> = fs::read_dir(".")
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    let d = TestDaemon::start(config);
+    let d = TestDaemon::start(&[config, SLEEPER].concat());
     d.start_worker("a", Some("sleeper"), &[]);
     d.start_worker("b", Some("sleeper"), &[]);
     d.request_ok(&stop_req("a", None));

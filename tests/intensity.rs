@@ -1,11 +1,11 @@
 //! Restart intensity (OTP's max_restarts / max_seconds): too many restarts make the
-//! daemon stop every worker and exit with status 1 (issue test 6).
+//! daemon stop every worker and exit with status 1.
 
 mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 
-/// Issue test 6: a boot child that crashes at once; a healthy worker beside it.
+/// A boot child that crashes at once; a healthy worker beside it.
 #[test]
 fn crash_loop_stops_all_workers_and_exits_1() {
     let dir = TestDir::new();

@@ -1,24 +1,28 @@
 //! Starting workers, the registry, and what happens when a worker is killed from
-//! outside (issue tests 1 and 2), plus the `start`/`kill` error cases.
+//! outside, plus the `start`/`kill` error cases.
 
 mod common;
 use common::*;
 
-const CONFIG: &str = r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
-
+/// The sample worker as template `worker`, with an environment of its own.
+fn config() -> String {
+    [
+        LENIENT_SUPERVISOR,
+        r#"
 [templates.worker]
 command = ["dynsup-worker"]
 restart = "transient"
 env = { RUST_LOG = "info", GREETING = "hi there" }
-"#;
+"#,
+    ]
+    .concat()
+}
 
-/// Issue test 1.
+/// A started worker is registered, alive, the daemon's child, leader of its own
+/// process group, and gets its name, the socket and the template's env.
 #[test]
 fn start_registers_a_live_child_in_its_own_process_group() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let pid = d.start_worker("worker_1", None, &[]);
     assert_eq!(d.lookup("worker_1"), Some(pid));
 
@@ -44,10 +48,11 @@ fn start_registers_a_live_child_in_its_own_process_group() {
     d.wait_started("worker_1", 1);
 }
 
-/// Issue test 2: kill(2) from outside, not through dynsup.
+/// kill(2) from outside, not through dynsup: the old pid is reaped, the restarted worker
+/// runs the same command and is listed with one restart.
 #[test]
 fn sigkill_from_outside_registers_a_new_pid_and_reaps_the_old_one() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let old = d.start_worker("w", None, &[]);
     let argv = cmdline(old);
     send_signal(old, Signal::SIGKILL);
@@ -82,10 +87,7 @@ fn sigkill_from_outside_registers_a_new_pid_and_reaps_the_old_one() {
     assert_eq!(list[0].restart, "transient");
     assert_eq!(list[0].state, WorkerStateName::Running);
     assert_eq!(list[0].restarts, 1);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now_ms = now_ms();
     let started = list[0].started_at_ms;
     assert!(
         started <= now_ms && now_ms - started < 600_000,
@@ -95,7 +97,7 @@ fn sigkill_from_outside_registers_a_new_pid_and_reaps_the_old_one() {
 
 #[test]
 fn kill_request_signals_the_worker_and_the_restart_rule_applies() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let old = d.start_worker("w", None, &[]);
     let reply = d.request_ok(&kill_req("w", None));
     assert_eq!(reply.signal.as_deref(), Some("SIGKILL"), "{reply:?}");
@@ -151,7 +153,7 @@ fn template_cwd_is_the_workers_working_directory() {
 fn workers_start_with_default_signal_mask_and_dispositions() {
     // The daemon inherits ignored signals (as under nohup or in a background job) and
     // ignores SIGPIPE itself, like every Rust program; none of that reaches a worker.
-    let mut d = TestDaemon::start_ignoring(CONFIG, "USR2 INT HUP");
+    let mut d = Launch::new(&config()).ignoring("USR2 INT HUP").start();
     let usr2 = 1u64 << (libc::SIGUSR2 - 1);
     let sigpipe = 1u64 << (libc::SIGPIPE - 1);
     let daemon_ignores = signal_set(d.pid(), "SigIgn");
@@ -183,9 +185,8 @@ fn workers_start_with_default_signal_mask_and_dispositions() {
 
 #[test]
 fn boot_children_start_in_order_and_are_registered() {
-    let config = format!(
-        "{CONFIG}\n[[children]]\nname = \"b1\"\n\n[[children]]\nname = \"b2\"\ntemplate = \"worker\"\nargs = []\n"
-    );
+    let config = config()
+        + "\n[[children]]\nname = \"b1\"\n\n[[children]]\nname = \"b2\"\ntemplate = \"worker\"\nargs = []\n";
     let d = TestDaemon::start(&config);
     let b1 = d.lookup("b1").expect("b1 registered at boot");
     let b2 = d.lookup("b2").expect("b2 registered at boot");
@@ -216,7 +217,7 @@ fn daemon_without_config_runs_the_builtin_worker_template() {
 
 #[test]
 fn duplicate_start_answers_already_started_with_the_live_pid() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let pid = d.start_worker("w", None, &[]);
     let reply = d.request(&start_req("w", None, &[]));
     assert_error(&reply, ErrorKind::AlreadyStarted);
@@ -266,7 +267,7 @@ command = ["sleep", "100000"]
 
 #[test]
 fn failed_exec_is_reported_to_the_caller_and_registers_nothing() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let reply = d.request(&start_cmd_req(
         "w",
         None,
@@ -291,7 +292,7 @@ fn failed_exec_is_reported_to_the_caller_and_registers_nothing() {
 
 #[test]
 fn kill_and_lookup_errors() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     assert_error(&d.request(&kill_req("ghost", None)), ErrorKind::NotFound);
     assert_error(&d.request(&lookup_req("ghost")), ErrorKind::NotFound);
     let pid = d.start_worker("w", None, &[]);

@@ -1,4 +1,4 @@
-//! Per-worker limits and the rest of DynamicSupervisor (issue 4, sections 1 and 2):
+//! Per-worker limits and the rest of DynamicSupervisor:
 //! `on_limit = "give_up"`, `normal_exit_codes`, `max_children`, `extra_args`,
 //! `restart`, `whois`, `count`'s full shape and the fields of `list`, with their CLI.
 
@@ -6,21 +6,8 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::process::Output;
 
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "exit status {:?}, expected {code}\nstdout: {}\nstderr: {}",
-        out.status,
-        stdout_of(out),
-        stderr_of(out)
-    );
-}
-
-/// Issue test: a worker over its own limit with `on_limit = "give_up"` is marked
+/// A worker over its own limit with `on_limit = "give_up"` is marked
 /// `failed` and stays listed with its last exit; every other worker is untouched, its
 /// restarts never count toward the supervisor's intensity, and the daemon lives on.
 #[test]
@@ -37,15 +24,11 @@ max_restarts = 2
 max_seconds = 60
 on_limit = "give_up"
 
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
-
 [[children]]
 name = "boot_sibling"
 template = "sleeper"
 "#;
-    let mut d = TestDaemon::start(config);
+    let mut d = TestDaemon::start(&[config, SLEEPER].concat());
     let mut siblings = vec![(
         "boot_sibling",
         d.lookup("boot_sibling").expect("boot child"),
@@ -148,7 +131,7 @@ template = "sleeper"
     assert!(!d.has_exited());
 }
 
-/// Issue test: `normal_exit_codes` are the clean exits of the transient rule.
+/// `normal_exit_codes` are the clean exits of the transient rule.
 #[test]
 fn normal_exit_codes_decide_what_a_transient_worker_exit_means() {
     let config = r#"
@@ -210,7 +193,7 @@ restart = "transient"
     }
 }
 
-/// Issue test: `max_children`: `start` beyond it answers `max_children`, checked before
+/// `max_children`: `start` beyond it answers `max_children`, checked before
 /// anything else; a worker waiting in backoff holds its slot.
 #[test]
 fn max_children_is_checked_first_and_backoff_holds_a_slot() {
@@ -218,10 +201,6 @@ fn max_children_is_checked_first_and_backoff_holds_a_slot() {
 [supervisor]
 max_restarts = 100
 max_children = 3
-
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
 
 [templates.crash_later]
 command = ["sh", "-c", "read x; exit 1"]
@@ -232,7 +211,7 @@ backoff = { initial_ms = 60000 }
 name = "boot"
 template = "sleeper"
 "#;
-    let d = TestDaemon::start(config);
+    let d = TestDaemon::start(&[config, SLEEPER].concat());
     d.start_worker("a", Some("sleeper"), &[]);
     d.start_worker("b", Some("crash_later"), &[]);
     assert_eq!(d.count(), 3);
@@ -330,16 +309,12 @@ fn restart_gives_a_new_pid_reaps_the_old_one_and_counts_nothing() {
 max_restarts = 0
 max_seconds = 60
 
-[templates.worker]
-command = ["dynsup-worker"]
-restart = "transient"
-
 [templates.stubborn]
 command = ["sh", "-c", "trap '' TERM; echo armed; exec sleep 100000"]
 restart = "transient"
 shutdown_ms = 60000
 "#;
-    let mut d = TestDaemon::start(config);
+    let mut d = TestDaemon::start(&[config, SAMPLE_WORKER].concat());
     let mut pid = d.start_worker("w", Some("worker"), &["--print-pid"]);
     let argv = cmdline(pid);
     d.wait_started("w", 1);
@@ -425,14 +400,10 @@ fn whois_finds_a_worker_by_its_pid_and_by_a_pid_in_its_group() {
 [templates.group]
 command = ["sh", "-c", "sleep 100000 & echo $! > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"; wait", {file}]
 restart = "permanent"
-
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
 "#,
         file = toml_str(child_file.to_str().unwrap())
     );
-    let d = TestDaemon::start(&config);
+    let d = TestDaemon::start(&(config + SLEEPER));
     let other = d.start_worker("other", Some("sleeper"), &[]);
     let pid = d.start_worker("g", Some("group"), &[]);
     let grandchild = wait_pid_file(&child_file);
@@ -479,10 +450,6 @@ fn count_has_the_full_shape() {
 [supervisor]
 max_restarts = 100
 
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
-
 [templates.backoff]
 command = ["sh", "-c", "exit 1"]
 restart = "permanent"
@@ -499,7 +466,7 @@ command = ["sh", "-c", "trap '' TERM; echo armed; exec sleep 100000"]
 restart = "permanent"
 shutdown_ms = 60000
 "#;
-    let d = TestDaemon::start(config);
+    let d = TestDaemon::start(&[config, SLEEPER].concat());
     let out = d.cli(&["count", "--all"]);
     assert_exit(&out, 0);
     assert_eq!(
@@ -563,10 +530,6 @@ fn list_shows_restarts_last_exit_and_origin() {
 max_restarts = 100
 max_seconds = 30
 
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
-
 [templates.crasher]
 command = ["sh", "-c", "read x; exit 1"]
 restart = "transient"
@@ -575,7 +538,7 @@ restart = "transient"
 name = "boot"
 template = "sleeper"
 "#;
-    let d = TestDaemon::start(config);
+    let d = TestDaemon::start(&[config, SLEEPER].concat());
     let t0 = now_ms();
     let dyn1 = d.start_worker("dyn", Some("sleeper"), &[]);
     let crasher = d.start_worker("crasher", Some("crasher"), &[]);
@@ -668,12 +631,8 @@ command = ["sh", "-c", "read x; exit 1"]
 restart = "transient"
 max_restarts = 1
 max_seconds = 60
-
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "permanent"
 "#;
-    let mut d = TestDaemon::start(config);
+    let mut d = TestDaemon::start(&[config, SLEEPER].concat());
     let sibling = d.start_worker("sibling", Some("sleeper"), &[]);
     let first = d.start_worker("c", Some("crashy"), &[]);
     let mut w = Watcher::subscribe(&d, &["c"]);

@@ -1,18 +1,17 @@
 //! `cast` delivers a line to the worker's stdin; the worker's output reaches the daemon
-//! log as `[NAME] line` (issue test 12). Also the bounded mailbox and output edge cases.
+//! log as `[NAME] line`. Also the bounded mailbox and output edge cases.
 
 mod common;
 use common::*;
 
-const CONFIG: &str = r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
-
-[templates.worker]
-command = ["dynsup-worker"]
-restart = "transient"
-
+/// The sample worker (boot child `worker_1`) and workers that never read their
+/// stdin, write a last line without a newline, or write a lot.
+fn config() -> String {
+    [
+        LENIENT_SUPERVISOR,
+        SAMPLE_WORKER,
+        WORKER_1_AT_BOOT,
+        r#"
 [templates.deaf]
 command = ["sleep", "100000"]
 restart = "transient"
@@ -24,16 +23,16 @@ restart = "temporary"
 [templates.chatty]
 command = ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo \"line $i\"; i=$((i+1)); done; echo done >&2"]
 restart = "temporary"
+"#,
+    ]
+    .concat()
+}
 
-[[children]]
-name = "worker_1"
-template = "worker"
-"#;
-
-/// Issue test 12.
+/// `work` makes the sample worker log `hola`; `raise` crashes it, and the restarted
+/// instance has a working mailbox.
 #[test]
 fn cast_reaches_the_worker_and_raise_crashes_it_into_a_restart() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let pid = d.lookup("worker_1").expect("boot child worker_1");
     d.wait_started("worker_1", 1);
 
@@ -64,13 +63,13 @@ fn cast_reaches_the_worker_and_raise_crashes_it_into_a_restart() {
 
 #[test]
 fn cast_to_an_unknown_worker_is_not_found() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     assert_error(&d.request(&cast_req("ghost", "work")), ErrorKind::NotFound);
 }
 
 #[test]
 fn a_full_mailbox_answers_mailbox_full_and_the_daemon_goes_on() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let pid = d.start_worker("deaf", Some("deaf"), &[]);
     let message = "m".repeat(60 * 1024);
     let mut client = d.client();
@@ -105,7 +104,7 @@ fn a_full_mailbox_answers_mailbox_full_and_the_daemon_goes_on() {
 
 #[test]
 fn output_is_logged_to_the_last_byte_when_a_worker_exits() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let pid = d.start_worker("once", Some("once"), &[]);
     d.wait_unregistered("once");
     d.assert_reaped(pid);
@@ -116,7 +115,7 @@ fn output_is_logged_to_the_last_byte_when_a_worker_exits() {
 
 #[test]
 fn every_line_of_a_chatty_worker_is_logged_in_order() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     d.start_worker("chatty", Some("chatty"), &[]);
     d.wait_worker_line("chatty", "done", 1);
     d.wait_until(DEADLINE, "all 2000 stdout lines of chatty", || {
@@ -137,7 +136,7 @@ fn every_line_of_a_chatty_worker_is_logged_in_order() {
 
 #[test]
 fn a_very_long_output_line_does_not_break_the_daemon() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     d.start_command(
         "long",
         Some("once"),

@@ -14,11 +14,12 @@ use common::*;
 /// Workers whose inner shell starts background processes and exits at once: two
 /// long sleeps (orphans that stay) and a `true` (an orphan that dies at once, possibly
 /// already a zombie when it is handed over).
-const FORKING: &str = r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
+fn forking() -> String {
+    [LENIENT_SUPERVISOR, FORKER].concat()
+}
 
+/// Template `forker`, the workers of [`forking`].
+const FORKER: &str = r#"
 [templates.forker]
 command = ["sh", "-c", "sh -c 'sleep 100000 & sleep 100000 & true & exit 0'; exec sleep 100000"]
 restart = "permanent"
@@ -83,7 +84,7 @@ fn start_forkers(d: &TestDaemon, host: i32, n: usize) -> Vec<Stat> {
 /// Runs the daemon as PID 1 with forking workers, checks the reaping, then sends
 /// `signal` to the daemon's host pid: everything stops and unshare exits 0.
 fn pid1_shutdown_with(signal: Signal) {
-    let mut d = Launch::new(FORKING).wrapper(UNSHARE).start();
+    let mut d = Launch::new(&forking()).wrapper(UNSHARE).start();
     let host = daemon_host_pid(&d);
     d.wait_log("running as PID 1");
     let orphans = start_forkers(&d, host, 3);
@@ -189,7 +190,7 @@ template = "crash"
 /// daemon), and is never taken for a worker.
 #[test]
 fn subreaper_reaps_orphaned_grandchildren_and_ignores_them() {
-    let d = TestDaemon::start(FORKING);
+    let d = TestDaemon::start(&forking());
     assert!(!d.log().contains("running as PID 1"), "{}", d.log_tail());
     assert_eq!(
         status_field(d.pid(), "NSpid").map(|v| v.split_whitespace().count()),
@@ -239,7 +240,7 @@ fn subreaper_reaps_orphaned_grandchildren_and_ignores_them() {
 /// The orphans are reaped silently: a debug line, no worker event.
 #[test]
 fn orphans_are_reaped_with_a_debug_line_only() {
-    let config = FORKING.replace("[supervisor]", "[supervisor]\nlog_level = \"debug\"");
+    let config = with_debug_log(&forking());
     let d = Launch::new(&config).start();
     let orphans = start_forkers(&d, d.pid(), 1);
     let mut w = Watcher::subscribe(&d, &[]);

@@ -5,10 +5,6 @@
 
 mod common;
 use common::*;
-use std::os::unix::fs::PermissionsExt;
-use std::rc::Rc;
-
-const NOBODY: u32 = 65534;
 
 const CONFIG: &str = r#"
 [templates.locked]
@@ -136,14 +132,6 @@ fn user_by_number_group_override_and_group_only() {
     );
 }
 
-/// A world-readable directory owned by nobody, for a daemon run as nobody.
-fn nobody_dir() -> Rc<TestDir> {
-    let dir = Rc::new(TestDir::new());
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).expect("chown");
-    dir
-}
-
 /// Not root: a template naming a user (or a group) is a config error, exit status 2,
 /// pointing at the key. The same daemon, as nobody, runs fine without it.
 #[test]
@@ -159,7 +147,7 @@ fn naming_a_user_when_not_root_is_a_config_error() {
         ),
     ] {
         let mut d = Launch::new(config)
-            .in_dir(nobody_dir())
+            .in_dir(TestDir::owned_by_nobody())
             .user(NOBODY, NOBODY)
             .wait(WaitFor::Nothing)
             .start();
@@ -178,7 +166,7 @@ fn naming_a_user_when_not_root_is_a_config_error() {
 
     // The control: the same user, directory and setup, no user/group in the config.
     let mut d = Launch::new("[templates.plain]\ncommand = [\"sleep\", \"100000\"]\n")
-        .in_dir(nobody_dir())
+        .in_dir(TestDir::owned_by_nobody())
         .user(NOBODY, NOBODY)
         .start();
     assert_eq!(ids(d.pid(), "Uid"), vec![NOBODY; 4]);

@@ -9,18 +9,13 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The templates below, with gate files in `dir`.
 fn config(dir: &Path) -> String {
-    format!(
+    let templates = format!(
         r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
-
 [templates.gated]
 command = ["sh", "-c", "while [ ! -e \"$0/gate-$DYNSUP_NAME\" ]; do sleep 0.01; done; exec \"$1\"", {dir}, {worker}]
 ready = "notify"
@@ -53,7 +48,8 @@ ready_timeout_ms = 3000
         python = toml_str(python3().to_str().unwrap()),
         helper = toml_str(HELPER),
         with_fd = toml_str(WITH_FD),
-    )
+    );
+    [LENIENT_SUPERVISOR, &templates].concat()
 }
 
 /// A helper process in the worker's process group (not the worker itself) reports
@@ -83,91 +79,15 @@ fn open_gate(dir: &Path, name: &str) {
     std::fs::write(dir.join(format!("gate-{name}")), "").expect("gate file");
 }
 
-/// A connection read by hand, so that the test can tell whether a reply is waiting.
-struct Raw {
-    stream: UnixStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    fn connect(d: &TestDaemon) -> Raw {
-        let stream = UnixStream::connect(d.socket()).expect("connect");
-        stream
-            .set_read_timeout(Some(REPLY_TIMEOUT))
-            .expect("read timeout");
-        Raw {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    /// All requests in one write: the daemon reads them as one batch.
-    fn send_all(&mut self, requests: &[Request]) {
-        let mut text = String::new();
-        for r in requests {
-            text.push_str(&r.to_line());
-            text.push('\n');
-        }
-        self.stream.write_all(text.as_bytes()).expect("write");
-    }
-
-    fn line(&mut self) -> Option<String> {
-        let end = self.buf.iter().position(|&b| b == b'\n')?;
-        let line: Vec<u8> = self.buf.drain(..=end).collect();
-        Some(String::from_utf8_lossy(&line).into_owned())
-    }
-
-    #[track_caller]
-    fn reply(&mut self) -> Reply {
-        loop {
-            if let Some(line) = self.line() {
-                return serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("bad reply {line:?}: {e}"));
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => panic!("the daemon closed the connection"),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("no reply within {REPLY_TIMEOUT:?}: {e}"),
-            }
-        }
-    }
-
-    /// Whether any reply bytes are waiting (without blocking).
-    fn has_pending(&mut self) -> bool {
-        if !self.buf.is_empty() {
-            return true;
-        }
-        self.stream.set_nonblocking(true).expect("nonblocking");
-        let mut chunk = [0u8; 4096];
-        let pending = match self.stream.read(&mut chunk) {
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-            Err(e) => panic!("read: {e}"),
-        };
-        self.stream.set_nonblocking(false).expect("blocking");
-        pending
-    }
-}
-
-fn wait_ready_req(name: &str) -> Request {
-    Request::WaitReady {
-        name: name.to_string(),
-    }
-}
-
 /// `{"cmd":"wait_ready"}` over the socket is answered only after the worker's READY=1;
 /// until then `list` shows it `starting`; then `running`, ready, with its STATUS=.
 #[test]
 fn wait_ready_request_answers_only_after_ready() {
     let dir = TestDir::new();
     let d = TestDaemon::start(&config(dir.path()));
-    let mut raw = Raw::connect(&d);
-    raw.send_all(&[start_req("w", Some("gated"), &[]), wait_ready_req("w")]);
-    let started = raw.reply();
+    let mut client = d.client();
+    client.send_batch(&[start_req("w", Some("gated"), &[]), wait_ready_req("w")]);
+    let started = client.recv();
     assert!(started.ok, "{started:?}");
     let pid = started.pid.expect("start reply pid");
 
@@ -179,20 +99,20 @@ fn wait_ready_request_answers_only_after_ready() {
     assert_eq!(row.status, None, "{row:?}");
     assert_eq!(d.counts().active, 1);
     assert!(
-        !raw.has_pending(),
+        !client.has_pending(),
         "wait_ready answered before READY=1: {:?}",
-        raw.reply()
+        client.recv()
     );
     // A second waiter, on another connection, waits too.
-    let mut other = Raw::connect(&d);
-    other.send_all(&[wait_ready_req("w")]);
+    let mut other = d.client();
+    other.send_batch(&[wait_ready_req("w")]);
 
     open_gate(dir.path(), "w");
-    let ready = raw.reply();
+    let ready = client.recv();
     assert!(ready.ok, "wait_ready: {ready:?}{}", d.log_tail());
     assert_eq!(ready.pid, Some(pid), "{ready:?}");
     assert_eq!(ready.state, Some(WorkerStateName::Running), "{ready:?}");
-    let ready2 = other.reply();
+    let ready2 = other.recv();
     assert!(ready2.ok && ready2.pid == Some(pid), "{ready2:?}");
     assert!(
         d.log().contains(&format!("w: ready (pid {pid})")),
@@ -259,18 +179,18 @@ fn start_wait_ready_cli_returns_once_ready() {
 fn never_ready_worker_is_killed_after_the_timeout_and_restarted() {
     let dir = TestDir::new();
     let d = TestDaemon::start(&config(dir.path()));
-    let mut raw = Raw::connect(&d);
+    let mut client = d.client();
     let sent = Instant::now();
-    raw.send_all(&[
+    client.send_batch(&[
         start_req("n", Some("never"), &[]),
         Request::List,
         wait_ready_req("n"),
     ]);
-    let started = raw.reply();
+    let started = client.recv();
     assert!(started.ok, "{started:?}");
     let first = started.pid.expect("pid");
     let first_stat = stat(first).expect("the worker in /proc");
-    let list = raw.reply();
+    let list = client.recv();
     let row = list
         .workers
         .as_ref()
@@ -279,7 +199,7 @@ fn never_ready_worker_is_killed_after_the_timeout_and_restarted() {
     assert_eq!(row.state, WorkerStateName::Starting, "{row:?}");
     assert!(!row.ready);
 
-    let not_ready = raw.reply();
+    let not_ready = client.recv();
     let waited = sent.elapsed();
     assert_error(&not_ready, ErrorKind::NotReady);
     assert!(
@@ -330,7 +250,7 @@ fn start_wait_ready_cli_reports_the_timeout() {
 #[test]
 fn notify_from_a_process_that_is_not_a_worker_is_ignored() {
     let dir = TestDir::new();
-    let text = config(dir.path()).replace("[supervisor]", "[supervisor]\nlog_level = \"debug\"");
+    let text = with_debug_log(&config(dir.path()));
     let d = Launch::new(&text).start();
     let pid = d.start_worker("p", Some("patient"), &[]);
     let address = environ(pid)
@@ -358,10 +278,10 @@ fn notify_from_a_process_that_is_not_a_worker_is_ignored() {
 fn a_helper_in_the_workers_process_group_reports_for_it() {
     let dir = TestDir::new();
     let d = TestDaemon::start(&config(dir.path()));
-    let mut raw = Raw::connect(&d);
-    raw.send_all(&[start_req("h", Some("helper"), &[]), wait_ready_req("h")]);
-    let pid = raw.reply().pid.expect("pid");
-    let ready = raw.reply();
+    let mut client = d.client();
+    client.send_batch(&[start_req("h", Some("helper"), &[]), wait_ready_req("h")]);
+    let pid = client.recv().pid.expect("pid");
+    let ready = client.recv();
     assert!(ready.ok, "{ready:?}{}", d.log_tail());
     // The main pid is reported, not the helper's.
     assert_eq!(ready.pid, Some(pid));
@@ -377,10 +297,10 @@ fn a_helper_in_the_workers_process_group_reports_for_it() {
 fn ready_with_a_file_descriptor_attached_is_accepted() {
     let dir = TestDir::new();
     let d = TestDaemon::start(&config(dir.path()));
-    let mut raw = Raw::connect(&d);
-    raw.send_all(&[start_req("f", Some("with_fd"), &[]), wait_ready_req("f")]);
-    assert!(raw.reply().ok);
-    let reply = raw.reply();
+    let mut client = d.client();
+    client.send_batch(&[start_req("f", Some("with_fd"), &[]), wait_ready_req("f")]);
+    assert!(client.recv().ok);
+    let reply = client.recv();
     assert!(
         reply.ok,
         "READY=1 with an fd attached was ignored: {reply:?}{}",

@@ -1,4 +1,4 @@
-//! Reload without restarting the world (issue 4, section 5): `reload` or SIGHUP reads
+//! Reload without restarting the world: `reload` or SIGHUP reads
 //! the config again; if valid, the difference is applied (new children start, removed
 //! ones stop, changed ones restart, unchanged ones are not touched: same pids), and
 //! dynamic workers keep running; if invalid, nothing changes and the error names
@@ -8,11 +8,10 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 
-const V1: &str = r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
-
+/// The templates of both versions of the config; `echo`'s environment says which.
+fn templates(version: u32) -> String {
+    format!(
+        r#"
 [templates.sleeper]
 command = ["sleep"]
 restart = "permanent"
@@ -20,63 +19,37 @@ restart = "permanent"
 [templates.echo]
 command = ["sh", "-c", "echo \"$DYNSUP_NAME v=$V args=[$*]\"; exec sleep 100000", "sh"]
 restart = "permanent"
-env = { V = "1" }
+env = {{ V = "{version}" }}
+"#
+    )
+}
 
-[[children]]
-name = "keep"
-template = "sleeper"
-args = ["100000"]
+/// Version 1: sleepers `keep`, `change` and `remove`; `tchild` of the `echo` template.
+fn v1() -> String {
+    [
+        LENIENT_SUPERVISOR,
+        &templates(1),
+        &boot_child("keep", "sleeper", &["100000"]),
+        &boot_child("change", "sleeper", &["100001"]),
+        &boot_child("remove", "sleeper", &["100002"]),
+        &boot_child("tchild", "echo", &[]),
+    ]
+    .concat()
+}
 
-[[children]]
-name = "change"
-template = "sleeper"
-args = ["100001"]
-
-[[children]]
-name = "remove"
-template = "sleeper"
-args = ["100002"]
-
-[[children]]
-name = "tchild"
-template = "echo"
-"#;
-
-/// `keep` unchanged; `change` gets other args; `remove` is gone; `add` is new; the
-/// `echo` template's env changes, so its child `tchild` changes too.
-const V2: &str = r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
-
-[templates.sleeper]
-command = ["sleep"]
-restart = "permanent"
-
-[templates.echo]
-command = ["sh", "-c", "echo \"$DYNSUP_NAME v=$V args=[$*]\"; exec sleep 100000", "sh"]
-restart = "permanent"
-env = { V = "2" }
-
-[[children]]
-name = "keep"
-template = "sleeper"
-args = ["100000"]
-
-[[children]]
-name = "change"
-template = "sleeper"
-args = ["100003"]
-
-[[children]]
-name = "tchild"
-template = "echo"
-
-[[children]]
-name = "add"
-template = "sleeper"
-args = ["100004"]
-"#;
+/// Version 2: `keep` unchanged; `change` gets other args; `remove` is gone; `add` is
+/// new; the `echo` template's env changes, so its child `tchild` changes too.
+fn v2() -> String {
+    [
+        LENIENT_SUPERVISOR,
+        &templates(2),
+        &boot_child("keep", "sleeper", &["100000"]),
+        &boot_child("change", "sleeper", &["100003"]),
+        &boot_child("tchild", "echo", &[]),
+        &boot_child("add", "sleeper", &["100004"]),
+    ]
+    .concat()
+}
 
 fn strings(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
@@ -118,14 +91,14 @@ fn assert_untouched(d: &TestDaemon, before: &BTreeMap<String, Stat>) {
 /// The reload scenario, triggered by `trigger` (which returns the reply's report when
 /// there is one).
 fn reload_applies_only_the_difference(trigger: impl FnOnce(&TestDaemon) -> Option<ReloadReport>) {
-    let d = TestDaemon::start(V1);
+    let d = TestDaemon::start(&v1());
     let dynamic = d.start_worker("dyn", Some("echo"), &["d"]);
     d.wait_worker_line("dyn", "dyn v=1 args=[d]", 1);
     d.wait_worker_line("tchild", "tchild v=1 args=[]", 1);
     let before = snapshot(&d);
     let mut w = Watcher::subscribe(&d, &[]);
 
-    d.rewrite_config(V2);
+    d.rewrite_config(&v2());
     if let Some(report) = trigger(&d) {
         assert_eq!(
             report,
@@ -203,7 +176,7 @@ fn reload_applies_only_the_difference(trigger: impl FnOnce(&TestDaemon) -> Optio
     assert_untouched(&d, &before);
 }
 
-/// Issue test: `reload` applies only the difference; the reply lists each worker.
+/// `reload` applies only the difference; the reply lists each worker.
 #[test]
 fn reload_request_applies_only_the_difference() {
     reload_applies_only_the_difference(|d| {
@@ -246,18 +219,18 @@ fn assert_names_position(message: &str, path: &str, line: usize) {
     );
 }
 
-/// Issue test: an invalid reload changes nothing; the reply is `invalid_config` with
+/// An invalid reload changes nothing; the reply is `invalid_config` with
 /// file:line:column, and every pid stays the same. Then a valid one works, also from
 /// the CLI.
 #[test]
 fn an_invalid_reload_changes_nothing() {
-    let mut d = TestDaemon::start(V1);
+    let mut d = TestDaemon::start(&v1());
     d.start_worker("dyn", Some("echo"), &[]);
     let before = snapshot(&d);
     let path = d.config_path().to_str().unwrap().to_string();
 
     // A syntax error.
-    let broken = V2.replacen("restart = \"permanent\"", "restart = permanent", 1);
+    let broken = v2().replacen("restart = \"permanent\"", "restart = permanent", 1);
     let (line, _) = position_of(&broken, "restart = permanent");
     d.rewrite_config(&broken);
     let reply = d.request(&Request::Reload);
@@ -266,12 +239,12 @@ fn an_invalid_reload_changes_nothing() {
     assert_untouched(&d, &before);
 
     // A valid TOML file that is not a valid config: a child with an unknown template.
-    let wrong = V2.replacen(
+    let wrong = v2().replacen(
         "template = \"sleeper\"\nargs = [\"100004\"]",
         "template = \"nope\"\nargs = [\"100004\"]",
         1,
     );
-    assert_ne!(wrong, V2);
+    assert_ne!(wrong, v2());
     let (line, column) = position_of(&wrong, "\"nope\"");
     d.rewrite_config(&wrong);
     let reply = d.request(&Request::Reload);
@@ -315,7 +288,7 @@ fn an_invalid_reload_changes_nothing() {
     assert_untouched(&d, &before);
 
     // A valid file again: applied, and the CLI prints what changed.
-    d.rewrite_config(V2);
+    d.rewrite_config(&v2());
     let out = d.cli(&["reload"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = stdout_of(&out);
@@ -336,9 +309,9 @@ fn an_invalid_reload_changes_nothing() {
 /// the dynamic worker is left alone.
 #[test]
 fn a_new_child_whose_name_a_dynamic_worker_holds_is_skipped() {
-    let d = TestDaemon::start(V1);
+    let d = TestDaemon::start(&v1());
     let add = d.start_worker("add", Some("sleeper"), &["99999"]);
-    d.rewrite_config(V2);
+    d.rewrite_config(&v2());
     let reply = d.request_ok(&Request::Reload);
     let report = reply.reload.expect("report");
     assert!(report.started.is_empty(), "{report:?}");
@@ -350,14 +323,13 @@ fn a_new_child_whose_name_a_dynamic_worker_holds_is_skipped() {
 }
 
 /// Dynamic workers keep running on their old spec across a reload "until their next
-/// restart" (issue 4, section 5): after a crash restart they run from the reloaded
-/// template.
+/// restart": after a crash restart they run from the reloaded template.
 #[test]
 fn dynamic_workers_take_the_new_template_at_their_next_restart() {
-    let d = TestDaemon::start(V1);
+    let d = TestDaemon::start(&v1());
     let old = d.start_worker("dyn", Some("echo"), &["d"]);
     d.wait_worker_line("dyn", "dyn v=1 args=[d]", 1);
-    d.rewrite_config(V2);
+    d.rewrite_config(&v2());
     d.request_ok(&Request::Reload);
     assert_eq!(
         d.lookup("dyn"),
@@ -394,32 +366,22 @@ fn reload_without_a_config_file_is_refused() {
 /// is unregistered before the reply, a changed one is started now with its new spec.
 #[test]
 fn reload_acts_at_once_on_children_waiting_in_backoff() {
-    let v1 = r#"
+    // Says its arguments, then crashes when it reads a line; restarted only after a
+    // minute.
+    let wait_crash = r#"
 [templates.wait_crash]
 command = ["sh", "-c", "echo \"args=[$*]\"; read x; exit 1", "sh"]
 restart = "permanent"
 backoff = { initial_ms = 60000 }
-
-[[children]]
-name = "gone"
-template = "wait_crash"
-
-[[children]]
-name = "changed"
-template = "wait_crash"
 "#;
-    let v2 = r#"
-[templates.wait_crash]
-command = ["sh", "-c", "echo \"args=[$*]\"; read x; exit 1", "sh"]
-restart = "permanent"
-backoff = { initial_ms = 60000 }
-
-[[children]]
-name = "changed"
-template = "wait_crash"
-args = ["new"]
-"#;
-    let d = TestDaemon::start(v1);
+    let v1 = [
+        wait_crash,
+        &boot_child("gone", "wait_crash", &[]),
+        &boot_child("changed", "wait_crash", &[]),
+    ]
+    .concat();
+    let v2 = [wait_crash, &boot_child("changed", "wait_crash", &["new"])].concat();
+    let d = TestDaemon::start(&v1);
     let mut w = Watcher::subscribe(&d, &[]);
     for name in ["gone", "changed"] {
         d.wait_worker_line(name, "args=[]", 1);
@@ -427,7 +389,7 @@ args = ["new"]
         w.wait_for("restarting", |e| is_restarting(e, name));
         assert_eq!(d.list_one(name).unwrap().state, WorkerStateName::Backoff);
     }
-    d.rewrite_config(v2);
+    d.rewrite_config(&v2);
     let report = d.request_ok(&Request::Reload).reload.expect("report");
     assert_eq!(report.stopped, strings(&["gone"]), "{report:?}");
     assert_eq!(report.restarted, strings(&["changed"]), "{report:?}");

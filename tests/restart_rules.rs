@@ -1,5 +1,5 @@
 //! The restart rule: permanent / transient / temporary × how the worker ended
-//! (issue tests 3 and 4), and configurable `clean_signals`.
+//! (the table below), and configurable `clean_signals`.
 //!
 //! Workers are `sh -c 'read code; exit $code'`: they wait for one line on stdin and
 //! exit with it, so a test decides when and how a worker exits with `cast`. Deaths by
@@ -10,11 +10,13 @@ mod common;
 use common::*;
 use nix::sys::signal::Signal as Sig;
 
-const CONFIG: &str = r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
+/// A template per restart rule, whose workers exit with the code they read, and one
+/// with its own clean signal.
+fn config() -> String {
+    [LENIENT_SUPERVISOR, TEMPLATES].concat()
+}
 
+const TEMPLATES: &str = r#"
 [templates.permanent]
 command = ["sh", "-c", "read code; exit $code"]
 restart = "permanent"
@@ -86,7 +88,7 @@ fn outcome(d: &TestDaemon, name: &str, old: i32) -> Outcome {
 }
 
 fn check(template: &str, end: End, expected: Outcome) {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let pid = start_for(&d, "w", template, end);
     trigger(&d, "w", pid, end);
     let got = outcome(&d, "w", pid);
@@ -105,7 +107,7 @@ fn check(template: &str, end: End, expected: Outcome) {
     }
 }
 
-// Issue test 3: transient.
+// Transient: restarted only after an abnormal exit.
 
 #[test]
 fn transient_exit_0_is_not_restarted_and_unregistered() {
@@ -131,7 +133,7 @@ fn transient_killed_by_another_signal_is_restarted() {
     check("transient", End::Signal(Sig::SIGUSR1), Outcome::Restarted);
 }
 
-// Issue test 4: permanent and temporary.
+// Permanent (always restarted) and temporary (never).
 
 #[test]
 fn permanent_exit_0_is_restarted() {
@@ -147,7 +149,8 @@ fn temporary_killed_is_not_restarted() {
     );
 }
 
-/// Every cell of the issue's table, on one daemon, all workers ending at once.
+/// Every cell of the restart table (rule × how the worker ended), on one daemon, all
+/// workers ending at once.
 #[test]
 fn the_whole_restart_table() {
     use End::*;
@@ -167,7 +170,7 @@ fn the_whole_restart_table() {
         ("temporary", Signal(Sig::SIGTERM), NotRestarted),
         ("temporary", Signal(Sig::SIGKILL), NotRestarted),
     ];
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let started: Vec<(String, i32)> = cases
         .iter()
         .enumerate()
@@ -197,7 +200,7 @@ fn the_whole_restart_table() {
 
 #[test]
 fn restarted_worker_keeps_its_template_and_rule() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let first = d.start_worker("w", Some("transient"), &[]);
     d.request_ok(&cast_req("w", "1"));
     let second = d.wait_restarted("w", first);
@@ -209,7 +212,7 @@ fn restarted_worker_keeps_its_template_and_rule() {
 
 #[test]
 fn clean_signals_are_configurable() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     // SIGUSR1 is this template's clean signal: not restarted.
     let pid = d.start_worker("u", Some("custom_clean"), &[]);
     send_signal(pid, Signal::SIGUSR1);

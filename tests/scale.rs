@@ -1,4 +1,4 @@
-//! Many workers, many simultaneous deaths (issue test 9): every name comes back with a
+//! Many workers, many simultaneous deaths: every name comes back with a
 //! live pid, no zombie is left, and the daemon's open fd count returns to its steady
 //! value.
 
@@ -9,15 +9,14 @@ use std::collections::HashMap;
 const WORKERS: usize = 200;
 const KILLED: usize = 50;
 
-const CONFIG: &str = r#"
-[supervisor]
-max_restarts = 1000
-max_seconds = 5
-
-[templates.worker]
-command = ["dynsup-worker"]
-restart = "transient"
-"#;
+/// The sample worker, with room for a restart of every fourth of 200 workers at once.
+fn config() -> String {
+    [
+        "\n[supervisor]\nmax_restarts = 1000\nmax_seconds = 5\n",
+        SAMPLE_WORKER,
+    ]
+    .concat()
+}
 
 fn name(i: usize) -> String {
     format!("w{i:03}")
@@ -37,7 +36,7 @@ fn lookup_all(client: &mut Client) -> Vec<Option<i32>> {
 
 #[test]
 fn two_hundred_workers_fifty_killed_at_once() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let mut client = d.client();
 
     // Start them all, pipelined on one connection.

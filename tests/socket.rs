@@ -1,4 +1,4 @@
-//! The control socket (issue test 10): malformed requests get `bad_request` and the
+//! The control socket: malformed requests get `bad_request` and the
 //! daemon goes on; an oversize line closes its connection; silent, half-written and
 //! never-reading clients do not delay anyone else; replies come in request order.
 

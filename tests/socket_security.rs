@@ -12,14 +12,10 @@
 
 mod common;
 use common::*;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::rc::Rc;
+use std::process::Command;
 use std::time::Instant;
-
-const NOBODY: u32 = 65534;
 
 /// The client run as `nobody`. `read-to-end [LINE]`: optionally send LINE, then report
 /// every line until the end of the stream. `requests LINE...`: send each line and
@@ -80,34 +76,18 @@ fn as_nobody(d: &TestDaemon, mode: &str, lines: &[String]) -> (i32, Vec<Got>) {
         .arg(mode)
         .args(lines)
         .uid(NOBODY)
-        .gid(NOBODY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run python3 as nobody");
-    let pid = child.id() as i32;
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let status = wait_until(DEADLINE, "the nobody client to finish", || {
-        child.try_wait().ok().flatten()
-    });
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+        .gid(NOBODY);
+    let client = Captured::spawn(&mut cmd);
+    let pid = client.pid();
+    let output = client.finish(DEADLINE);
     assert!(
-        status.success(),
-        "client failed ({status:?}): {err}{}",
+        output.status.success(),
+        "client failed ({:?}): {}{}",
+        output.status,
+        stderr_of(&output),
         d.log_tail()
     );
-    let got = out
+    let got = stdout_of(&output)
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("client output");
@@ -126,13 +106,6 @@ fn as_nobody(d: &TestDaemon, mode: &str, lines: &[String]) -> (i32, Vec<Got>) {
 
 fn line(req: &Request) -> String {
     req.to_line()
-}
-
-/// A world-searchable directory, so that `nobody` can reach the socket in it.
-fn open_dir() -> Rc<TestDir> {
-    let dir = Rc::new(TestDir::new());
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
 }
 
 fn config(extra: &str) -> String {
@@ -191,7 +164,9 @@ fn socket_mode_and_group_share_the_socket_with_a_group() {
 /// stream; logged with the peer's uid and pid; the daemon carries on.
 #[test]
 fn a_stranger_gets_one_permission_denied_line_then_eof() {
-    let d = Launch::new(&config("")).in_dir(open_dir()).start();
+    let d = Launch::new(&config(""))
+        .in_dir(TestDir::world_searchable())
+        .start();
     let (pid, got) = as_nobody(&d, "read-to-end", &[]);
     assert_eq!(got.len(), 2, "{got:?}");
     expect_denied(&got[0]);
@@ -234,7 +209,9 @@ fn read_only_uids_may_look_but_not_touch() {
         "read_only_uids = [65534]",
         "read_only_groups = [\"nogroup\"]",
     ] {
-        let d = Launch::new(&config(extra)).in_dir(open_dir()).start();
+        let d = Launch::new(&config(extra))
+            .in_dir(TestDir::world_searchable())
+            .start();
         let pid = d.start_worker("w", Some("sleeper"), &[]);
         // Allowed, then denied, then allowed again (the connection stays open), and
         // `watch` last (it turns the connection into an event stream).
@@ -246,9 +223,7 @@ fn read_only_uids_may_look_but_not_touch() {
             line(&Request::Ps {
                 name: Some("w".to_string()),
             }),
-            line(&Request::WaitReady {
-                name: "w".to_string(),
-            }),
+            line(&wait_ready_req("w")),
         ];
         let denied = [
             line(&start_req("intruder", Some("sleeper"), &[])),
@@ -309,7 +284,9 @@ fn read_only_uids_may_look_but_not_touch() {
 #[test]
 fn allow_uids_and_allow_groups_give_full_access() {
     for extra in ["allow_uids = [65534]", "allow_groups = [\"nogroup\"]"] {
-        let d = Launch::new(&config(extra)).in_dir(open_dir()).start();
+        let d = Launch::new(&config(extra))
+            .in_dir(TestDir::world_searchable())
+            .start();
         let requests = [
             line(&start_req("theirs", Some("sleeper"), &[])),
             line(&Request::Count),
@@ -331,10 +308,8 @@ fn allow_uids_and_allow_groups_give_full_access() {
 /// allow list) serves both.
 #[test]
 fn the_daemons_own_uid_and_root_are_always_allowed() {
-    let dir = open_dir();
-    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).expect("chown");
     let d = Launch::new("[templates.sleeper]\ncommand = [\"sleep\", \"100000\"]\n")
-        .in_dir(dir)
+        .in_dir(TestDir::owned_by_nobody())
         .user(NOBODY, NOBODY)
         .start();
     assert_eq!(
@@ -351,28 +326,6 @@ fn the_daemons_own_uid_and_root_are_always_allowed() {
     assert_eq!(d.count(), 0);
 }
 
-/// `count` on a fresh connection; `None` if the exchange broke off (a refused
-/// connection may be closed before the request is written).
-fn count_on_new_connection(d: &TestDaemon) -> Option<Reply> {
-    use std::io::{BufRead, BufReader, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(d.socket()).ok()?;
-    stream.set_read_timeout(Some(REPLY_TIMEOUT)).ok()?;
-    let _ = stream.write_all(format!("{}\n", Request::Count.to_line()).as_bytes());
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).ok()?;
-    serde_json::from_str(&line).ok()
-}
-
-/// `count` on an open client; `None` if it was refused and closed.
-fn client_count(client: &mut Client) -> Option<Reply> {
-    use std::io::Write;
-    let mut line = Request::Count.to_line();
-    line.push('\n');
-    let _ = { client.stream() }.write_all(line.as_bytes());
-    let line = client.recv_line().ok()??;
-    serde_json::from_str(&line).ok()
-}
-
 /// max_connections = 2: the third simultaneous client is told too_many_connections
 /// and closed; the first two go on working; once one leaves, there is room again.
 #[test]
@@ -385,7 +338,7 @@ fn max_connections_turns_away_the_third_client() {
     let admitted = || {
         d.wait_until(DEADLINE, "a connection to be admitted", || {
             let mut client = Client::connect(d.socket()).ok()?;
-            let reply = client_count(&mut client)?;
+            let reply = client.try_request(&Request::Count)?;
             reply.ok.then_some(client)
         })
     };
@@ -413,7 +366,9 @@ fn max_connections_turns_away_the_third_client() {
     drop(a);
     let started = Instant::now();
     let reply = d.wait_until(DEADLINE, "a new connection to be admitted", || {
-        let reply = count_on_new_connection(&d)?;
+        let reply = Client::connect(d.socket())
+            .ok()?
+            .try_request(&Request::Count)?;
         (error_kind(&reply) != Some(ErrorKind::TooManyConnections)).then_some(reply)
     });
     assert!(

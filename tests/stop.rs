@@ -1,24 +1,18 @@
 //! `stop`: the stop signal to the worker's process group, SIGKILL after the timeout,
-//! a reply once the worker is reaped, never a restart (issue test 5).
+//! a reply once the worker is reaped, never a restart.
 
 mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-const CONFIG: &str = r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
-
-[templates.worker]
-command = ["dynsup-worker"]
-restart = "transient"
-
-[templates.stubborn]
-command = ["dynsup-worker", "--ignore-sigterm"]
-restart = "permanent"
-shutdown_ms = 300
-
+/// The sample worker, and workers that ignore SIGTERM, stop on another signal, or
+/// have a child in their process group.
+fn config() -> String {
+    [
+        LENIENT_SUPERVISOR,
+        SAMPLE_WORKER,
+        STUBBORN_WORKER,
+        r#"
 [templates.very_stubborn]
 command = ["dynsup-worker", "--ignore-sigterm"]
 restart = "permanent"
@@ -32,7 +26,10 @@ stop_signal = "SIGUSR1"
 [templates.group]
 command = ["sh", "-c", "sleep 100000 & echo child=$!; wait"]
 restart = "permanent"
-"#;
+"#,
+    ]
+    .concat()
+}
 
 /// The daemon keeps time in whole milliseconds, so a deadline may fire up to a
 /// millisecond before the exact instant; the tests allow a little more.
@@ -47,10 +44,10 @@ fn stopped(reply: &Reply) -> &StopReport {
         .unwrap_or_else(|| panic!("stop reply without `stopped`: {reply:?}"))
 }
 
-/// Issue test 5, first half.
+/// A worker that obeys SIGTERM: a clean exit, reported once it is reaped.
 #[test]
 fn stop_sends_sigterm_and_the_worker_is_not_restarted() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let pid = d.start_worker("w", Some("worker"), &[]);
     d.wait_started("w", 1);
 
@@ -82,10 +79,10 @@ fn stop_sends_sigterm_and_the_worker_is_not_restarted() {
     );
 }
 
-/// Issue test 5, second half.
+/// A worker that ignores SIGTERM: SIGKILLed once `shutdown_ms` has passed.
 #[test]
 fn a_worker_ignoring_sigterm_is_sigkilled_after_shutdown_ms() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let pid = d.start_worker("s", Some("stubborn"), &[]);
     d.wait_started("s", 1);
 
@@ -116,7 +113,7 @@ fn a_worker_ignoring_sigterm_is_sigkilled_after_shutdown_ms() {
 
 #[test]
 fn stop_timeout_ms_overrides_shutdown_ms() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let pid = d.start_worker("s", Some("very_stubborn"), &[]);
     d.wait_started("s", 1);
     let begin = Instant::now();
@@ -136,7 +133,7 @@ fn stop_timeout_ms_overrides_shutdown_ms() {
 
 #[test]
 fn stop_uses_the_template_stop_signal_and_never_restarts_permanent_workers() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let pid = d.start_worker("u", Some("usr1"), &[]);
     let reply = d.request(&stop_req("u", None));
     let report = stopped(&reply);
@@ -156,7 +153,7 @@ fn stop_uses_the_template_stop_signal_and_never_restarts_permanent_workers() {
 
 #[test]
 fn stop_signals_the_whole_process_group() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let pid = d.start_worker("g", Some("group"), &[]);
     d.wait_worker_line("g", "child=", 1);
     let log = d.log();
@@ -193,13 +190,13 @@ fn stop_signals_the_whole_process_group() {
 
 #[test]
 fn stop_of_an_unknown_worker_is_not_found() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     assert_error(&d.request(&stop_req("ghost", None)), ErrorKind::NotFound);
 }
 
 #[test]
 fn stopped_name_can_be_started_again() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let first = d.start_worker("w", Some("worker"), &[]);
     d.wait_started("w", 1);
     d.request_ok(&stop_req("w", None));
@@ -213,7 +210,7 @@ fn stopped_name_can_be_started_again() {
 fn concurrent_stops_do_not_delay_each_other() {
     // Two stubborn workers with a long shutdown_ms, stopped with short timeouts from
     // two connections at once, while a third connection is still served.
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let a = d.start_worker("a", Some("very_stubborn"), &[]);
     let b = d.start_worker("b", Some("very_stubborn"), &[]);
     d.wait_started("a", 1);

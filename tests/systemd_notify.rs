@@ -14,24 +14,28 @@ use common::*;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-const SLEEPER: &str = r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
-
+/// Template `sleeper`, transient, in both configs of this file.
+const TRANSIENT_SLEEPER: &str = r#"
 [templates.sleeper]
 command = ["sleep", "100000"]
 restart = "transient"
+"#;
 
+/// Boot child `boot_1`, and a template whose workers wait ten minutes to restart.
+fn boot_config() -> String {
+    [
+        LENIENT_SUPERVISOR,
+        TRANSIENT_SLEEPER,
+        r#"
 [templates.slow_backoff]
 command = ["sleep", "100000"]
 restart = "permanent"
 backoff = { initial_ms = 600000 }
-
-[[children]]
-name = "boot_1"
-template = "sleeper"
-"#;
+"#,
+        &boot_child("boot_1", "sleeper", &[]),
+    ]
+    .concat()
+}
 
 fn is_ready(msg: &str) -> bool {
     msg.lines().any(|l| l == "READY=1")
@@ -66,7 +70,7 @@ fn wait_until_asleep_in_epoll(d: &TestDaemon) {
 fn path_notify_socket_gets_ready_status_and_stopping() {
     let dir = Rc::new(TestDir::new());
     let mut n = NotifyListener::bind_path(&dir.join("notify.sock"));
-    let mut d = Launch::new(SLEEPER)
+    let mut d = Launch::new(&boot_config())
         .in_dir(dir.clone())
         .env("NOTIFY_SOCKET", &n.address)
         .wait(WaitFor::Nothing)
@@ -164,7 +168,7 @@ fn path_notify_socket_gets_ready_status_and_stopping() {
 fn abstract_notify_socket_and_watchdog_keepalives() {
     let mut n = NotifyListener::bind_abstract();
     let launched = Instant::now();
-    let mut d = Launch::new(SLEEPER)
+    let mut d = Launch::new(&boot_config())
         .env("NOTIFY_SOCKET", &n.address)
         .env("WATCHDOG_USEC", "200000")
         .wait(WaitFor::Nothing)
@@ -199,7 +203,7 @@ fn abstract_notify_socket_and_watchdog_keepalives() {
 #[test]
 fn watchdog_pid_naming_the_daemon_gets_keepalives() {
     let mut n = NotifyListener::bind_abstract();
-    let d = Launch::new(SLEEPER)
+    let d = Launch::new(&boot_config())
         .env("NOTIFY_SOCKET", &n.address)
         .env("WATCHDOG_USEC", "200000")
         .wrapper(&["sh", "-c", "export WATCHDOG_PID=$$; exec \"$0\" \"$@\""])
@@ -219,7 +223,7 @@ fn watchdog_pid_naming_the_daemon_gets_keepalives() {
 #[test]
 fn watchdog_pid_naming_another_process_gets_none() {
     let mut n = NotifyListener::bind_abstract();
-    let d = Launch::new(SLEEPER)
+    let d = Launch::new(&boot_config())
         .env("NOTIFY_SOCKET", &n.address)
         .env("WATCHDOG_USEC", "200000")
         .env("WATCHDOG_PID", "1")
@@ -276,9 +280,7 @@ ready = "notify"
         .unwrap_or_else(|| panic!("a notify-ready worker got no NOTIFY_SOCKET: {env:?}"));
     assert_ne!(theirs, n.address, "the worker got the manager's socket");
     assert!(theirs.starts_with('@'), "not an abstract socket: {theirs}");
-    let reply = d.request_ok(&Request::WaitReady {
-        name: "notifier".to_string(),
-    });
+    let reply = d.request_ok(&wait_ready_req("notifier"));
     assert_eq!(reply.pid, Some(notifier), "{reply:?}");
     // The worker's READY=1 went to the daemon, not to the manager.
     n.drain_for(Duration::from_millis(300));
@@ -308,21 +310,21 @@ fn priority_of(line: &str) -> Option<u8> {
     (b.len() >= 3 && b[0] == b'<' && b[2] == b'>' && b[1].is_ascii_digit()).then(|| b[1] - b'0')
 }
 
-const LOGGING: &str = r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
-
-[templates.sleeper]
-command = ["sleep", "100000"]
-restart = "transient"
-
+/// A sleeper, and a template whose workers give up at once (see [`info_warn_error`]).
+fn logging_config() -> String {
+    [
+        LENIENT_SUPERVISOR,
+        TRANSIENT_SLEEPER,
+        r#"
 [templates.give_up]
 command = ["sh", "-c", "exit 3"]
 restart = "transient"
 max_restarts = 0
 on_limit = "give_up"
-"#;
+"#,
+    ]
+    .concat()
+}
 
 /// Produces an info, a warn and an error line: start a worker, SIGKILL it (`exited
 /// abnormally ... restarting` is a warning), and a worker that gives up (an error).
@@ -338,7 +340,7 @@ fn info_warn_error(d: &TestDaemon) {
 #[test]
 fn journal_stream_lines_have_priorities_and_no_timestamp() {
     let n = NotifyListener::bind_abstract();
-    let d = Launch::new(LOGGING)
+    let d = Launch::new(&logging_config())
         .journal_stream()
         .env("RUST_LOG", "debug")
         .env("NOTIFY_SOCKET", &n.address)
@@ -375,7 +377,7 @@ fn journal_stream_lines_have_priorities_and_no_timestamp() {
 #[test]
 fn without_a_matching_journal_stream_lines_have_timestamps() {
     for other in [None, Some("1:2")] {
-        let mut launch = Launch::new(LOGGING);
+        let mut launch = Launch::new(&logging_config());
         if let Some(value) = other {
             launch = launch.env("JOURNAL_STREAM", value);
         }
@@ -407,7 +409,7 @@ fn without_a_matching_journal_stream_lines_have_timestamps() {
 /// RUST_LOG=warn hides info lines (it wins over the config's `log_level = "debug"`).
 #[test]
 fn rust_log_warn_hides_info_lines() {
-    let config = LOGGING.replace("[supervisor]", "[supervisor]\nlog_level = \"debug\"");
+    let config = with_debug_log(&logging_config());
     let d = Launch::new(&config)
         .env("RUST_LOG", "warn")
         .wait(WaitFor::Socket)
@@ -432,7 +434,7 @@ fn rust_log_warn_hides_info_lines() {
 #[test]
 fn config_log_level_debug_applies_without_rust_log() {
     let n = NotifyListener::bind_abstract();
-    let config = LOGGING.replace("[supervisor]", "[supervisor]\nlog_level = \"debug\"");
+    let config = with_debug_log(&logging_config());
     // Launch never passes the test's own RUST_LOG on.
     let d = Launch::new(&config)
         .env("NOTIFY_SOCKET", &n.address)
@@ -451,7 +453,7 @@ fn config_log_level_debug_applies_without_rust_log() {
 
     // And with the default level (no log_level, no RUST_LOG) debug lines stay hidden.
     let n2 = NotifyListener::bind_abstract();
-    let d2 = Launch::new(LOGGING)
+    let d2 = Launch::new(&logging_config())
         .env("NOTIFY_SOCKET", &n2.address)
         .start();
     info_warn_error(&d2);

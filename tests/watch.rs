@@ -1,4 +1,4 @@
-//! `watch`: a connection turned into an event stream (issue 4, section 3). Events in
+//! `watch`: a connection turned into an event stream. Events in
 //! order, name filters, the end of the stream at shutdown, a stalled watcher that must
 //! neither block nor grow the daemon, and the CLI's `watch`.
 
@@ -7,11 +7,12 @@ use common::*;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-const CONFIG: &str = r#"
-[supervisor]
-max_restarts = 100
-max_seconds = 5
+/// Sleepers, a worker that exits 0 at once, and one that does so for ever.
+fn config() -> String {
+    [LENIENT_SUPERVISOR, TEMPLATES].concat()
+}
 
+const TEMPLATES: &str = r#"
 [templates.sleeper]
 command = ["sleep", "100000"]
 restart = "transient"
@@ -27,10 +28,10 @@ max_restarts = "infinity"
 on_limit = "give_up"
 "#;
 
-/// Issue test: `watch` sees the events of a kill in order.
+/// `watch` sees the events of a kill in order.
 #[test]
 fn kill_9_is_seen_as_exited_restarting_started_in_order() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let mut w = Watcher::subscribe(&d, &[]);
     let old = d.start_worker("w", Some("sleeper"), &[]);
     let ev = w.expect("started w", |e| is_started(e, "w")).event;
@@ -99,7 +100,7 @@ fn kill_9_is_seen_as_exited_restarting_started_in_order() {
 /// its events arrive once a worker of that name starts.
 #[test]
 fn watch_names_filters_and_an_unknown_name_is_not_an_error() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let mut only_a = Watcher::subscribe(&d, &["a"]);
     let mut later = Watcher::subscribe(&d, &["not_yet"]);
     let mut two = Watcher::subscribe(&d, &["b", "not_yet"]);
@@ -179,7 +180,7 @@ fn watch_names_filters_and_an_unknown_name_is_not_an_error() {
 /// the stream (the daemon exits).
 #[test]
 fn shutdown_is_announced_and_ends_the_stream() {
-    let mut d = TestDaemon::start(CONFIG);
+    let mut d = TestDaemon::start(&config());
     let mut w = Watcher::subscribe(&d, &[]);
     d.start_worker("s1", Some("sleeper"), &[]);
     d.start_worker("s2", Some("sleeper"), &[]);
@@ -210,12 +211,12 @@ fn shutdown_is_announced_and_ends_the_stream() {
 /// one answers in milliseconds, even on a loaded two-core machine.
 const LOOKUP_BOUND: Duration = Duration::from_secs(2);
 
-/// Issue test: a stalled watcher (subscribed, never reading) does not slow `lookup`
+/// A stalled watcher (subscribed, never reading) does not slow `lookup`
 /// on another connection, does not make the daemon grow, and when it reads at last it
 /// gets one `lagged` event with the number of events dropped, then the stream goes on.
 #[test]
 fn a_stalled_watcher_does_not_slow_lookup_and_later_sees_lagged() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let probe = d.start_worker("probe", Some("sleeper"), &[]);
     let rss_before = rss_kib(d.pid());
 
@@ -326,7 +327,7 @@ fn a_stalled_watcher_does_not_slow_lookup_and_later_sees_lagged() {
 /// lines; both end with status 0 when the daemon shuts down. An unknown name is fine.
 #[test]
 fn cli_watch_streams_events() {
-    let mut d = TestDaemon::start(CONFIG);
+    let mut d = TestDaemon::start(&config());
     let mut json = d.cli_process(&["watch", "--json"]);
     let mut human = d.cli_process(&["watch"]);
     let mut unknown = d.cli_process(&["watch", "nobody_yet"]);
@@ -432,7 +433,7 @@ fn cli_watch_streams_events() {
 /// they were, and the remaining watchers go on.
 #[test]
 fn watchers_that_hang_up_are_forgotten() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let mut keeper = Watcher::subscribe(&d, &[]);
     // One connection for the requests, so that no short-lived one is open or closing
     // when the baseline is taken.
@@ -478,7 +479,7 @@ fn watchers_that_hang_up_are_forgotten() {
 /// does) still gets its events: it is disconnected when it hangs up, not on EOF.
 #[test]
 fn a_watcher_that_half_closes_still_gets_events() {
-    let d = TestDaemon::start(CONFIG);
+    let d = TestDaemon::start(&config());
     let stream = UnixStream::connect(d.socket()).expect("connect");
     Watcher::send_watch(&stream, &["w"]);
     stream

@@ -68,7 +68,7 @@ mod tests {
     }
 
     #[test]
-    fn the_issue_table() {
+    fn otp_restart_table() {
         let clean = clean(&[Signal::TERM]);
         let segv = Signal(libc_segv());
         #[rustfmt::skip]

@@ -246,8 +246,9 @@ impl State {
     /// | Waiting       | –                | –           | –         | –                | Respawn              | Removed             | –        | refused   |
     /// | Failed        | –                | –           | –         | –                | –                    | Removed             | –        | refused   |
     ///
-    /// "–" leaves the state as it is; the rows marked so are either harmless (a
-    /// duplicate `READY=1`) or cannot happen, which debug builds assert.
+    /// "–" leaves the state as it is: a harmless repeat (a late `READY=1`), or a pair
+    /// no caller feeds, which debug builds assert. Every pair is written out (no
+    /// wildcard), so a new state does not compile until each event has its row.
     pub(super) fn on(
         self,
         event: Event,
@@ -448,7 +449,11 @@ impl State {
             (S::Waiting { .. }, E::Due) => Next::Respawn,
             (S::Waiting { .. } | S::Failed, E::Stop(_)) => Next::Removed,
 
-            (state, E::WaitReady { from }) => {
+            // Without a live process there is nothing to wait for.
+            (
+                state @ (S::Spawning { .. } | S::Stopping { .. } | S::Waiting { .. } | S::Failed),
+                E::WaitReady { from },
+            ) => {
                 let refusal = Refusal::NoProcessToWaitFor {
                     name: name.to_string(),
                     at: Whereabouts::of(&state),
@@ -456,13 +461,43 @@ impl State {
                 effects.push(answer(from, Err(refusal)));
                 Next::To(state)
             }
-            (state, event) => {
-                // A repeated or late `READY=1` changes nothing; every other pair
-                // means a caller broke the table's contract.
-                debug_assert!(
-                    matches!(event, E::Ready),
-                    "{name}: no transition for {event:?} in {state:?}"
-                );
+            // A repeated or late `READY=1`, or one from a process being stopped.
+            (state @ (S::Running { .. } | S::Stopping { .. }), E::Ready) => Next::To(state),
+
+            // Pairs no caller feeds: a spawn's answer goes to `Spawning` only, and comes
+            // before anything else reaches that worker; only a live process exits or
+            // says READY=1 (they are found by pid); only an owned deadline falls due;
+            // only a stopping worker is killed at once.
+            (
+                state @ (S::Starting { .. }
+                | S::Running { .. }
+                | S::Stopping { .. }
+                | S::Waiting { .. }
+                | S::Failed),
+                event @ (E::Spawned { .. } | E::SpawnFailed { .. }),
+            )
+            | (
+                state @ (S::Spawning { .. } | S::Waiting { .. } | S::Failed),
+                event @ (E::Ready | E::Exited { .. }),
+            )
+            | (
+                state @ (S::Spawning { .. }
+                | S::Starting { ready_by: None, .. }
+                | S::Running { .. }
+                | S::Stopping { kill_at: None, .. }
+                | S::Failed),
+                event @ E::Due,
+            )
+            | (state @ S::Spawning { .. }, event @ E::Stop(_))
+            | (
+                state @ (S::Spawning { .. }
+                | S::Starting { .. }
+                | S::Running { .. }
+                | S::Waiting { .. }
+                | S::Failed),
+                event @ E::KillNow,
+            ) => {
+                debug_assert!(false, "{name}: no transition for {event:?} in {state:?}");
                 Next::To(state)
             }
         };

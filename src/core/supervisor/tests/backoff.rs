@@ -7,7 +7,7 @@ fn backoff_delay_table() {
     let curve = |b: Backoff, n: u32| b.delay_ms(n);
     #[rustfmt::skip]
     let rows: &[(Backoff, &[(u32, u64)])] = &[
-        // The example: doubling from 100, capped at 400.
+        // Doubling from 100, capped at 400.
         (PACED, &[(0, 100), (1, 200), (2, 400), (3, 400), (10, 400), (64, 400), (u32::MAX, 400)]),
         // The default: OTP restarts at once, whatever the count.
         (Backoff::default(), &[(0, 0), (1, 0), (30, 0), (u32::MAX, 0)]),
