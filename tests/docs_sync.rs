@@ -104,6 +104,29 @@ fn the_core_makes_no_syscalls() {
     }
 }
 
+/// Only the outermost layer knows the wire: inside the core, `replies.rs` alone names
+/// `protocol` (its scenario tests read replies, so they may too).
+#[test]
+fn inside_the_core_only_replies_knows_the_wire() {
+    let mut files = Vec::new();
+    collect_rs(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core"),
+        &mut files,
+    );
+    for file in files {
+        let path = file.to_string_lossy();
+        if path.ends_with("supervisor/replies.rs") || path.contains("supervisor/tests") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("readable source");
+        assert!(
+            !text.contains("protocol::"),
+            "{} names the wire (`protocol::`); only supervisor/replies.rs may",
+            file.display()
+        );
+    }
+}
+
 #[test]
 fn unsafe_lives_only_in_spawn_and_is_justified() {
     let mut files = Vec::new();

@@ -121,7 +121,7 @@ pub enum Input {
     Exited { pid: i32, exit: super::Exit },
     /// The answer to `Action::Spawn`: the process exists and has exec'd.
     Spawned { instance: InstanceId, pid: i32 },
-    /// The answer to `Action::Spawn`: fork or exec failed, nothing runs.
+    /// The answer to `Action::Spawn`: the clone or the exec failed, nothing runs.
     SpawnFailed { instance: InstanceId, error: String },
     /// Time has passed; deadlines at or before now are due.
     Tick,
@@ -144,7 +144,7 @@ pub enum Input {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Fork and exec `spec`; answer with `Spawned` or `SpawnFailed` for `instance`.
+    /// Spawn (clone + exec) `spec`; answer with `Spawned` or `SpawnFailed` for `instance`.
     Spawn {
         instance: InstanceId,
         spec: Rc<super::ChildSpec>,
@@ -212,7 +212,8 @@ impl Supervisor {
     }
 
     pub fn handle(&mut self, input: Input, now: Time) -> Vec<Action> {
-        let mut out = Vec::new();
+        // Most inputs lead to a handful of actions.
+        let mut out = Vec::with_capacity(8);
         match input {
             Input::Command { from, command } => self.on_command(from, command, now, &mut out),
             Input::Exited { pid, exit } => self.on_exited(pid, exit, now, &mut out),
@@ -291,9 +292,9 @@ impl Supervisor {
 
     // ----- the worker state machine --------------------------------------------------
 
-    /// Feed `event` to `name`'s transition table and carry out the effects. A worker
-    /// that stays registered is put back in its next state (re-indexed); otherwise it is
-    /// handed back with what follows, for the caller to decide.
+    /// Feed `event` to `name`'s transition table, then carry out the effects. A worker
+    /// that stays registered is re-indexed in its next state; otherwise it leaves the
+    /// registry and is handed back with what follows, for the caller to decide.
     fn step(
         &mut self,
         name: &Rc<str>,
@@ -301,21 +302,21 @@ impl Supervisor {
         now: Time,
         out: &mut Vec<Action>,
     ) -> Option<(Worker, Next)> {
-        let Some((worker, state)) = self.registry.take(name) else {
-            debug_assert!(false, "{name} is not registered: {event:?}");
+        let transition = self.registry.transition(name, |state, worker| {
+            let (next, effects) = state.on(event, name, &worker.spec.template, now);
+            match next {
+                Next::To(state) => (Some(state), (None, effects)),
+                next => (None, (Some(next), effects)),
+            }
+        });
+        let Some(((next, effects), worker)) = transition else {
+            debug_assert!(false, "{name} is not registered");
             return None;
         };
-        let (next, effects) = state.on(event, name, &worker.spec.template, now);
         for effect in effects {
             self.apply(name, effect, now, out);
         }
-        match next {
-            Next::To(state) => {
-                self.registry.put(worker, state);
-                None
-            }
-            next => Some((worker, next)),
-        }
+        worker.zip(next)
     }
 
     fn apply(&mut self, name: &str, effect: Effect, now: Time, out: &mut Vec<Action>) {

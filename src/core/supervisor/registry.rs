@@ -3,13 +3,16 @@
 //! the only code that changes any of them, and it re-indexes a worker from its state
 //! every time the state changes, so the four can never disagree.
 //!
-//! A state change is "take, step, put": [`Registry::take`] hands out the worker and its
-//! state (unindexed), the transition table computes the next state, and
-//! [`Registry::put`] registers it again in that state (or the caller drops it).
+//! A state changes in [`Registry::transition`]: the state is handed (by value) to the
+//! transition table, and the next one is indexed as it is set — or the worker leaves
+//! the registry. [`Registry::put`] and [`Registry::take`] register and unregister a
+//! worker whole (a new name; a worker whose process ended and whose fate the lifecycle
+//! decides).
 
 use super::worker::{State, Worker};
 use super::InstanceId;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 #[derive(Debug)]
@@ -28,10 +31,72 @@ impl Entry {
 #[derive(Debug, Default)]
 pub(super) struct Registry {
     entries: HashMap<Rc<str>, Entry>,
-    by_pid: HashMap<i32, Rc<str>>,
-    by_spawn: HashMap<InstanceId, Rc<str>>,
-    /// (due time in monotonic µs, name): one entry per state that owns a deadline.
+    index: Index,
+}
+
+/// What is derived from the states: by pid (a live process), by spawn in flight, by
+/// deadline (due time in monotonic µs, name).
+#[derive(Debug, Default)]
+struct Index {
+    by_pid: HashMap<i32, Rc<str>, NumberHash>,
+    by_spawn: HashMap<InstanceId, Rc<str>, NumberHash>,
     deadlines: BTreeSet<(u64, Rc<str>)>,
+}
+
+/// Pids and instance ids are numbers no client chooses (the kernel's, and a counter), so
+/// they need no keyed hash: one multiply spreads them over the buckets. Names, which
+/// clients do choose, keep the standard keyed hash.
+type NumberHash = BuildHasherDefault<MultiplyHasher>;
+
+#[derive(Debug, Default)]
+struct MultiplyHasher(u64);
+
+impl Hasher for MultiplyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // The odd constant of Fibonacci hashing (2^64 / golden ratio).
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(n as u32 as u64);
+    }
+}
+
+impl Index {
+    fn add(&mut self, name: &Rc<str>, state: &State) {
+        if let Some(pid) = state.pid() {
+            let previous = self.by_pid.insert(pid, name.clone());
+            debug_assert!(previous.is_none(), "pid {pid} was indexed twice");
+        }
+        if let Some(instance) = state.spawning() {
+            self.by_spawn.insert(instance, name.clone());
+        }
+        if let Some(at) = state.deadline() {
+            self.deadlines.insert((at, name.clone()));
+        }
+    }
+
+    fn remove(&mut self, name: &Rc<str>, state: &State) {
+        if let Some(pid) = state.pid() {
+            self.by_pid.remove(&pid);
+        }
+        if let Some(instance) = state.spawning() {
+            self.by_spawn.remove(&instance);
+        }
+        if let Some(at) = state.deadline() {
+            self.deadlines.remove(&(at, name.clone()));
+        }
+    }
 }
 
 impl Registry {
@@ -66,57 +131,67 @@ impl Registry {
 
     /// The registered name whose live process is `pid`.
     pub(super) fn name_of_pid(&self, pid: i32) -> Option<Rc<str>> {
-        self.by_pid.get(&pid).cloned()
+        self.index.by_pid.get(&pid).cloned()
     }
 
     /// The registered name whose spawn in flight is `instance`.
     pub(super) fn name_of_spawn(&self, instance: InstanceId) -> Option<Rc<str>> {
-        self.by_spawn.get(&instance).cloned()
+        self.index.by_spawn.get(&instance).cloned()
     }
 
     pub(super) fn next_deadline(&self) -> Option<u64> {
-        self.deadlines.first().map(|(at, _)| *at)
+        self.index.deadlines.first().map(|(at, _)| *at)
     }
 
     /// The worker whose deadline is the earliest one at or before `now_us`.
     pub(super) fn first_due(&self, now_us: u64) -> Option<Rc<str>> {
-        self.deadlines
+        self.index
+            .deadlines
             .first()
             .filter(|(at, _)| *at <= now_us)
             .map(|(_, name)| name.clone())
     }
 
-    /// Register `worker` in `state`, indexing both. The name must be free.
+    /// Register `worker` in `state`, indexing it. The name must be free.
     pub(super) fn put(&mut self, worker: Worker, state: State) {
         let name = worker.spec.name.clone();
-        if let Some(pid) = state.pid() {
-            let previous = self.by_pid.insert(pid, name.clone());
-            debug_assert!(previous.is_none(), "pid {pid} was indexed twice");
-        }
-        if let Some(instance) = state.spawning() {
-            self.by_spawn.insert(instance, name.clone());
-        }
-        if let Some(at) = state.deadline() {
-            self.deadlines.insert((at, name.clone()));
-        }
+        self.index.add(&name, &state);
         let previous = self.entries.insert(name.clone(), Entry { worker, state });
         debug_assert!(previous.is_none(), "{name} was registered twice");
     }
 
-    /// Unregister `name`, removing it from every index; the caller puts it back in its
-    /// next state, or drops it.
+    /// Unregister `name`, removing it from every index.
     pub(super) fn take(&mut self, name: &str) -> Option<(Worker, State)> {
         let (name, Entry { worker, state }) = self.entries.remove_entry(name)?;
-        if let Some(pid) = state.pid() {
-            self.by_pid.remove(&pid);
-        }
-        if let Some(instance) = state.spawning() {
-            self.by_spawn.remove(&instance);
-        }
-        if let Some(at) = state.deadline() {
-            self.deadlines.remove(&(at, name));
-        }
+        self.index.remove(&name, &state);
         Some((worker, state))
+    }
+
+    /// The one way a registered worker's state changes: `f` gets its state (by value)
+    /// and its worker, and returns the next state, or `None` to unregister it (the
+    /// worker is then handed back). The indexes follow the new state.
+    pub(super) fn transition<R>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(State, &mut Worker) -> (Option<State>, R),
+    ) -> Option<(R, Option<Worker>)> {
+        let entry = self.entries.get_mut(name)?;
+        // `f` owns the state meanwhile; nothing can look at the entry until it is set.
+        let state = std::mem::replace(&mut entry.state, State::Failed);
+        let key = entry.worker.spec.name.clone();
+        self.index.remove(&key, &state);
+        let (next, result) = f(state, &mut entry.worker);
+        match next {
+            Some(state) => {
+                self.index.add(&key, &state);
+                entry.state = state;
+                Some((result, None))
+            }
+            None => {
+                let worker = self.entries.remove(&key).map(|e| e.worker);
+                Some((result, worker))
+            }
+        }
     }
 
     /// Every invariant the indexes keep, checked in full (visits every worker): each
@@ -134,29 +209,31 @@ impl Registry {
             let state = &entry.state;
             if let Some(pid) = state.pid() {
                 pids += 1;
-                if self.by_pid.get(&pid) != Some(name) {
+                if self.index.by_pid.get(&pid) != Some(name) {
                     return Err(format!("{name}: pid {pid} is not indexed"));
                 }
             }
             if let Some(instance) = state.spawning() {
                 spawns += 1;
-                if self.by_spawn.get(&instance) != Some(name) {
+                if self.index.by_spawn.get(&instance) != Some(name) {
                     return Err(format!("{name}: spawn #{instance} is not indexed"));
                 }
             }
             if let Some(at) = state.deadline() {
                 deadlines += 1;
-                if !self.deadlines.contains(&(at, name.clone())) {
+                if !self.index.deadlines.contains(&(at, name.clone())) {
                     return Err(format!("{name}: its deadline {at} us is not indexed"));
                 }
             }
         }
-        let counts = (self.by_pid.len(), self.by_spawn.len(), self.deadlines.len());
+        let index = &self.index;
+        let counts = (
+            index.by_pid.len(),
+            index.by_spawn.len(),
+            index.deadlines.len(),
+        );
         if counts != (pids, spawns, deadlines) {
-            return Err(format!(
-                "stale index entries: by_pid {:?}, by_spawn {:?}, deadlines {:?}",
-                self.by_pid, self.by_spawn, self.deadlines
-            ));
+            return Err(format!("stale index entries: {index:?}"));
         }
         Ok(())
     }

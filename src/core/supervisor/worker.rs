@@ -3,7 +3,7 @@
 //!
 //! | state      | its process            | its deadline (→ `Due`)         | shown as               |
 //! |------------|------------------------|--------------------------------|------------------------|
-//! | `Spawning` | being forked           | –                              | `restarting`           |
+//! | `Spawning` | being spawned          | –                              | `restarting`           |
 //! | `Starting` | live, not ready yet    | `ready_by`: the ready timeout  | `starting`             |
 //! | `Running`  | live                   | –                              | `running`              |
 //! | `Stopping` | live, stop signal sent | `kill_at`: SIGKILL to its group| `stopping`             |
@@ -93,7 +93,7 @@ pub(super) struct Proc {
     pub(super) since: Time,
 }
 
-/// Why a process is being forked, and so what its spawn result leads to.
+/// Why a process is being spawned, and so what its spawn result leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SpawnPurpose {
     /// A new name (`start`, boot, restore, reload): unregistered again if it fails.
@@ -208,7 +208,7 @@ pub(super) enum Ending {
         killed: bool,
         order: StopOrder,
     },
-    /// fork or exec failed.
+    /// The spawn (clone or exec) failed.
     NotStarted {
         error: String,
         purpose: SpawnPurpose,
@@ -258,7 +258,7 @@ impl State {
     ) -> (Next, Vec<Effect>) {
         use Event as E;
         use State as S;
-        let mut effects = Vec::new();
+        let mut effects = Vec::with_capacity(2);
         let next = match (self, event) {
             (S::Spawning { instance, .. }, E::Spawned { pid }) => {
                 let proc = Proc {
