@@ -131,14 +131,7 @@ fn a_long_run_resets_the_backoff() {
 fn default_backoff_restarts_at_once_without_a_deadline() {
     let mut h = Harness::new(3, 5, vec![permanent("p")]);
     h.started(start_from("w", "p"));
-    h.at(10).check(
-        exited(101, code(1)),
-        "reaped #1
-         event exited w pid=101 (exit 1)
-         event restarting w delay=0
-         spawn w #2 -> 102
-         event started w pid=102",
-    );
+    h.at(10).check_restarted_at_once(101, code(1));
     assert_eq!(h.deadline(), None);
     h.check(lookup("w"), "reply c1: ok name=w pid=102 state=running");
 }

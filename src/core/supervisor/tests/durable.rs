@@ -49,14 +49,7 @@ fn state_is_saved_before_the_reply_for_dynamic_workers_only() {
         ]
     );
     // A crash restart changes nothing durable: no save.
-    h.at(10).check(
-        exited(102, code(1)),
-        "reaped #2
-         event exited zed pid=102 (exit 1)
-         event restarting zed delay=0
-         spawn zed #4 -> 104
-         event started zed pid=104",
-    );
+    h.at(10).check_restarted_at_once(102, code(1));
     // A failed start changes nothing either.
     h.fail_next = 1;
     h.check(

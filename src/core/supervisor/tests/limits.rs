@@ -17,23 +17,9 @@ fn give_up_marks_only_that_worker_failed() {
     assert_eq!(h.started(start_from("s", "t")), 101);
     assert_eq!(h.started(start_from("w", "g")), 102);
     h.at(1000)
-        .check(
-            exited(102, code(1)),
-            "reaped #2
-             event exited w pid=102 (exit 1)
-             event restarting w delay=0
-             spawn w #3 -> 103
-             event started w pid=103",
-        )
+        .check_restarted_at_once(102, code(1))
         .at(1100)
-        .check(
-            exited(103, code(1)),
-            "reaped #3
-             event exited w pid=103 (exit 1)
-             event restarting w delay=0
-             spawn w #4 -> 104
-             event started w pid=104",
-        )
+        .check_restarted_at_once(103, code(1))
         // The third restart within 10 s is over the limit of 2: given up.
         .at(1200)
         .check(
@@ -68,14 +54,7 @@ fn give_up_marks_only_that_worker_failed() {
     // The sibling is untouched and still restartable as usual.
     let s = h.row("s");
     assert_eq!((s.pid, s.restarts), (Some(101), 0));
-    h.at(2000).check(
-        exited(101, code(1)),
-        "reaped #1
-         event exited s pid=101 (exit 1)
-         event restarting s delay=0
-         spawn s #5 -> 105
-         event started s pid=105",
-    );
+    h.at(2000).check_restarted_at_once(101, code(1));
 }
 
 #[test]
@@ -156,14 +135,7 @@ fn escalate_with_its_own_limit_stops_everything_and_exits_1() {
     );
     h.started(start_from("s", "t")); // 101
     h.started(start_from("w", "e")); // 102
-    h.at(1000).check(
-        exited(102, code(1)),
-        "reaped #2
-         event exited w pid=102 (exit 1)
-         event restarting w delay=0
-         spawn w #3 -> 103
-         event started w pid=103",
-    );
+    h.at(1000).check_restarted_at_once(102, code(1));
     // Escalate also counts in the supervisor-wide window.
     assert_eq!(h.sup.intensity.len(), 1);
     h.at(2000)

@@ -600,6 +600,56 @@ impl Harness {
         self
     }
 
+    /// `pid` ends with `exit` and its worker is restarted at once (no backoff): checks
+    /// the whole trace of that, the reap, the `exited` and `restarting` events, the
+    /// spawn and its `started` event.
+    #[track_caller]
+    fn check_restarted_at_once(&mut self, pid: i32, exit: Exit) -> &mut Self {
+        self.check_respawned(pid, exit, "", None)
+    }
+
+    /// `pid`, stopped by an operator restart (`restart`, reload), ends with `exit` and
+    /// its worker starts again: the same trace as a crash restart, the exit marked
+    /// `stopped to be restarted`, and the reply to `answered`, if any, last.
+    #[track_caller]
+    fn check_restarted_by_operator(
+        &mut self,
+        pid: i32,
+        exit: Exit,
+        answered: Option<&str>,
+    ) -> &mut Self {
+        self.check_respawned(pid, exit, " (stopped to be restarted)", answered)
+    }
+
+    #[track_caller]
+    fn check_respawned(
+        &mut self,
+        pid: i32,
+        exit: Exit,
+        why: &str,
+        answered: Option<&str>,
+    ) -> &mut Self {
+        let name = self
+            .sup
+            .registry
+            .name_of_pid(pid)
+            .unwrap_or_else(|| panic!("pid {pid} is not a worker's"));
+        let instance = self.entry(&name).state().proc().map(|p| p.instance);
+        let (next_instance, next_pid) = (self.sup.next_instance, self.last_pid + 1);
+        let mut want = format!(
+            "reaped #{}
+             event exited {name} pid={pid} ({exit}{why})
+             event restarting {name} delay=0
+             spawn {name} #{next_instance} -> {next_pid}
+             event started {name} pid={next_pid}",
+            instance.unwrap_or_default()
+        );
+        if let Some(to) = answered {
+            want += &format!("\nreply {to}: ok name={name} pid={next_pid}");
+        }
+        self.check(exited(pid, exit), &want)
+    }
+
     /// Like `check`, for steps whose order is the registry's (hash) order.
     #[track_caller]
     fn check_unordered(&mut self, input: Input, want: &str) -> &mut Self {

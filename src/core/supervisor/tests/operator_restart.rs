@@ -11,15 +11,7 @@ fn restart_stops_then_spawns_the_same_spec_and_counts_nothing() {
         .check(from(conn(2), restart("w")), "signal group 101 SIGTERM")
         .check(lookup("w"), "reply c1: ok name=w pid=101 state=stopping")
         .at(20)
-        .check(
-            exited(101, signaled(Signal::TERM)),
-            "reaped #1
-             event exited w pid=101 (signal SIGTERM (stopped to be restarted))
-             event restarting w delay=0
-             spawn w #2 -> 102
-             event started w pid=102
-             reply c2: ok name=w pid=102",
-        );
+        .check_restarted_by_operator(101, signaled(Signal::TERM), Some("c2"));
     assert!(Rc::ptr_eq(&h.specs[0], &h.specs[1]), "the same spec");
     assert!(h.sup.intensity.is_empty());
     let row = h.row("w");
@@ -32,15 +24,7 @@ fn restart_stops_then_spawns_the_same_spec_and_counts_nothing() {
     // Again: still nothing counted.
     h.at(30)
         .check(restart("w"), "signal group 102 SIGTERM")
-        .check(
-            exited(102, signaled(Signal::TERM)),
-            "reaped #2
-             event exited w pid=102 (signal SIGTERM (stopped to be restarted))
-             event restarting w delay=0
-             spawn w #3 -> 103
-             event started w pid=103
-             reply c1: ok name=w pid=103",
-        );
+        .check_restarted_by_operator(102, signaled(Signal::TERM), Some("c1"));
     assert!(!h.sup.is_shutting_down());
 }
 
@@ -52,15 +36,7 @@ fn restart_timeout_kills_the_group() {
     assert_eq!(h.deadline(), Some(200_000));
     h.at(200)
         .check(Input::Tick, "signal group 101 SIGKILL")
-        .check(
-            exited(101, signaled(Signal::KILL)),
-            "reaped #1
-             event exited w pid=101 (signal SIGKILL (stopped to be restarted))
-             event restarting w delay=0
-             spawn w #2 -> 102
-             event started w pid=102
-             reply c1: ok name=w pid=102",
-        );
+        .check_restarted_by_operator(101, signaled(Signal::KILL), Some("c1"));
     assert_eq!(h.deadline(), None);
 }
 
