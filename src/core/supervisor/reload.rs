@@ -7,7 +7,7 @@
 //! future starts. A stop in progress is never undone.
 
 use super::replies::{Answer, Notice, Refusal, ReloadSummary, SkipReason, Skipped, StopCause};
-use super::worker::{AfterStop, Next, SpawnPurpose, State, Worker};
+use super::worker::{AfterStop, Next, SpawnPurpose, State, StopOrder, Worker};
 use super::{Action, ReloadConfig, ReplyTo, Supervisor, Time};
 use crate::core::spec::{BootChild, ChildSpec};
 use log::{error, info, warn};
@@ -131,7 +131,7 @@ impl Supervisor {
         match entry.state() {
             State::Stopping {
                 order:
-                    super::worker::StopOrder {
+                    StopOrder {
                         then: AfterStop::Remove,
                         ..
                     },
@@ -144,9 +144,20 @@ impl Supervisor {
                 summary.restarted.push(child.name);
                 self.respawn_now(&key, spec, None, out);
             }
-            _ => {
-                // Running: stop, then start with the new spec. A restart in progress
-                // restarts with the new spec instead, and still answers whoever asked.
+            // Live: stop, then start with the new spec. A restart in progress restarts
+            // with the new spec instead, and still answers whoever asked. (A spawn in
+            // flight cannot be seen here: it is answered before any other input.)
+            State::Starting { .. }
+            | State::Running { .. }
+            | State::Stopping {
+                order:
+                    StopOrder {
+                        then: AfterStop::Restart { .. },
+                        ..
+                    },
+                ..
+            }
+            | State::Spawning { .. } => {
                 summary.restarted.push(child.name);
                 let then = AfterStop::Restart {
                     spec,
