@@ -29,6 +29,11 @@ pub enum Command {
         /// Config file (TOML); without it, built-in defaults: one template `worker`
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Do not start the state file's workers: register them as failed (`restart
+        /// NAME` starts one, `stop NAME` forgets it). For when they keep the daemon from
+        /// running.
+        #[arg(long)]
+        no_restore: bool,
     },
     /// Start a named worker (DynamicSupervisor.start_child); prints its pid
     Start {

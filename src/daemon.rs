@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct DaemonArgs {
     pub config: Option<PathBuf>,
     pub socket: Option<PathBuf>,
+    /// Register the state file's workers as failed instead of starting them.
+    pub no_restore: bool,
 }
 
 pub fn run(args: DaemonArgs) -> ExitStatus {
@@ -70,7 +72,10 @@ pub fn run(args: DaemonArgs) -> ExitStatus {
         config.templates.len(),
         config.children.len()
     );
-    let core = Supervisor::new(config.limits(), config.templates.clone());
+    let mut core = Supervisor::new(config.limits(), config.templates.clone());
+    if config.state_file.is_some() {
+        core = core.record_dynamic_workers();
+    }
     let ctx = SpawnContext::from_process(socket.clone());
     let mut access = config.access.clone();
     access.daemon_uid = nix::unistd::geteuid().as_raw();
@@ -101,6 +106,7 @@ pub fn run(args: DaemonArgs) -> ExitStatus {
         state_file: config.state_file.clone(),
         access,
         max_connections: config.max_connections,
+        no_restore: args.no_restore,
     };
     let status = match Reactor::new(listener, core, ctx, settings) {
         Ok(mut reactor) => {

@@ -25,9 +25,10 @@ fn main() -> ExitCode {
         }
     };
     let status = match cli.command {
-        Command::Daemon { config } => daemon::run(DaemonArgs {
+        Command::Daemon { config, no_restore } => daemon::run(DaemonArgs {
             config,
             socket: cli.socket,
+            no_restore,
         }),
         command => {
             let socket = cli.socket.unwrap_or_else(dynsup::paths::default_socket);

@@ -346,6 +346,9 @@ pub enum WorkerStateName {
     Running,
     /// Being stopped by dynsup; the process is still alive.
     Stopping,
+    /// Its main process ended (on its own or stopped), and what is left of its process
+    /// group (or cgroup) is being stopped before it is restarted or removed.
+    Draining,
     /// Its restart failed to exec; another attempt is due at once.
     Restarting,
     /// Waiting for its backoff delay before the next restart.
@@ -361,6 +364,7 @@ impl WorkerStateName {
             WorkerStateName::Starting => "starting",
             WorkerStateName::Running => "running",
             WorkerStateName::Stopping => "stopping",
+            WorkerStateName::Draining => "draining",
             WorkerStateName::Restarting => "restarting",
             WorkerStateName::Backoff => "backoff",
             WorkerStateName::Failed => "failed",

@@ -163,10 +163,12 @@ fn dynamic_workers_come_back_after_kill_9_of_the_daemon() {
     assert_eq!(state_names(&state), ["b", "c"]);
 }
 
-/// After an intensity escalation (the daemon stops everything and exits 1,
-/// as systemd would then restart it), the dynamic workers come back.
+/// After an intensity escalation (the daemon stops everything and exits 1, as systemd
+/// would then restart it), the dynamic workers come back — except the one that made it
+/// escalate: it is restored held `failed` (so it cannot make the new daemon escalate
+/// too), and `restart` brings it back.
 #[test]
-fn dynamic_workers_come_back_after_an_intensity_escalation() {
+fn after_an_escalation_the_workers_come_back_and_the_culprit_is_held_failed() {
     let dir = Rc::new(TestDir::new());
     let state = dir.join("state.json");
     // max_restarts = 0: the first crash escalates.
@@ -197,17 +199,65 @@ fn dynamic_workers_come_back_after_an_intensity_escalation() {
         ["a", "b"],
         "the escalation must not forget the dynamic workers"
     );
+    let text = std::fs::read_to_string(&state).expect("the state file");
+    assert!(text.contains("it made the daemon escalate"), "{text}");
 
     let d2 = d.start_another(&config);
-    for name in ["boot", "a", "b"] {
+    for name in ["boot", "a"] {
         let pid = d2
             .lookup(name)
             .unwrap_or_else(|| panic!("{name} did not come back{}", d2.log_tail()));
         assert!(is_alive(pid));
         assert_eq!(stat(pid).unwrap().ppid, d2.pid());
     }
-    d2.wait_worker_line("b", "args=[arg]", 1);
     assert_ne!(d2.lookup("a"), Some(a));
+    let b = d2.list_one("b").expect("b is listed");
+    assert_eq!((b.state, b.pid), (WorkerStateName::Failed, None));
+    let why = b.last_exit.map(|e| e.reason).unwrap_or_default();
+    assert!(why.contains("escalate"), "{why}");
+    // It stays held across another restart of the daemon, until `restart`.
+    let reply = d2.request_ok(&restart_req("b", None));
+    let pid = reply.pid.expect("restart answers the new pid");
+    d2.wait_worker_line("b", "args=[arg]", 1);
+    assert_eq!(d2.lookup("b"), Some(pid));
+    let text = std::fs::read_to_string(&state).expect("the state file");
+    assert!(!text.contains("escalate"), "restart unholds it: {text}");
+}
+
+/// `--no-restore`: the daemon starts, serves its socket, and holds every saved worker
+/// `failed` instead of starting it; `restart` starts one, `stop` forgets one.
+#[test]
+fn no_restore_holds_every_saved_worker() {
+    let dir = Rc::new(TestDir::new());
+    let state = dir.join("state.json");
+    let config = config(&state, 100);
+    let mut d = Launch::new(&config).in_dir(dir.clone()).start();
+    d.start_worker("a", Some("sleeper"), &[]);
+    d.start_worker("b", Some("sleeper"), &[]);
+    d.request_ok(&Request::Shutdown);
+    assert_eq!(d.wait_exit(DEADLINE).code(), Some(0));
+    assert_eq!(state_names(&state), ["a", "b"]);
+
+    let d2 = Launch::new(&config)
+        .in_dir(dir.clone())
+        .arg("--no-restore")
+        .start();
+    for name in ["a", "b"] {
+        let row = d2.list_one(name).expect("listed");
+        assert_eq!(
+            (row.state, row.pid),
+            (WorkerStateName::Failed, None),
+            "{name}"
+        );
+    }
+    assert!(d2.lookup("boot").is_some(), "boot children start as usual");
+    let pid = d2
+        .request_ok(&restart_req("a", None))
+        .pid
+        .expect("a new pid");
+    assert!(is_alive(pid));
+    d2.request_ok(&stop_req("b", None));
+    assert_eq!(state_names(&state), ["a"]);
 }
 
 /// An orderly shutdown forgets nothing either: the dynamic workers stay in the file and

@@ -267,6 +267,11 @@ pub struct SavedWorker {
     pub args: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// Set when the worker is held `failed` across daemon restarts (it made the daemon
+    /// escalate, or was not restored): why. Such a worker is restored as `failed`, not
+    /// started; `restart NAME` brings it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 /// Validate a worker name: 1 to 128 characters from `A-Z a-z 0-9 _ - . : @`, not

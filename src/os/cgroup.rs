@@ -80,45 +80,12 @@ impl Cgroups {
         Ok(OwnedFd::from(file))
     }
 
-    /// SIGKILL everything still in the worker's group, and wait (at most `patience`)
-    /// until the group is empty: a killed process leaves its cgroup only after it has
-    /// closed its files, so once this returns true a restarted worker can bind the
-    /// ports its leftovers held. Returns at once when nothing was left behind.
-    pub fn kill_and_wait(&self, name: &str, patience: std::time::Duration) -> bool {
-        use std::os::unix::fs::FileExt;
-        let Ok(events) = fs::File::open(self.dir(name).join("cgroup.events")) else {
-            return true;
-        };
-        // Read through the fd we poll: kernfs wakes a poller (POLLPRI) when the file
-        // changed since that fd last read it.
-        let populated = || {
-            let mut buf = [0u8; 128];
-            let n = events.read_at(&mut buf, 0).unwrap_or(0);
-            String::from_utf8_lossy(&buf[..n])
-                .lines()
-                .any(|l| l.trim() == "populated 1")
-        };
-        if !populated() {
-            return true;
-        }
-        self.kill(name);
-        let deadline = std::time::Instant::now() + patience;
-        loop {
-            if !populated() {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                log::warn!("{name}: processes left in its cgroup did not exit in time");
-                return false;
-            }
-            let mut fds = [nix::poll::PollFd::new(
-                std::os::fd::AsFd::as_fd(&events),
-                nix::poll::PollFlags::POLLPRI,
-            )];
-            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
-            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
-        }
+    /// Whether anything is still in the worker's group (`populated 1` in its
+    /// `cgroup.events`). A group that cannot be read is taken as empty.
+    pub fn populated(&self, name: &str) -> bool {
+        fs::read_to_string(self.dir(name).join("cgroup.events"))
+            .map(|text| text.lines().any(|l| l.trim() == "populated 1"))
+            .unwrap_or(false)
     }
 
     /// SIGKILL everything still in the worker's group.

@@ -49,6 +49,14 @@ pub fn reap_pid(pid: i32) {
     }
 }
 
+/// Whether any process (a zombie included) is still in process group `pgid`.
+pub fn group_alive(pgid: i32) -> bool {
+    !matches!(
+        nix_signal::killpg(Pid::from_raw(pgid), None),
+        Err(Errno::ESRCH)
+    )
+}
+
 /// Send `signal` to `pid`, or to the process group `pid` leads when `group` is set.
 pub fn send_signal(pid: i32, signal: Signal, group: bool) -> io::Result<()> {
     let target = if group { -pid } else { pid };

@@ -370,6 +370,41 @@ struct ChildArgs<'a> {
     failure: Cell<Option<(Stage, i32)>>,
 }
 
+/// Why a spawn failed: the message for the caller and the log, and whether it failed
+/// for lack of a resource (fds, processes, memory), which is likely to pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnError {
+    pub message: String,
+    pub shortage: bool,
+}
+
+impl SpawnError {
+    /// A failure that says nothing about resources (a missing program, a bad cwd).
+    pub fn other(message: String) -> SpawnError {
+        SpawnError {
+            message,
+            shortage: false,
+        }
+    }
+
+    /// An OS error, `what` saying what was being done.
+    pub fn os(what: &str, err: io::Error) -> SpawnError {
+        SpawnError {
+            shortage: is_shortage(&err),
+            message: format!("{what}: {err}"),
+        }
+    }
+}
+
+/// EMFILE, ENFILE, EAGAIN (a process limit, or clone's), ENOMEM: the system or the
+/// daemon is out of something that may come back.
+pub fn is_shortage(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+    )
+}
+
 /// Clone and exec the plan. `cgroup_procs`, if given, is the open `cgroup.procs` of the
 /// worker's cgroup: the child joins it first. Returns once the child has exec'd, or
 /// with the reason it could not (the failed child is already reaped).
@@ -378,11 +413,13 @@ pub fn spawn(
     plan: &ExecPlan,
     daemon_pid: i32,
     cgroup_procs: Option<&OwnedFd>,
-) -> Result<Spawned, String> {
+) -> Result<Spawned, SpawnError> {
     let (stdin_r, stdin_w) = cloexec_pipe()?;
     let (output_r, output_w) = cloexec_pipe()?;
     for fd in [&stdin_w, &output_r] {
-        set_nonblocking(fd).map_err(|e| format!("cannot make a worker pipe non-blocking: {e}"))?;
+        set_nonblocking(fd).map_err(|e| {
+            SpawnError::os("cannot make a worker pipe non-blocking", io::Error::from(e))
+        })?;
     }
 
     // Pointer arrays for execve, built before the clone: the child must not allocate.
@@ -399,7 +436,7 @@ pub fn spawn(
     }
     for (fd, slot) in &into_slots {
         dup_into(fd.as_raw_fd(), *slot)
-            .map_err(|e| format!("cannot prepare the worker's fds: {e}"))?;
+            .map_err(|e| SpawnError::os("cannot prepare the worker's fds", e))?;
     }
 
     let args = ChildArgs {
@@ -461,11 +498,15 @@ pub fn spawn(
     }
     drop((stdin_r, output_w));
     if pid < 0 {
-        return Err(format!("clone failed: {clone_error}"));
+        return Err(SpawnError::os("clone failed", clone_error));
     }
     if let Some((stage, errno)) = args.failure.get() {
         super::process::reap_pid(pid);
-        return Err(stage.describe(plan, io::Error::from_raw_os_error(errno)));
+        let err = io::Error::from_raw_os_error(errno);
+        return Err(SpawnError {
+            shortage: is_shortage(&err),
+            message: stage.describe(plan, err),
+        });
     }
     Ok(Spawned {
         pid,
@@ -619,8 +660,8 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
-fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))
+fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::os("cannot create a pipe", io::Error::from(e)))
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> nix::Result<()> {

@@ -109,6 +109,7 @@ mod tests {
             template: "worker".into(),
             args: vec!["a".into()],
             command: None,
+            failed: None,
         }];
         save(&path, &workers).unwrap();
         assert_eq!(load(&path), Ok(Some(workers)));

@@ -4,7 +4,7 @@
 
 use super::replies::{Answer, Notice, Refusal, StopCause, StopOutcome};
 use super::worker::{
-    window_for, AfterStop, EndCause, Ending, Event, LastExit, Next, SpawnPurpose, State,
+    window_for, AfterStop, EndCause, Ending, Event, LastExit, Next, SpawnPurpose, State, StopOrder,
     StopRequest, Worker,
 };
 use super::{Action, Phase, ReplyTo, Supervisor, Time};
@@ -63,7 +63,7 @@ impl Supervisor {
             return;
         };
         debug_assert!(
-            matches!(state, State::Waiting { .. } | State::Failed),
+            matches!(state, State::Waiting { .. } | State::Failed { .. }),
             "{name} has a process or a spawn: {state:?}"
         );
         self.respawn(worker, spec, reply_to, out);
@@ -72,14 +72,14 @@ impl Supervisor {
     /// A worker has left the registry: if the state file lists it, it must be
     /// written again (except during a shutdown, after which the file should bring
     /// every dynamic worker back).
-    pub(super) fn forget(&self, worker: &Worker, out: &mut Vec<Action>) {
-        if worker.dynamic && !self.is_shutting_down() {
-            out.push(Action::SaveState);
+    pub(super) fn forget(&mut self, worker: &Worker, out: &mut Vec<Action>) {
+        if !self.is_shutting_down() {
+            self.unrecord(&worker.spec.name, out);
         }
     }
 
     pub(super) fn on_spawned(&mut self, instance: u64, pid: i32, now: Time, out: &mut Vec<Action>) {
-        let Some(name) = self.registry.name_of_spawn(instance) else {
+        let Some(name) = self.registry.name_of_instance(instance) else {
             debug_assert!(false, "spawn #{instance} was never asked for");
             return;
         };
@@ -92,11 +92,15 @@ impl Supervisor {
             return;
         };
         self.step(&name, Event::Spawned { pid }, now, out);
+        if let Some(worker) = self.registry.worker_mut(&name) {
+            worker.shortages = 0;
+        }
         match purpose {
             SpawnPurpose::Start { reply_to } => {
                 info!("{name}: started, pid {pid}");
-                if reply_to.is_dynamic() {
-                    out.push(Action::SaveState);
+                if let Some(entry) = self.registry.get(&name) {
+                    let (spec, dynamic) = (entry.worker.spec.clone(), entry.worker.dynamic);
+                    self.record(&spec, dynamic, None, out);
                 }
                 let answer = Ok(Answer::Started {
                     name: name.to_string(),
@@ -121,14 +125,17 @@ impl Supervisor {
         }
     }
 
+    /// A spawn failed. `shortage`: for lack of a resource (EMFILE, ENFILE, EAGAIN,
+    /// ENOMEM) — not the worker's fault, and likely to pass.
     pub(super) fn on_spawn_failed(
         &mut self,
         instance: u64,
         error: String,
+        shortage: bool,
         now: Time,
         out: &mut Vec<Action>,
     ) {
-        let Some(name) = self.registry.name_of_spawn(instance) else {
+        let Some(name) = self.registry.name_of_instance(instance) else {
             debug_assert!(false, "spawn #{instance} was never asked for");
             return;
         };
@@ -148,6 +155,32 @@ impl Supervisor {
                 };
                 self.answer(reply_to, Err(refusal), now, out);
                 self.check_shutdown_complete(now, out);
+            }
+            SpawnPurpose::Restart | SpawnPurpose::Operator { .. } if shortage => {
+                // Out of fds, processes or memory: try again a little later, without
+                // counting it against the worker or the intensity (it is not the
+                // worker's fault, and a burst of such failures in one millisecond must
+                // not take every worker down). The worker keeps its name meanwhile.
+                worker.last_exit = Some(LastExit {
+                    cause: EndCause::SpawnFailed(error.clone()),
+                    at_ms: now.wall_ms,
+                });
+                if let SpawnPurpose::Operator { reply_to: Some(to) } = purpose {
+                    let refusal = Refusal::RestartFailed {
+                        name: name.to_string(),
+                        error: format!("{error}; it will be retried"),
+                    };
+                    self.answer(to, Err(refusal), now, out);
+                }
+                if self.is_shutting_down() {
+                    self.forget(&worker, out);
+                    return self.check_shutdown_complete(now, out);
+                }
+                let delay_ms = shortage_delay_ms(worker.shortages);
+                worker.shortages = worker.shortages.saturating_add(1);
+                warn!("{name}: cannot be spawned for lack of a resource ({error}); retrying in {delay_ms} ms (not counted as a restart)");
+                self.notify_watchers(&name, Notice::Restarting { delay_ms }, out);
+                self.wait_then_respawn(worker, delay_ms, now);
             }
             SpawnPurpose::Operator { reply_to } => {
                 // The old process is gone and the new one cannot start: unregister,
@@ -176,59 +209,115 @@ impl Supervisor {
         }
     }
 
+    /// Put `worker` back with no process, its next start due in `delay_ms`.
+    fn wait_then_respawn(&mut self, worker: Worker, delay_ms: u64, now: Time) {
+        let state = State::Waiting {
+            retry_at: now.mono_us.saturating_add(delay_ms.saturating_mul(1000)),
+            retry_wall_ms: now.wall_ms.saturating_add(delay_ms),
+            delay_ms,
+        };
+        self.registry.put(worker, state);
+    }
+
+    /// `waitpid` reported `pid`: if it is a worker's main process, the worker drains
+    /// (the OS layer is asked, through `Reaped`, what is left of its group).
     pub(super) fn on_exited(&mut self, pid: i32, exit: Exit, now: Time, out: &mut Vec<Action>) {
         let Some(name) = self.registry.name_of_pid(pid) else {
-            debug!("reaped pid {pid} ({exit}), which is not a worker");
+            debug!("reaped pid {pid} ({exit}), which is not a worker's main process");
             return;
         };
-        match self.step(&name, Event::Exited { exit }, now, out) {
-            Some((worker, Next::Ended(Ending::Exited { pid, exit, ran_us }))) => {
+        if let Some((_, next)) = self.step(&name, Event::Exited { exit }, now, out) {
+            debug_assert!(false, "{name}: an exit led to {next:?}");
+        }
+    }
+
+    /// The OS layer's answer to `Reaped` (`left`), or its later word that the group is
+    /// empty (`left: false` from a drain already signalled).
+    pub(super) fn on_leftovers(
+        &mut self,
+        instance: u64,
+        event: Event,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(name) = self.registry.name_of_instance(instance) else {
+            // A drain that already gave up, or finished by another path.
+            debug!("leftovers of instance #{instance}, which no worker awaits");
+            return;
+        };
+        match self.step(&name, event, now, out) {
+            None => {}
+            Some((worker, Next::Ended(ending))) => self.ended(worker, ending, now, out),
+            Some((worker, next)) => {
+                debug_assert!(false, "{name}: leftovers led to {next:?}");
+                self.registry.put(worker, State::Failed { held: false });
+            }
+        }
+    }
+
+    /// A worker's process and its whole group are gone: what follows.
+    fn ended(&mut self, worker: Worker, ending: Ending, now: Time, out: &mut Vec<Action>) {
+        match ending {
+            Ending::Exited { pid, exit, ran_us } => {
                 self.on_ended_on_its_own(worker, pid, exit, ran_us, now, out)
             }
-            Some((
-                worker,
-                Next::Ended(Ending::Stopped {
+            Ending::Stopped {
+                pid,
+                exit,
+                killed,
+                order,
+            } => self.on_stopped(worker, pid, exit, killed, order, now, out),
+            Ending::NotStarted { .. } => {
+                debug_assert!(false, "a failed spawn ends in on_spawn_failed");
+                self.registry.put(worker, State::Failed { held: false });
+            }
+        }
+    }
+
+    /// A stop dynsup ordered is complete (the process and its group are gone).
+    #[allow(clippy::too_many_arguments)]
+    fn on_stopped(
+        &mut self,
+        mut worker: Worker,
+        pid: i32,
+        exit: Exit,
+        killed: bool,
+        order: StopOrder,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        let name = worker.spec.name.clone();
+        worker.last_exit = Some(LastExit {
+            cause: EndCause::Stopped,
+            at_ms: now.wall_ms,
+        });
+        let outcome = StopOutcome {
+            name: name.to_string(),
+            pid: Some(pid),
+            exit: Some(exit),
+            killed,
+        };
+        match order.then {
+            AfterStop::Restart { spec, reply_to } if !self.is_shutting_down() => {
+                let notice = Notice::Exited {
                     pid,
                     exit,
-                    killed,
-                    order,
-                }),
-            )) => {
-                let mut worker = worker;
-                worker.last_exit = Some(LastExit {
-                    cause: EndCause::Stopped,
-                    at_ms: now.wall_ms,
-                });
-                let outcome = StopOutcome {
-                    name: name.to_string(),
-                    pid: Some(pid),
-                    exit: Some(exit),
-                    killed,
+                    to_restart: true,
                 };
-                match order.then {
-                    AfterStop::Restart { spec, reply_to } if !self.is_shutting_down() => {
-                        let notice = Notice::Exited {
-                            pid,
-                            exit,
-                            to_restart: true,
-                        };
-                        self.notify_watchers(&name, notice, out);
-                        self.notify_watchers(&name, Notice::Restarting { delay_ms: 0 }, out);
-                        self.respawn(worker, spec, reply_to, out);
-                    }
-                    AfterStop::Restart { reply_to, .. } => {
-                        self.finish_stop(&worker, outcome.clone(), out);
-                        self.answer_opt(reply_to, Err(Refusal::ShuttingDown), now, out);
-                    }
-                    AfterStop::Remove => self.finish_stop(&worker, outcome.clone(), out),
-                }
-                for to in order.waiters {
-                    self.answer(to, Ok(Answer::Stopped(outcome.clone())), now, out);
-                }
-                self.check_shutdown_complete(now, out);
+                self.notify_watchers(&name, notice, out);
+                self.notify_watchers(&name, Notice::Restarting { delay_ms: 0 }, out);
+                self.respawn(worker, spec, reply_to, out);
             }
-            other => debug_assert!(false, "{name}: an exit led to {other:?}"),
+            AfterStop::Restart { reply_to, .. } => {
+                self.finish_stop(&worker, outcome.clone(), out);
+                self.answer_opt(reply_to, Err(Refusal::ShuttingDown), now, out);
+            }
+            AfterStop::Remove => self.finish_stop(&worker, outcome.clone(), out),
         }
+        for to in order.waiters {
+            self.answer(to, Ok(Answer::Stopped(outcome.clone())), now, out);
+        }
+        self.check_shutdown_complete(now, out);
     }
 
     /// The process ended without dynsup asking: apply the restart rule.
@@ -332,13 +421,13 @@ impl Supervisor {
                         .map_or_else(String::new, |e| super::replies::end_reason(&e.cause));
                     error!("{name}: reached its own restart limit ({count} restarts in {seconds} s); giving up (last exit: {reason})");
                     let last_exit = worker.last_exit.as_ref().map(|e| e.cause.clone());
-                    self.registry.put(worker, State::Failed);
+                    self.registry.put(worker, State::Failed { held: false });
                     self.notify_watchers(&name, Notice::Failed { last_exit }, out);
                     return;
                 }
                 OnLimit::Escalate => {
                     error!("{name}: reached its own restart limit ({count} restarts in {seconds} s): reached max restart intensity; stopping every worker and exiting with status 1");
-                    return self.escalate(&name, now, out);
+                    return self.escalate(worker, now, out);
                 }
             }
         }
@@ -350,7 +439,7 @@ impl Supervisor {
                 self.intensity.len(),
                 self.intensity.max_seconds()
             );
-            return self.escalate(&name, now, out);
+            return self.escalate(worker, now, out);
         }
         let delay_ms = template.backoff.delay_ms(worker.consecutive);
         worker.consecutive = worker.consecutive.saturating_add(1);
@@ -362,19 +451,21 @@ impl Supervisor {
         if delay_ms > 0 {
             info!("{name}: next restart in {delay_ms} ms (backoff)");
         }
-        let state = State::Waiting {
-            retry_at: now.mono_us.saturating_add(delay_ms.saturating_mul(1000)),
-            retry_wall_ms: now.wall_ms.saturating_add(delay_ms),
-            delay_ms,
-        };
-        self.registry.put(worker, state);
+        self.wait_then_respawn(worker, delay_ms, now);
     }
 
-    /// Give up on the whole supervisor. The worker that tripped the limit is not put
-    /// back; like every other dynamic worker it stays in the state file, so a daemon
-    /// restarted by its own supervisor brings it back.
-    fn escalate(&mut self, name: &str, now: Time, out: &mut Vec<Action>) {
-        self.notify_watchers(name, Notice::IntensityTripped, out);
+    /// Give up on the whole supervisor. The worker that tripped the limit is held
+    /// `failed`, and a dynamic one is recorded so in the state file before the shutdown
+    /// begins: a daemon started again (by systemd, say) restores it as `failed` instead
+    /// of starting it — it cannot make that daemon escalate again, the socket stays
+    /// usable, and `restart NAME` brings it back. Every other dynamic worker stays in
+    /// the state file as it was.
+    fn escalate(&mut self, worker: Worker, now: Time, out: &mut Vec<Action>) {
+        let name = worker.spec.name.clone();
+        let why = super::held_why(&worker);
+        self.record(&worker.spec, worker.dynamic, Some(why), out);
+        self.registry.put(worker, State::Failed { held: true });
+        self.notify_watchers(&name, Notice::IntensityTripped, out);
         self.begin_shutdown(1, None, now, out);
     }
 
@@ -400,10 +491,11 @@ impl Supervisor {
                     self.spec_for_restart(&mut worker);
                     self.spawn(worker, SpawnPurpose::Restart, out);
                 }
+                Some((worker, Next::Ended(ending))) => self.ended(worker, ending, now, out),
                 Some((worker, next)) => {
                     debug_assert!(false, "{name}: a deadline led to {next:?}");
                     // Keep the worker rather than lose it.
-                    self.registry.put(worker, State::Failed);
+                    self.registry.put(worker, State::Failed { held: false });
                 }
             }
         }
@@ -432,4 +524,10 @@ impl Supervisor {
         };
         self.step(name, Event::Stop(stop), now, out)
     }
+}
+
+/// The delay before spawning again after a spawn failed for lack of a resource: 100 ms,
+/// doubling, at most 5 s.
+fn shortage_delay_ms(shortages: u32) -> u64 {
+    100u64.saturating_mul(1 << shortages.min(6)).min(5_000)
 }

@@ -25,9 +25,12 @@
 //!   `waitpid` can ever report it.
 //! - `Input::Exited` is fed for each reaped pid as soon as it is reaped, before any
 //!   other action is executed, so a signal is never sent to a reaped pid.
+//! - Every `Action::Reaped` is answered with `Input::Leftovers` before any other input,
+//!   and a group reported left is watched until `Input::LeftoversGone`.
 //! - `Input::Tick` is fed whenever [`Supervisor::next_deadline`] has passed.
-//! - `Action::SaveState` is carried out (the state file written) before the actions
-//!   that follow it, so a `start`/`stop` reply is sent only once it is durable.
+//! - `Action::SaveState` is carried out (the state file written) before any reply
+//!   that follows it leaves the daemon, so a `start`/`stop` is answered only once it is
+//!   durable; several in one loop turn may share one write.
 //!
 //! Every event costs O(1) in the number of workers (hash maps by name, pid and spawn,
 //! an ordered deadline set); `list`, `count`, reload and the shutdown sweep visit each.
@@ -49,13 +52,14 @@ pub use requests::Command;
 
 use super::intensity::Intensity;
 use super::spec::{BootChild, SavedWorker, Template};
+use super::ChildSpec;
 use crate::signal::Signal;
 use log::error;
 use registry::Registry;
 use replies::{Answer, Notice, Refusal, StopOutcome};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{Effect, Event as WorkerEvent, Next, Worker};
+use worker::{Effect, EndCause, Event as WorkerEvent, Next, Worker};
 
 /// One spawned process of a worker. Never reused, so a late event from a dead
 /// instance (an output pipe's EOF, say) can never be mistaken for its successor.
@@ -122,7 +126,17 @@ pub enum Input {
     /// The answer to `Action::Spawn`: the process exists and has exec'd.
     Spawned { instance: InstanceId, pid: i32 },
     /// The answer to `Action::Spawn`: the clone or the exec failed, nothing runs.
-    SpawnFailed { instance: InstanceId, error: String },
+    /// `shortage`: for lack of a resource (EMFILE, ENFILE, EAGAIN, ENOMEM).
+    SpawnFailed {
+        instance: InstanceId,
+        error: String,
+        shortage: bool,
+    },
+    /// The answer to `Action::Reaped`: is anything of the instance's process group
+    /// (or cgroup) left?
+    Leftovers { instance: InstanceId, left: bool },
+    /// What was left of the instance's group (see `Leftovers`) is gone now.
+    LeftoversGone { instance: InstanceId },
     /// Time has passed; deadlines at or before now are due.
     Tick,
     /// SIGTERM or SIGINT reached the daemon.
@@ -162,8 +176,17 @@ pub enum Action {
         message: String,
         reply_to: ReplyTo,
     },
-    /// The instance's process was reaped: close its stdin.
-    Reaped { instance: InstanceId },
+    /// The instance's main process `pid` was reaped: close its stdin, log what it
+    /// wrote, and answer at once with `Input::Leftovers`: is anything of its process
+    /// group (`pid`) or cgroup left? If so, watch it and send `Input::LeftoversGone`
+    /// once it is empty.
+    Reaped { instance: InstanceId, pid: i32 },
+    /// Send `signal` to whatever is left of the instance's process group and cgroup
+    /// (SIGKILL: through `cgroup.kill` when cgroups are on).
+    SignalLeftovers {
+        instance: InstanceId,
+        signal: Signal,
+    },
     /// Boxed: a reply is large, and most actions are not replies.
     Reply {
         to: ReplyTo,
@@ -171,8 +194,10 @@ pub enum Action {
     },
     /// For `watch` subscribers.
     Event(replies::Event),
-    /// The set of dynamic workers changed: write [`Supervisor::saved_workers`] to the
-    /// state file now, before the actions that follow.
+    /// The record of dynamic workers ([`Supervisor::saved_workers`]) changed: write it
+    /// to the state file before any reply that follows reaches its client (the reactor
+    /// writes once per loop turn, before it flushes replies). Only emitted when the
+    /// supervisor records its dynamic workers ([`Supervisor::record_dynamic_workers`]).
     SaveState,
     /// Every worker is gone; the daemon should exit with this status.
     Exit { code: i32 },
@@ -197,6 +222,13 @@ pub struct Supervisor {
     intensity: Intensity,
     next_instance: InstanceId,
     phase: Phase,
+    /// A state file is kept: dynamic workers are recorded in `saved`, and `SaveState`
+    /// asks for the file to be written.
+    durable: bool,
+    /// The dynamic workers as the state file records them. Changed only by the events
+    /// that change that record — a dynamic start, a stop, a hold, an escalation — never
+    /// by a shutdown, so a daemon that comes back restores what was running.
+    saved: BTreeMap<Rc<str>, SavedWorker>,
 }
 
 impl Supervisor {
@@ -208,6 +240,45 @@ impl Supervisor {
             registry: Registry::default(),
             next_instance: 1,
             phase: Phase::Running,
+            durable: false,
+            saved: BTreeMap::new(),
+        }
+    }
+
+    /// Emit `SaveState` whenever the set of dynamic workers changes (when the daemon
+    /// keeps a state file).
+    pub fn record_dynamic_workers(mut self) -> Supervisor {
+        self.durable = true;
+        self
+    }
+
+    /// Record a dynamic worker for the state file (`failed`: held, with why), and ask
+    /// for the file to be written.
+    fn record(
+        &mut self,
+        spec: &ChildSpec,
+        dynamic: bool,
+        failed: Option<String>,
+        out: &mut Vec<Action>,
+    ) {
+        if !(self.durable && dynamic) {
+            return;
+        }
+        let saved = SavedWorker {
+            name: spec.name.to_string(),
+            template: spec.template.name.clone(),
+            args: spec.args.clone(),
+            command: spec.command.clone(),
+            failed,
+        };
+        self.saved.insert(spec.name.clone(), saved);
+        out.push(Action::SaveState);
+    }
+
+    /// A dynamic worker is gone for good: drop it from the state file.
+    fn unrecord(&mut self, name: &str, out: &mut Vec<Action>) {
+        if self.saved.remove(name).is_some() {
+            out.push(Action::SaveState);
         }
     }
 
@@ -218,8 +289,16 @@ impl Supervisor {
             Input::Command { from, command } => self.on_command(from, command, now, &mut out),
             Input::Exited { pid, exit } => self.on_exited(pid, exit, now, &mut out),
             Input::Spawned { instance, pid } => self.on_spawned(instance, pid, now, &mut out),
-            Input::SpawnFailed { instance, error } => {
-                self.on_spawn_failed(instance, error, now, &mut out)
+            Input::SpawnFailed {
+                instance,
+                error,
+                shortage,
+            } => self.on_spawn_failed(instance, error, shortage, now, &mut out),
+            Input::Leftovers { instance, left } => {
+                self.on_leftovers(instance, WorkerEvent::Leftovers { left }, now, &mut out)
+            }
+            Input::LeftoversGone { instance } => {
+                self.on_leftovers(instance, WorkerEvent::LeftoversGone, now, &mut out)
             }
             Input::Tick => self.on_tick(now, &mut out),
             Input::ShutdownSignal { signal } => self.on_shutdown_signal(signal, now, &mut out),
@@ -257,20 +336,7 @@ impl Supervisor {
 
     /// The dynamic workers, as the state file records them, sorted by name.
     pub fn saved_workers(&self) -> Vec<SavedWorker> {
-        let mut saved: Vec<SavedWorker> = self
-            .registry
-            .iter()
-            .map(|(_, entry)| &entry.worker)
-            .filter(|w| w.dynamic)
-            .map(|w| SavedWorker {
-                name: w.spec.name.to_string(),
-                template: w.spec.template.name.clone(),
-                args: w.spec.args.clone(),
-                command: w.spec.command.clone(),
-            })
-            .collect();
-        saved.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        saved
+        self.saved.values().cloned().collect()
     }
 
     /// The registry by state (visits every worker).
@@ -324,7 +390,10 @@ impl Supervisor {
             Effect::Signal { pid, signal, group } => {
                 out.push(Action::Signal { pid, signal, group })
             }
-            Effect::Reaped { instance } => out.push(Action::Reaped { instance }),
+            Effect::Reaped { instance, pid } => out.push(Action::Reaped { instance, pid }),
+            Effect::SignalLeftovers { instance, signal } => {
+                out.push(Action::SignalLeftovers { instance, signal })
+            }
             Effect::Notice(notice) => self.notify_watchers(name, notice, out),
             Effect::Answer { to, answer } => self.answer(to, answer, now, out),
         }
@@ -382,5 +451,17 @@ impl Supervisor {
         let instance = self.next_instance;
         self.next_instance += 1;
         instance
+    }
+}
+
+/// Why a held worker is held, as the state file records it.
+fn held_why(worker: &Worker) -> String {
+    match worker.last_exit.as_ref().map(|e| &e.cause) {
+        Some(EndCause::NotRestored(why)) => why.clone(),
+        Some(cause) => format!(
+            "it made the daemon escalate (last exit: {})",
+            replies::end_reason(cause)
+        ),
+        None => "it made the daemon escalate".to_string(),
     }
 }

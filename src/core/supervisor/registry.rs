@@ -1,5 +1,6 @@
 //! The registry: the name map, and the indexes derived from each worker's state — by
-//! pid (its live process), by spawn in flight (its instance) and by deadline. This is
+//! pid (its live process), by instance (a spawn in flight, or a drain awaiting the OS)
+//! and by deadline. This is
 //! the only code that changes any of them, and it re-indexes a worker from its state
 //! every time the state changes, so the four can never disagree.
 //!
@@ -34,12 +35,12 @@ pub(super) struct Registry {
     index: Index,
 }
 
-/// What is derived from the states: by pid (a live process), by spawn in flight, by
-/// deadline (due time in monotonic µs, name).
+/// What is derived from the states: by pid (a live process), by instance (a spawn in
+/// flight, or a drain awaiting the OS), by deadline (due time in monotonic µs, name).
 #[derive(Debug, Default)]
 struct Index {
     by_pid: HashMap<i32, Rc<str>, NumberHash>,
-    by_spawn: HashMap<InstanceId, Rc<str>, NumberHash>,
+    by_instance: HashMap<InstanceId, Rc<str>, NumberHash>,
     deadlines: BTreeSet<(u64, Rc<str>)>,
 }
 
@@ -78,8 +79,8 @@ impl Index {
             let previous = self.by_pid.insert(pid, name.clone());
             debug_assert!(previous.is_none(), "pid {pid} was indexed twice");
         }
-        if let Some(instance) = state.spawning() {
-            self.by_spawn.insert(instance, name.clone());
+        if let Some(instance) = state.awaited_instance() {
+            self.by_instance.insert(instance, name.clone());
         }
         if let Some(at) = state.deadline() {
             self.deadlines.insert((at, name.clone()));
@@ -90,8 +91,8 @@ impl Index {
         if let Some(pid) = state.pid() {
             self.by_pid.remove(&pid);
         }
-        if let Some(instance) = state.spawning() {
-            self.by_spawn.remove(&instance);
+        if let Some(instance) = state.awaited_instance() {
+            self.by_instance.remove(&instance);
         }
         if let Some(at) = state.deadline() {
             self.deadlines.remove(&(at, name.clone()));
@@ -134,9 +135,10 @@ impl Registry {
         self.index.by_pid.get(&pid).cloned()
     }
 
-    /// The registered name whose spawn in flight is `instance`.
-    pub(super) fn name_of_spawn(&self, instance: InstanceId) -> Option<Rc<str>> {
-        self.index.by_spawn.get(&instance).cloned()
+    /// The registered name whose state awaits the OS's answer about `instance` (a spawn
+    /// in flight, or an ended process's leftovers).
+    pub(super) fn name_of_instance(&self, instance: InstanceId) -> Option<Rc<str>> {
+        self.index.by_instance.get(&instance).cloned()
     }
 
     pub(super) fn next_deadline(&self) -> Option<u64> {
@@ -177,7 +179,7 @@ impl Registry {
     ) -> Option<(R, Option<Worker>)> {
         let entry = self.entries.get_mut(name)?;
         // `f` owns the state meanwhile; nothing can look at the entry until it is set.
-        let state = std::mem::replace(&mut entry.state, State::Failed);
+        let state = std::mem::replace(&mut entry.state, State::Failed { held: false });
         let key = entry.worker.spec.name.clone();
         self.index.remove(&key, &state);
         let (next, result) = f(state, &mut entry.worker);
@@ -213,10 +215,10 @@ impl Registry {
                     return Err(format!("{name}: pid {pid} is not indexed"));
                 }
             }
-            if let Some(instance) = state.spawning() {
+            if let Some(instance) = state.awaited_instance() {
                 spawns += 1;
-                if self.index.by_spawn.get(&instance) != Some(name) {
-                    return Err(format!("{name}: spawn #{instance} is not indexed"));
+                if self.index.by_instance.get(&instance) != Some(name) {
+                    return Err(format!("{name}: instance #{instance} is not indexed"));
                 }
             }
             if let Some(at) = state.deadline() {
@@ -229,7 +231,7 @@ impl Registry {
         let index = &self.index;
         let counts = (
             index.by_pid.len(),
-            index.by_spawn.len(),
+            index.by_instance.len(),
             index.deadlines.len(),
         );
         if counts != (pids, spawns, deadlines) {

@@ -7,7 +7,7 @@
 //! future starts. A stop in progress is never undone.
 
 use super::replies::{Answer, Notice, Refusal, ReloadSummary, SkipReason, Skipped, StopCause};
-use super::worker::{AfterStop, Next, SpawnPurpose, State, StopOrder, Worker};
+use super::worker::{AfterStop, Ending, Next, SpawnPurpose, State, StopOrder, Worker};
 use super::{Action, ReloadConfig, ReplyTo, Supervisor, Time};
 use crate::core::spec::{BootChild, ChildSpec};
 use log::{error, info, warn};
@@ -136,11 +136,23 @@ impl Supervisor {
                         ..
                     },
                 ..
+            }
+            | State::Draining {
+                ending:
+                    Ending::Stopped {
+                        order:
+                            StopOrder {
+                                then: AfterStop::Remove,
+                                ..
+                            },
+                        ..
+                    },
+                ..
             } => {
                 // A stop in progress wins: the child stays stopped.
                 skip(summary, SkipReason::BeingStopped)
             }
-            State::Waiting { .. } | State::Failed => {
+            State::Waiting { .. } | State::Failed { .. } => {
                 summary.restarted.push(child.name);
                 self.respawn_now(&key, spec, None, out);
             }
@@ -157,6 +169,7 @@ impl Supervisor {
                     },
                 ..
             }
+            | State::Draining { .. }
             | State::Spawning { .. } => {
                 summary.restarted.push(child.name);
                 let then = AfterStop::Restart {

@@ -274,12 +274,12 @@ pub(super) fn counts(registry: &Registry) -> Counts {
     for (_, entry) in registry.iter() {
         match entry.state() {
             State::Starting { .. } | State::Running { .. } => counts.active += 1,
-            State::Stopping { .. } => {
+            State::Stopping { .. } | State::Draining { .. } => {
                 counts.active += 1;
                 counts.stopping += 1;
             }
             State::Spawning { .. } | State::Waiting { .. } => counts.backoff += 1,
-            State::Failed => counts.failed += 1,
+            State::Failed { .. } => counts.failed += 1,
         }
     }
     counts
@@ -476,6 +476,7 @@ pub(super) fn end_reason(cause: &EndCause) -> String {
         EndCause::Exited(exit) => exit.to_string(),
         EndCause::Stopped => "stopped".to_string(),
         EndCause::SpawnFailed(error) => format!("spawn failed: {error}"),
+        EndCause::NotRestored(why) => why.clone(),
     }
 }
 
@@ -516,7 +517,8 @@ fn state_name(state: &State) -> WorkerStateName {
         State::Stopping { .. } => WorkerStateName::Stopping,
         State::Spawning { .. } | State::Waiting { delay_ms: 0, .. } => WorkerStateName::Restarting,
         State::Waiting { .. } => WorkerStateName::Backoff,
-        State::Failed => WorkerStateName::Failed,
+        State::Draining { .. } => WorkerStateName::Draining,
+        State::Failed { .. } => WorkerStateName::Failed,
     }
 }
 

@@ -2,7 +2,7 @@
 //! into worker events and answers.
 
 use super::replies::{self, Answer, Notice, Refusal, StopCause, StopOutcome, Whereabouts};
-use super::worker::{AfterStop, Event, Next, SpawnPurpose, State, Worker};
+use super::worker::{AfterStop, EndCause, Event, LastExit, Next, SpawnPurpose, State, Worker};
 use super::{Action, Phase, ReplyTo, Supervisor, Time};
 use crate::core::spec::{validate_name, ChildSpec, Template};
 use crate::signal::Signal;
@@ -50,6 +50,16 @@ pub enum Command {
         name: String,
     },
     Shutdown,
+    /// A worker of the state file that is restored held `failed` (it made the daemon
+    /// escalate, or the daemon runs with `--no-restore`): registered, not started, with
+    /// `why` as its last exit; `restart NAME` starts it.
+    Hold {
+        name: String,
+        template: String,
+        args: Vec<String>,
+        command: Option<Vec<String>>,
+        why: String,
+    },
 }
 
 impl Supervisor {
@@ -118,6 +128,18 @@ impl Supervisor {
                 }
                 None => self.answer(from, Err(Refusal::NotFound { name }), now, out),
             },
+            Command::Hold {
+                name,
+                template,
+                args,
+                command,
+                why,
+            } => {
+                let answer = self
+                    .build_spec(name, Some(template), args, command)
+                    .map(|spec| self.hold(from, spec, why, now));
+                self.answer(from, answer, now, out);
+            }
             Command::Shutdown => match &mut self.phase {
                 Phase::ShuttingDown { waiters, .. } => waiters.push(from),
                 // Everything is already stopped; the daemon is on its way out.
@@ -144,7 +166,7 @@ impl Supervisor {
             return Err(Refusal::NoNewWorkers);
         }
         let taken = self.registry.get(&name).map(|e| e.state());
-        let replacing_failed = matches!(taken, Some(State::Failed));
+        let replacing_failed = matches!(taken, Some(State::Failed { .. }));
         if let Some(max) = self.limits.max_children {
             if self.registry.len() >= max && !replacing_failed {
                 return Err(Refusal::MaxChildren { max });
@@ -193,9 +215,27 @@ impl Supervisor {
         }
     }
 
+    /// Register `spec` held `failed`, not started.
+    fn hold(&mut self, from: ReplyTo, spec: Rc<ChildSpec>, why: String, now: Time) -> Answer {
+        let name = spec.name.to_string();
+        log::warn!("{name}: restored as failed, not started ({why}); `restart {name}` starts it");
+        let mut worker = Worker::new(spec, from.is_dynamic(), self.limits.max_seconds);
+        worker.last_exit = Some(LastExit {
+            cause: EndCause::NotRestored(why.clone()),
+            at_ms: now.wall_ms,
+        });
+        // Restoring: the file is written once the restore is over.
+        let mut later = Vec::new();
+        self.record(&worker.spec, worker.dynamic, Some(why), &mut later);
+        let state = State::Failed { held: true };
+        let at = Whereabouts::of(&state);
+        self.registry.put(worker, state);
+        Answer::Whereis { name, at }
+    }
+
     fn start(&mut self, from: ReplyTo, spec: Rc<ChildSpec>, out: &mut Vec<Action>) {
         // A failed worker named again is replaced by the new start.
-        if let Some((worker, State::Failed)) = self.registry.take(&spec.name) {
+        if let Some((worker, State::Failed { .. })) = self.registry.take(&spec.name) {
             self.forget(&worker, out);
         }
         let worker = Worker::new(spec, from.is_dynamic(), self.limits.max_seconds);
@@ -272,15 +312,23 @@ impl Supervisor {
                 };
                 self.stop_worker(&key, timeout_ms, None, then, now, out);
             }
-            State::Stopping { .. } | State::Spawning { .. } => {
+            State::Stopping { .. } | State::Draining { .. } | State::Spawning { .. } => {
                 let refusal = Refusal::BeingStopped {
                     name: key.to_string(),
                 };
                 self.answer(from, Err(refusal), now, out);
             }
-            State::Waiting { .. } | State::Failed => {
+            state @ (State::Waiting { .. } | State::Failed { .. }) => {
                 info!("{key}: restart requested; starting it now");
+                // A held worker leaves the state file's failed list.
+                let was_held = matches!(state, State::Failed { held: true });
                 self.respawn_now(&key, spec, Some(from), out);
+                if was_held {
+                    if let Some(entry) = self.registry.get(&key) {
+                        let (spec, dynamic) = (entry.worker.spec.clone(), entry.worker.dynamic);
+                        self.record(&spec, dynamic, None, out);
+                    }
+                }
             }
         }
     }

@@ -15,7 +15,8 @@ impl Supervisor {
         if self.is_shutting_down() {
             warn!("{signal} received again during shutdown: killing every worker now");
             for name in self.registry.names() {
-                if let Some(State::Stopping { .. }) = self.registry.get(&name).map(|e| e.state()) {
+                let state = self.registry.get(&name).map(|e| e.state());
+                if let Some(State::Stopping { .. } | State::Draining { .. }) = state {
                     self.step(&name, Event::KillNow, now, out);
                 }
             }
@@ -46,13 +47,15 @@ impl Supervisor {
                 Some(State::Starting { .. } | State::Running { .. }) => {
                     self.stop_worker(&name, None, None, AfterStop::Remove, now, out);
                 }
-                Some(State::Waiting { .. } | State::Failed) => {
+                Some(State::Waiting { .. } | State::Failed { .. }) => {
                     // Not recorded as removed in the state file: a daemon that comes
                     // back after this shutdown starts them again.
                     self.registry.take(&name);
                 }
-                // Already stopping; a spawn in flight is stopped once it answers.
-                Some(State::Stopping { .. } | State::Spawning { .. }) | None => {}
+                // Already stopping or draining; a spawn in flight is stopped once it
+                // answers.
+                Some(State::Stopping { .. } | State::Draining { .. } | State::Spawning { .. })
+                | None => {}
             }
         }
         self.check_shutdown_complete(now, out);

@@ -7,8 +7,17 @@
 //! | `Starting` | live, not ready yet    | `ready_by`: the ready timeout  | `starting`             |
 //! | `Running`  | live                   | –                              | `running`              |
 //! | `Stopping` | live, stop signal sent | `kill_at`: SIGKILL to its group| `stopping`             |
+//! | `Draining` | ended; its group not yet | the drain's stage (below)    | `draining`             |
 //! | `Waiting`  | none                   | `retry_at`: the next start     | `backoff`/`restarting` |
 //! | `Failed`   | none                   | –                              | `failed`               |
+//!
+//! A worker is gone only when its whole process group (or cgroup) is gone. When its
+//! main process ends — on its own, by an outside kill, by a stop, by the shutdown — it
+//! is `Draining`: the OS layer says at once whether anything of its group is left; if
+//! so, the leftovers get the stop signal, then SIGKILL at `kill_at` (at most
+//! `shutdown_ms` after the end; a stop keeps its own deadline), and after that the
+//! worker moves on anyway once `GIVE_UP_MS` have passed. Only then is the restart rule
+//! applied or the stop answered.
 //!
 //! The table takes a state by value and an [`Event`] and returns where the worker goes
 //! ([`Next`]) and what the OS layer must do ([`Effect`]s, in order). It decides nothing
@@ -43,6 +52,8 @@ pub(super) struct Worker {
     pub(super) last_exit: Option<LastExit>,
     /// The last `STATUS=` it sent.
     pub(super) status: Option<String>,
+    /// Spawns in a row that failed for lack of a resource (they pace the next try).
+    pub(super) shortages: u32,
 }
 
 impl Worker {
@@ -55,6 +66,7 @@ impl Worker {
             consecutive: 0,
             last_exit: None,
             status: None,
+            shortages: 0,
         }
     }
 }
@@ -83,6 +95,8 @@ pub(super) enum EndCause {
     Stopped,
     /// Its restart could not be spawned.
     SpawnFailed(String),
+    /// Restored `failed` from the state file, with why.
+    NotRestored(String),
 }
 
 /// One live process of a worker.
@@ -117,6 +131,10 @@ pub(super) enum AfterStop {
     },
 }
 
+/// How long leftovers that were sent SIGKILL may take to be gone before the worker
+/// moves on without them (a process in uninterruptible sleep cannot be hurried).
+pub(super) const GIVE_UP_MS: u64 = 1000;
+
 /// A stop in progress: who waits for it and what follows.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct StopOrder {
@@ -146,13 +164,38 @@ pub(super) enum State {
         kill_at: Option<u64>,
         order: StopOrder,
     },
+    /// Its main process (`pgid`, instance `instance`) ended; what is left of its group
+    /// is being stopped, then `ending` is carried out.
+    Draining {
+        pgid: i32,
+        instance: InstanceId,
+        stage: Drain,
+        ending: Ending,
+    },
     /// `delay_ms` is 0 after a failed exec (`restarting`), else a backoff.
     Waiting {
         retry_at: u64,
         retry_wall_ms: u64,
         delay_ms: u64,
     },
-    Failed,
+    /// No process. `held`: kept failed across daemon restarts (recorded so in the
+    /// state file) — it made the daemon escalate, or was not restored; else it gave up
+    /// after its own limit (a new daemon starts it again).
+    Failed {
+        held: bool,
+    },
+}
+
+/// Where a drain is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Drain {
+    /// The OS layer is asked whether anything is left (answered at once). `kill_at`:
+    /// when leftovers get SIGKILL (none: they get it at once).
+    Checking { kill_at: Option<u64> },
+    /// Leftovers got the stop signal; SIGKILL at `kill_at`.
+    Signalled { kill_at: u64 },
+    /// Leftovers got SIGKILL; the worker moves on at `give_up_at` regardless.
+    Killed { give_up_at: u64 },
 }
 
 /// What happens to one worker.
@@ -172,6 +215,10 @@ pub(super) enum Event {
     Stop(StopRequest),
     /// SIGKILL now, if it is being stopped (a second shutdown signal).
     KillNow,
+    /// The OS layer's answer to `Reaped`: is anything of its group left?
+    Leftovers { left: bool },
+    /// Nothing of its group is left any more.
+    LeftoversGone,
     /// Answer `from` once it is ready.
     WaitReady { from: ReplyTo },
 }
@@ -197,7 +244,7 @@ pub(super) enum Next {
     Removed,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Ending {
     /// It exited on its own, was killed from outside, or by its ready timeout.
     Exited { pid: i32, exit: Exit, ran_us: u64 },
@@ -223,8 +270,15 @@ pub(super) enum Effect {
         signal: Signal,
         group: bool,
     },
+    /// Its main process `pid` was reaped; the OS layer answers with `Leftovers`.
     Reaped {
         instance: InstanceId,
+        pid: i32,
+    },
+    /// Signal whatever is left of the instance's group (or cgroup).
+    SignalLeftovers {
+        instance: InstanceId,
+        signal: Signal,
     },
     Notice(Notice),
     Answer {
@@ -237,14 +291,15 @@ impl State {
     /// The transition table. `name` and `template` are the worker's, for messages and
     /// settings; `now` is the time of the event.
     ///
-    /// | state \ event | Spawned          | SpawnFailed | Ready     | Exited           | Due                  | Stop                | KillNow  | WaitReady |
-    /// |---------------|------------------|-------------|-----------|------------------|----------------------|---------------------|----------|-----------|
-    /// | Spawning      | Starting/Running | Ended       | –         | –                | –                    | (never)             | –        | refused   |
-    /// | Starting      | –                | –           | Running   | Ended (+waiters) | SIGKILL (+waiters)   | Stopping (+waiters) | –        | parked    |
-    /// | Running       | –                | –           | –         | Ended            | –                    | Stopping            | –        | answered  |
-    /// | Stopping      | –                | –           | –         | Ended (stopped)  | SIGKILL              | joins the stop      | SIGKILL  | refused   |
-    /// | Waiting       | –                | –           | –         | –                | Respawn              | Removed             | –        | refused   |
-    /// | Failed        | –                | –           | –         | –                | –                    | Removed             | –        | refused   |
+    /// | state \ event | Spawned          | SpawnFailed | Ready   | Exited           | Due                | Stop                | KillNow | Leftovers / Gone | WaitReady |
+    /// |---------------|------------------|-------------|---------|------------------|--------------------|---------------------|---------|------------------|-----------|
+    /// | Spawning      | Starting/Running | Ended       | –       | –                | –                  | (never)             | –       | –                | refused   |
+    /// | Starting      | –                | –           | Running | Draining (+waiters) | SIGKILL (+waiters) | Stopping (+waiters) | –    | –                | parked    |
+    /// | Running       | –                | –           | –       | Draining         | –                  | Stopping            | –       | –                | answered  |
+    /// | Stopping      | –                | –           | –       | Draining         | SIGKILL            | joins the stop      | SIGKILL | –                | refused   |
+    /// | Draining      | –                | –           | –       | –                | SIGKILL / Ended    | joins, or a stop    | SIGKILL | Ended or signal  | refused   |
+    /// | Waiting       | –                | –           | –       | –                | Respawn            | Removed             | –       | –                | refused   |
+    /// | Failed        | –                | –           | –       | –                | –                  | Removed             | –       | –                | refused   |
     ///
     /// "–" leaves the state as it is: a harmless repeat (a late `READY=1`), or a pair
     /// no caller feeds, which debug builds assert. Every pair is written out (no
@@ -289,9 +344,7 @@ impl State {
                 Next::To(S::Running { proc })
             }
             (S::Starting { proc, waiters, .. }, E::Exited { exit }) => {
-                effects.push(Effect::Reaped {
-                    instance: proc.instance,
-                });
+                let draining = drain_after_exit(proc, exit, template, now, &mut effects);
                 for to in waiters {
                     let refusal = Refusal::ExitedBeforeReady {
                         name: name.to_string(),
@@ -299,7 +352,7 @@ impl State {
                     };
                     effects.push(answer(to, Err(refusal)));
                 }
-                Next::Ended(ended_on_its_own(proc, exit, now))
+                Next::To(draining)
             }
             (
                 S::Starting {
@@ -342,10 +395,7 @@ impl State {
             }
 
             (S::Running { proc }, E::Exited { exit }) => {
-                effects.push(Effect::Reaped {
-                    instance: proc.instance,
-                });
-                Next::Ended(ended_on_its_own(proc, exit, now))
+                Next::To(drain_after_exit(proc, exit, template, now, &mut effects))
             }
             (S::Running { proc }, E::WaitReady { from }) => {
                 effects.push(answer(from, ready(name, proc)));
@@ -370,35 +420,9 @@ impl State {
                     kill_at,
                     mut order,
                 },
-                E::Stop(StopRequest { waiter, then, .. }),
+                E::Stop(stop),
             ) => {
-                // The stop in progress goes on with the new `then`. A pending
-                // restart that a plain stop cancels is answered; one replaced by
-                // another restart (a reload's new spec) keeps its requester.
-                match (std::mem::replace(&mut order.then, then), &mut order.then) {
-                    (
-                        AfterStop::Restart {
-                            reply_to: Some(to), ..
-                        },
-                        AfterStop::Restart {
-                            reply_to: inherited @ None,
-                            ..
-                        },
-                    ) => *inherited = Some(to),
-                    (
-                        AfterStop::Restart {
-                            reply_to: Some(to), ..
-                        },
-                        _,
-                    ) => {
-                        let refusal = Refusal::StoppedBeforeRestart {
-                            name: name.to_string(),
-                        };
-                        effects.push(answer(to, Err(refusal)));
-                    }
-                    _ => {}
-                }
-                order.waiters.extend(waiter);
+                join_stop(&mut order, stop, name, &mut effects);
                 Next::To(S::Stopping {
                     proc,
                     kill_at,
@@ -429,29 +453,167 @@ impl State {
                 },
                 E::Exited { exit },
             ) => {
-                effects.push(Effect::Reaped {
-                    instance: proc.instance,
-                });
                 let killed = kill_at.is_none();
                 if killed {
                     warn!("{name}: stopped: did not exit in time, killed ({exit})");
                 } else {
                     info!("{name}: stopped ({exit})");
                 }
-                Next::Ended(Ending::Stopped {
+                let ending = Ending::Stopped {
                     pid: proc.pid,
                     exit,
                     killed,
                     order,
+                };
+                Next::To(drain(proc, kill_at, ending, &mut effects))
+            }
+
+            (
+                S::Draining {
+                    stage: Drain::Checking { .. },
+                    ending,
+                    ..
+                },
+                E::Leftovers { left: false },
+            ) => Next::Ended(ending),
+            (
+                S::Draining {
+                    pgid,
+                    instance,
+                    stage: Drain::Checking { kill_at },
+                    ending,
+                },
+                E::Leftovers { left: true },
+            ) => {
+                let stage = match kill_at {
+                    Some(kill_at) => {
+                        let signal = template.stop_signal;
+                        let wait_ms = kill_at.saturating_sub(now.mono_us) / 1000;
+                        warn!("{name}: its main process ended, but its group still has processes: sending them {signal} (SIGKILL after {wait_ms} ms)");
+                        effects.push(Effect::SignalLeftovers { instance, signal });
+                        Drain::Signalled { kill_at }
+                    }
+                    None => {
+                        warn!("{name}: its main process was killed, and its group still has processes: sending them SIGKILL");
+                        effects.push(kill_leftovers(instance));
+                        Drain::Killed {
+                            give_up_at: after_ms(now, GIVE_UP_MS),
+                        }
+                    }
+                };
+                Next::To(S::Draining {
+                    pgid,
+                    instance,
+                    stage,
+                    ending,
+                })
+            }
+            (
+                S::Draining {
+                    stage: Drain::Signalled { .. } | Drain::Killed { .. },
+                    ending,
+                    ..
+                },
+                E::LeftoversGone,
+            ) => {
+                info!("{name}: what was left of its group is gone");
+                Next::Ended(ending)
+            }
+            (
+                S::Draining {
+                    pgid,
+                    instance,
+                    stage: Drain::Signalled { .. },
+                    ending,
+                },
+                E::Due | E::KillNow,
+            )
+            | (
+                S::Draining {
+                    pgid,
+                    instance,
+                    stage: Drain::Killed { .. },
+                    ending,
+                },
+                E::KillNow,
+            ) => {
+                warn!("{name}: processes left in its group did not exit in time: sending them SIGKILL");
+                effects.push(kill_leftovers(instance));
+                Next::To(S::Draining {
+                    pgid,
+                    instance,
+                    stage: Drain::Killed {
+                        give_up_at: after_ms(now, GIVE_UP_MS),
+                    },
+                    ending,
+                })
+            }
+            (
+                S::Draining {
+                    stage: Drain::Killed { .. },
+                    ending,
+                    ..
+                },
+                E::Due,
+            ) => {
+                warn!("{name}: processes left in its group outlived SIGKILL by {GIVE_UP_MS} ms (uninterruptible?); going on without them");
+                Next::Ended(ending)
+            }
+            (
+                S::Draining {
+                    pgid,
+                    instance,
+                    stage: stage @ (Drain::Signalled { .. } | Drain::Killed { .. }),
+                    ending,
+                },
+                E::Stop(stop),
+            ) => {
+                // A stop while leftovers drain: it completes when they are gone, and
+                // replaces what would have followed the exit (a restart).
+                let ending = match ending {
+                    Ending::Stopped {
+                        pid,
+                        exit,
+                        killed,
+                        mut order,
+                    } => {
+                        join_stop(&mut order, stop, name, &mut effects);
+                        Ending::Stopped {
+                            pid,
+                            exit,
+                            killed,
+                            order,
+                        }
+                    }
+                    Ending::Exited { pid, exit, .. } => Ending::Stopped {
+                        pid,
+                        exit,
+                        killed: false,
+                        order: StopOrder {
+                            waiters: stop.waiter.into_iter().collect(),
+                            then: stop.then,
+                        },
+                    },
+                    ending @ Ending::NotStarted { .. } => ending,
+                };
+                Next::To(S::Draining {
+                    pgid,
+                    instance,
+                    stage,
+                    ending,
                 })
             }
 
             (S::Waiting { .. }, E::Due) => Next::Respawn,
-            (S::Waiting { .. } | S::Failed, E::Stop(_)) => Next::Removed,
+            (S::Waiting { .. } | S::Failed { .. }, E::Stop(_)) => Next::Removed,
 
             // Without a live process there is nothing to wait for.
             (
-                state @ (S::Spawning { .. } | S::Stopping { .. } | S::Waiting { .. } | S::Failed),
+                state @ (S::Spawning { .. }
+                | S::Stopping { .. }
+                | S::Draining { .. }
+                | S::Waiting { .. }
+                | S::Failed { .. }),
                 E::WaitReady { from },
             ) => {
                 let refusal = Refusal::NoProcessToWaitFor {
@@ -465,19 +627,24 @@ impl State {
             (state @ (S::Running { .. } | S::Stopping { .. }), E::Ready) => Next::To(state),
 
             // Pairs no caller feeds: a spawn's answer goes to `Spawning` only, and comes
-            // before anything else reaches that worker; only a live process exits or
-            // says READY=1 (they are found by pid); only an owned deadline falls due;
-            // only a stopping worker is killed at once.
+            // before anything else reaches that worker, as does the answer to `Reaped`
+            // (`Checking`); only a live process exits or says READY=1 (they are found
+            // by pid); only an owned deadline falls due; only a stopping or draining
+            // worker is killed at once; only a draining one hears of leftovers.
             (
                 state @ (S::Starting { .. }
                 | S::Running { .. }
                 | S::Stopping { .. }
+                | S::Draining { .. }
                 | S::Waiting { .. }
-                | S::Failed),
+                | S::Failed { .. }),
                 event @ (E::Spawned { .. } | E::SpawnFailed { .. }),
             )
             | (
-                state @ (S::Spawning { .. } | S::Waiting { .. } | S::Failed),
+                state @ (S::Spawning { .. }
+                | S::Draining { .. }
+                | S::Waiting { .. }
+                | S::Failed { .. }),
                 event @ (E::Ready | E::Exited { .. }),
             )
             | (
@@ -485,17 +652,58 @@ impl State {
                 | S::Starting { ready_by: None, .. }
                 | S::Running { .. }
                 | S::Stopping { kill_at: None, .. }
-                | S::Failed),
+                | S::Draining {
+                    stage: Drain::Checking { .. },
+                    ..
+                }
+                | S::Failed { .. }),
                 event @ E::Due,
             )
-            | (state @ S::Spawning { .. }, event @ E::Stop(_))
+            | (
+                state @ (S::Spawning { .. }
+                | S::Draining {
+                    stage: Drain::Checking { .. },
+                    ..
+                }),
+                event @ E::Stop(_),
+            )
             | (
                 state @ (S::Spawning { .. }
                 | S::Starting { .. }
                 | S::Running { .. }
+                | S::Draining {
+                    stage: Drain::Checking { .. },
+                    ..
+                }
                 | S::Waiting { .. }
-                | S::Failed),
+                | S::Failed { .. }),
                 event @ E::KillNow,
+            )
+            | (
+                state @ (S::Spawning { .. }
+                | S::Starting { .. }
+                | S::Running { .. }
+                | S::Stopping { .. }
+                | S::Draining {
+                    stage: Drain::Signalled { .. } | Drain::Killed { .. },
+                    ..
+                }
+                | S::Waiting { .. }
+                | S::Failed { .. }),
+                event @ E::Leftovers { .. },
+            )
+            | (
+                state @ (S::Spawning { .. }
+                | S::Starting { .. }
+                | S::Running { .. }
+                | S::Stopping { .. }
+                | S::Draining {
+                    stage: Drain::Checking { .. },
+                    ..
+                }
+                | S::Waiting { .. }
+                | S::Failed { .. }),
+                event @ E::LeftoversGone,
             ) => {
                 debug_assert!(false, "{name}: no transition for {event:?} in {state:?}");
                 Next::To(state)
@@ -509,8 +717,13 @@ impl State {
         match *self {
             State::Starting { ready_by, .. } => ready_by,
             State::Stopping { kill_at, .. } => kill_at,
+            State::Draining { stage, .. } => match stage {
+                Drain::Checking { .. } => None,
+                Drain::Signalled { kill_at } => Some(kill_at),
+                Drain::Killed { give_up_at } => Some(give_up_at),
+            },
             State::Waiting { retry_at, .. } => Some(retry_at),
-            State::Spawning { .. } | State::Running { .. } | State::Failed => None,
+            State::Spawning { .. } | State::Running { .. } | State::Failed { .. } => None,
         }
     }
 
@@ -520,7 +733,10 @@ impl State {
             State::Starting { proc, .. }
             | State::Running { proc }
             | State::Stopping { proc, .. } => Some(proc),
-            State::Spawning { .. } | State::Waiting { .. } | State::Failed => None,
+            State::Spawning { .. }
+            | State::Draining { .. }
+            | State::Waiting { .. }
+            | State::Failed { .. } => None,
         }
     }
 
@@ -528,10 +744,11 @@ impl State {
         self.proc().map(|p| p.pid)
     }
 
-    /// The spawn in flight, if any.
-    pub(super) fn spawning(&self) -> Option<InstanceId> {
+    /// The instance whose OS answer this state awaits, if any: a spawn in flight, or
+    /// the leftovers of an ended process.
+    pub(super) fn awaited_instance(&self) -> Option<InstanceId> {
         match *self {
-            State::Spawning { instance, .. } => Some(instance),
+            State::Spawning { instance, .. } | State::Draining { instance, .. } => Some(instance),
             _ => None,
         }
     }
@@ -560,12 +777,80 @@ fn ready(name: &str, proc: Proc) -> Result<Answer, Refusal> {
     })
 }
 
-fn ended_on_its_own(proc: Proc, exit: Exit, now: Time) -> Ending {
-    Ending::Exited {
+fn kill_leftovers(instance: InstanceId) -> Effect {
+    Effect::SignalLeftovers {
+        instance,
+        signal: Signal::KILL,
+    }
+}
+
+/// The main process ended on its own (or was killed from outside, or by the ready
+/// timeout): leftovers, if any, get at most `shutdown_ms` before SIGKILL.
+fn drain_after_exit(
+    proc: Proc,
+    exit: Exit,
+    template: &Template,
+    now: Time,
+    effects: &mut Vec<Effect>,
+) -> State {
+    let ending = Ending::Exited {
         pid: proc.pid,
         exit,
         ran_us: now.mono_us.saturating_sub(proc.since.mono_us),
+    };
+    drain(
+        proc,
+        Some(after_ms(now, template.shutdown_ms)),
+        ending,
+        effects,
+    )
+}
+
+/// The main process was reaped: ask the OS layer what is left of its group.
+fn drain(proc: Proc, kill_at: Option<u64>, ending: Ending, effects: &mut Vec<Effect>) -> State {
+    effects.push(Effect::Reaped {
+        instance: proc.instance,
+        pid: proc.pid,
+    });
+    State::Draining {
+        pgid: proc.pid,
+        instance: proc.instance,
+        stage: Drain::Checking { kill_at },
+        ending,
     }
+}
+
+/// A stop joins one in progress with the new `then`. A pending restart that a plain
+/// stop cancels is answered; one replaced by another restart (a reload's new spec)
+/// keeps its requester.
+fn join_stop(order: &mut StopOrder, stop: StopRequest, name: &str, effects: &mut Vec<Effect>) {
+    match (
+        std::mem::replace(&mut order.then, stop.then),
+        &mut order.then,
+    ) {
+        (
+            AfterStop::Restart {
+                reply_to: Some(to), ..
+            },
+            AfterStop::Restart {
+                reply_to: inherited @ None,
+                ..
+            },
+        ) => *inherited = Some(to),
+        (
+            AfterStop::Restart {
+                reply_to: Some(to), ..
+            },
+            _,
+        ) => {
+            let refusal = Refusal::StoppedBeforeRestart {
+                name: name.to_string(),
+            };
+            effects.push(answer(to, Err(refusal)));
+        }
+        _ => {}
+    }
+    order.waiters.extend(stop.waiter);
 }
 
 /// Stop signal to the group now, SIGKILL at the deadline.
@@ -671,7 +956,7 @@ mod tests {
                 retry_wall_ms: 0,
                 delay_ms: 500,
             },
-            State::Failed,
+            State::Failed { held: false },
         ]
     }
 
@@ -691,9 +976,10 @@ mod tests {
         }
     }
 
-    /// Only a live process can end, and every live state consumes its exit.
+    /// Only a live process can end; every live state then drains, asking first what
+    /// is left of its group.
     #[test]
-    fn an_exit_ends_every_live_state_and_reaps_its_instance() {
+    fn an_exit_drains_every_live_state_and_reaps_its_instance() {
         let t = template(Readiness::Exec);
         for state in every_state().into_iter().filter(|s| s.pid().is_some()) {
             let before = format!("{state:?}");
@@ -705,10 +991,22 @@ mod tests {
                 &t,
                 T0,
             );
-            assert!(matches!(next, Next::Ended(_)), "{before} -> {next:?}");
+            assert!(
+                matches!(
+                    next,
+                    Next::To(State::Draining {
+                        stage: Drain::Checking { .. },
+                        ..
+                    })
+                ),
+                "{before} -> {next:?}"
+            );
             assert_eq!(
                 effects.first(),
-                Some(&Effect::Reaped { instance: 1 }),
+                Some(&Effect::Reaped {
+                    instance: 1,
+                    pid: 101
+                }),
                 "{before}"
             );
         }
@@ -800,7 +1098,7 @@ mod tests {
             Next::Removed
         ));
         assert!(matches!(
-            State::Failed.on(stop(), "w", &t, T0).0,
+            State::Failed { held: false }.on(stop(), "w", &t, T0).0,
             Next::Removed
         ));
         assert!(matches!(

@@ -2,11 +2,13 @@
 //! feed the result back at once), signal, cast to a mailbox, clean up after a reap,
 //! deliver a reply, broadcast an event, save the state file, begin the exit.
 
+use super::leftovers::Leftovers;
 use super::{Exiting, Reactor};
 use crate::core::{Action, Input, InstanceId, ReplyTo};
 use crate::os::process;
 use crate::protocol::{Event, Reply};
 use mio::Token;
+use std::rc::Rc;
 use std::time::Instant;
 
 impl Reactor {
@@ -29,7 +31,11 @@ impl Reactor {
                     .spawn(instance, &spec, &self.cgroups, &mut self.poller);
                 let input = match spawned {
                     Ok(pid) => Input::Spawned { instance, pid },
-                    Err(error) => Input::SpawnFailed { instance, error },
+                    Err(error) => Input::SpawnFailed {
+                        instance,
+                        error: error.message,
+                        shortage: error.shortage,
+                    },
                 };
                 self.feed(input);
             }
@@ -49,7 +55,10 @@ impl Reactor {
                     .cast(instance, &message, self.poller.registry());
                 self.deliver(reply_to, reply);
             }
-            Action::Reaped { instance } => self.reaped(instance),
+            Action::Reaped { instance, pid } => self.reaped(instance, pid),
+            Action::SignalLeftovers { instance, signal } => {
+                self.leftovers.signal(instance, signal, &self.cgroups)
+            }
             Action::Reply { to, reply } => self.deliver(to, *reply),
             Action::Event(event) => {
                 if event == Event::Shutdown {
@@ -58,20 +67,48 @@ impl Reactor {
                 self.systemd.changed();
                 self.clients.broadcast(&event);
             }
-            Action::SaveState => self.files.save_state(&self.core),
+            Action::SaveState => self.files.mark_dirty(),
             Action::Exit { code } => self.begin_exit(code),
         }
     }
 
-    /// The instance's process is gone: empty its cgroup (before any restart, which
-    /// follows this action), close its stdin, log what it wrote.
-    fn reaped(&mut self, instance: InstanceId) {
-        let Some(pipes) = self.workers.forget(instance) else {
-            return;
+    /// The instance's main process `pid` is gone: close its stdin, log what it wrote,
+    /// and tell the core at once whether anything of its group is left (watching it
+    /// if so). The core carries on from there: a restart, or the stop's end, waits
+    /// until the group is empty.
+    fn reaped(&mut self, instance: InstanceId, pid: i32) {
+        let name = self.workers.forget(instance).map(|pipes| {
+            let name = pipes.name.clone();
+            self.workers.after_reap(pipes, &mut self.poller);
+            name
+        });
+        let left = match &name {
+            Some(name) => Leftovers::any_left(name, pid, &self.cgroups),
+            None => process::group_alive(pid),
         };
-        let registered = self.core.is_registered(&pipes.name);
-        self.cgroups.after_reap(&pipes.name, registered);
-        self.workers.after_reap(pipes, &mut self.poller);
+        if let (true, Some(name)) = (left, &name) {
+            self.leftovers.watch(instance, name.clone(), pid);
+        }
+        self.feed(Input::Leftovers { instance, left });
+        if let (false, Some(name)) = (left, name) {
+            self.after_drain(&name);
+        }
+    }
+
+    /// Feed the groups that emptied since they were last checked.
+    pub(super) fn feed_emptied_leftovers(&mut self) {
+        for (instance, name) in self.leftovers.emptied(&self.cgroups) {
+            self.feed(Input::LeftoversGone { instance });
+            self.after_drain(&name);
+        }
+    }
+
+    /// A worker whose group is empty and which has left the registry gives its
+    /// cgroup back.
+    fn after_drain(&mut self, name: &Rc<str>) {
+        if !self.core.is_registered(name) {
+            self.cgroups.forget(name);
+        }
     }
 
     /// A reply to a connection goes out on it, in request order; a restored worker's

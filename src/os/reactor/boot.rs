@@ -1,14 +1,22 @@
 //! Boot and the files behind it: start the config's `[[children]]`, restore the state
-//! file's dynamic workers, save that file when the set of dynamic workers changes, and
-//! reload the config file (SIGHUP or `reload`), applying at once the daemon-wide
-//! settings that can change.
+//! file's dynamic workers (a batch per loop turn, so the socket is served meanwhile;
+//! those recorded `failed` are restored held, not started), write that file once per
+//! loop turn when the record of dynamic workers changed, and reload the config file
+//! (SIGHUP or `reload`), applying at once the daemon-wide settings that can change.
 
 use super::Reactor;
 use crate::config::{self, BootChild, Config, FixedSettings};
-use crate::core::{Command, Input, ReplyTo, Supervisor};
+use crate::core::{Command, Input, ReplyTo, SavedWorker, Supervisor};
 use crate::os::state_file;
 use crate::protocol::Reply;
+use std::collections::VecDeque;
 use std::path::PathBuf;
+
+/// How many saved workers are restored per loop turn.
+const RESTORE_BATCH: usize = 32;
+
+/// Why workers are held `failed` when the daemon runs with `--no-restore`.
+const NOT_RESTORED: &str = "not restored: the daemon was started with --no-restore";
 
 /// The config file and the state file, and what the reactor remembers about them.
 pub(super) struct Files {
@@ -18,9 +26,14 @@ pub(super) struct Files {
     fixed: FixedSettings,
     /// Where the dynamic workers are recorded (none: they are not).
     state_file: Option<PathBuf>,
-    /// While the state file is restored at boot: the names being restored (for error
-    /// messages). Saves wait until the restore is over.
+    /// `--no-restore`: saved workers are restored held `failed`, none is started.
+    no_restore: bool,
+    /// While the state file is restored: every saved name, by index (for error
+    /// messages), and the ones not restored yet.
     restoring: Option<Vec<String>>,
+    pending: VecDeque<(usize, SavedWorker)>,
+    /// The record of dynamic workers changed since the file was last written.
+    dirty: bool,
 }
 
 impl Files {
@@ -28,25 +41,53 @@ impl Files {
         config: Option<PathBuf>,
         fixed: FixedSettings,
         state_file: Option<PathBuf>,
+        no_restore: bool,
     ) -> Files {
         Files {
             config,
             fixed,
             state_file,
+            no_restore,
             restoring: None,
+            pending: VecDeque::new(),
+            dirty: false,
         }
     }
 
-    /// Write the core's dynamic workers to the state file, if there is one (not while
-    /// restoring: once at the end instead).
-    pub(super) fn save_state(&self, core: &Supervisor) {
+    /// The core's record of dynamic workers changed.
+    pub(super) fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Saved workers are still waiting to be restored.
+    pub(super) fn is_restoring(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Write the state file if the record changed this turn: the core's dynamic
+    /// workers, plus those not restored yet (they must not be lost by a write that
+    /// happens during the restore). Called once per loop turn, before replies are
+    /// flushed, so an answered `start` or `stop` is on disk first.
+    pub(super) fn write_if_dirty(&mut self, core: &Supervisor) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
         let Some(path) = self.state_file.as_deref() else {
             return;
         };
-        if self.restoring.is_some() {
-            return;
+        let mut workers = core.saved_workers();
+        if !self.pending.is_empty() {
+            let known: std::collections::HashSet<String> =
+                workers.iter().map(|w| w.name.clone()).collect();
+            workers.extend(
+                self.pending
+                    .iter()
+                    .filter(|(_, w)| !known.contains(&w.name))
+                    .map(|(_, w)| w.clone()),
+            );
+            workers.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         }
-        if let Err(e) = state_file::save(path, &core.saved_workers()) {
+        if let Err(e) = state_file::save(path, &workers) {
             log::error!("cannot write the state file {}: {e}", path.display());
         }
     }
@@ -89,8 +130,10 @@ impl Files {
 }
 
 impl Reactor {
-    /// Start the config's `[[children]]`, in order, then restore the state file. A
-    /// failure stops the boot (the core then shuts down and `run` returns 1).
+    /// Start the config's `[[children]]`, in order, then read the state file; its
+    /// workers are restored from the loop, a batch per turn, so the socket is served
+    /// meanwhile. A failure of a boot child stops the boot (the core then shuts down and
+    /// `run` returns 1).
     pub fn boot(&mut self, children: &[BootChild]) {
         for (index, child) in children.iter().enumerate() {
             if self.core.is_shutting_down() {
@@ -104,12 +147,12 @@ impl Reactor {
             };
             self.command(ReplyTo::Boot { index }, start);
         }
-        self.restore();
+        self.load_state_file();
     }
 
-    /// Start the workers recorded in the state file (after the boot children). A
-    /// corrupt file is reported, set aside, and the daemon goes on without it.
-    fn restore(&mut self) {
+    /// Read the state file into the restore queue. A corrupt file is reported, set
+    /// aside, and the daemon goes on without it.
+    fn load_state_file(&mut self) {
         let Some(path) = self.files.state_file.clone() else {
             return;
         };
@@ -132,23 +175,61 @@ impl Reactor {
                 return;
             }
         };
-        log::info!(
-            "restoring {} dynamic worker(s) from {}",
-            saved.len(),
-            path.display()
-        );
-        self.files.restoring = Some(saved.iter().map(|w| w.name.clone()).collect());
-        for (index, worker) in saved.into_iter().enumerate() {
-            let start = Command::Start {
-                name: worker.name,
-                template: Some(worker.template),
-                args: worker.args,
-                command: worker.command,
-            };
-            self.command(ReplyTo::Restore { index }, start);
+        let held = saved.iter().filter(|w| w.failed.is_some()).count();
+        match self.files.no_restore {
+            true => log::warn!(
+                "--no-restore: the {} dynamic worker(s) of {} are registered as failed, not started (`dynsup restart NAME` starts one)",
+                saved.len(),
+                path.display()
+            ),
+            false => log::info!(
+                "restoring {} dynamic worker(s) from {} ({held} held failed)",
+                saved.len(),
+                path.display()
+            ),
         }
-        self.files.restoring = None;
-        self.files.save_state(&self.core);
+        self.files.restoring = Some(saved.iter().map(|w| w.name.clone()).collect());
+        self.files.pending = saved.into_iter().enumerate().collect();
+    }
+
+    /// Restore the next batch of saved workers; once the last is restored, write the
+    /// file (failures are dropped from it).
+    pub(super) fn restore_some(&mut self) {
+        for _ in 0..RESTORE_BATCH {
+            if self.core.is_shutting_down() {
+                // The file keeps what was not restored: a daemon that comes back will.
+                self.files.pending.clear();
+                break;
+            }
+            let Some((index, worker)) = self.files.pending.pop_front() else {
+                break;
+            };
+            let why = match (worker.failed, self.files.no_restore) {
+                (Some(why), _) => Some(why),
+                (None, true) => Some(NOT_RESTORED.to_string()),
+                (None, false) => None,
+            };
+            let command = match why {
+                Some(why) => Command::Hold {
+                    name: worker.name,
+                    template: worker.template,
+                    args: worker.args,
+                    command: worker.command,
+                    why,
+                },
+                None => Command::Start {
+                    name: worker.name,
+                    template: Some(worker.template),
+                    args: worker.args,
+                    command: worker.command,
+                },
+            };
+            self.command(ReplyTo::Restore { index }, command);
+        }
+        if self.files.pending.is_empty() && self.files.restoring.take().is_some() {
+            log::info!("the state file's workers are restored");
+            self.files.mark_dirty();
+        }
     }
 
     /// Read the config file again and hand the result to the core (`from`: the

@@ -34,12 +34,14 @@
 mod actions;
 mod boot;
 mod clients;
+mod leftovers;
 mod router;
 mod worker_cgroups;
 mod workers_io;
 
 use self::boot::Files;
 use self::clients::Clients;
+use self::leftovers::Leftovers;
 use self::worker_cgroups::WorkerCgroups;
 use self::workers_io::WorkerIo;
 use super::cgroup::Cgroups;
@@ -76,6 +78,8 @@ pub struct Reactor {
     clients: Clients,
     workers: WorkerIo,
     cgroups: WorkerCgroups,
+    /// What is left of ended workers' process groups, until it is gone.
+    leftovers: Leftovers,
     files: Files,
     /// The daemon's own messages to systemd (READY, STATUS, STOPPING, WATCHDOG).
     systemd: Systemd,
@@ -95,6 +99,8 @@ pub struct Settings {
     pub spawner: Spawner,
     /// What a reload cannot change, to warn when it tries.
     pub fixed: FixedSettings,
+    /// `--no-restore`: the state file's workers are registered as failed, not started.
+    pub no_restore: bool,
 }
 
 /// epoll, and what every room needs from it: registration, fresh tokens and the retry
@@ -206,7 +212,13 @@ impl Reactor {
             clients: Clients::new(listener, settings.access, settings.max_connections),
             workers: WorkerIo::new(settings.spawner, ctx),
             cgroups: WorkerCgroups::new(settings.cgroups),
-            files: Files::new(settings.config, settings.fixed, settings.state_file),
+            leftovers: Leftovers::default(),
+            files: Files::new(
+                settings.config,
+                settings.fixed,
+                settings.state_file,
+                settings.no_restore,
+            ),
             systemd: Systemd::from_env(),
             exiting: None,
         })
@@ -236,6 +248,11 @@ impl Reactor {
                     return Ok(exiting.code);
                 }
             }
+            // The state file's workers, a batch per turn (the first batch before the
+            // first request is read), so clients are served while many are restored.
+            if self.files.is_restoring() {
+                self.restore_some();
+            }
             let timeout = self.poll_timeout();
             if let Err(e) = self.poller.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -262,6 +279,13 @@ impl Reactor {
                     token => self.workers.on_ready(token, &mut self.poller),
                 }
             }
+            if self
+                .leftovers
+                .next_check()
+                .is_some_and(|at| at <= Instant::now())
+            {
+                self.feed_emptied_leftovers();
+            }
             if let Some(due) = self.core.next_deadline() {
                 if due <= self.clock.mono_us() {
                     self.feed(Input::Tick);
@@ -280,12 +304,14 @@ impl Reactor {
                 let core = &self.core;
                 self.systemd.on_wake(|| status_line(core));
             }
+            // Before replies go out: an answered start or stop is on disk first.
+            self.files.write_if_dirty(&self.core);
             self.clients.flush(&mut self.poller);
         }
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.poller.retry.is_empty() {
+        if !self.poller.retry.is_empty() || self.files.is_restoring() {
             return Some(Duration::ZERO);
         }
         let deadline = self
@@ -299,7 +325,14 @@ impl Reactor {
             .systemd
             .next_wake()
             .map(|at| at.saturating_duration_since(Instant::now()));
-        [deadline, grace, systemd].into_iter().flatten().min()
+        let leftovers = self
+            .leftovers
+            .next_check()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        [deadline, grace, systemd, leftovers]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_signals(&mut self) {
@@ -318,6 +351,9 @@ impl Reactor {
             while let Some((pid, exit)) = process::reap_one() {
                 self.feed(Input::Exited { pid, exit });
             }
+            // Orphaned leftovers are our children (we are their subreaper): a reap may
+            // have emptied a group being drained.
+            self.feed_emptied_leftovers();
             let core = &self.core;
             self.cgroups.retry_emptying(|name| core.is_registered(name));
         }

@@ -1,19 +1,14 @@
 //! The workers' cgroups over their lives, when the daemon uses cgroups: created before
-//! the spawn, emptied (killed) after the reap, removed once the worker has left the
-//! registry, and all removed at exit. Without cgroups every method does nothing.
+//! the spawn, asked and signalled about leftovers after the reap (see `leftovers.rs`),
+//! removed once the worker has left the registry, and all removed at exit. Without
+//! cgroups every method does nothing.
 
 use crate::os::cgroup::Cgroups;
 use crate::os::process;
+use crate::os::spawn::SpawnError;
+use crate::signal::Signal;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
-
-/// How long a worker's leftover processes (killed through its cgroup) may take to
-/// exit before its restart goes ahead anyway.
-const CGROUP_DRAIN: Duration = Duration::from_millis(500);
-
-/// How long the daemon, exiting, waits for the last groups to empty.
-const EXIT_DRAIN: Duration = Duration::from_secs(1);
 
 pub(super) struct WorkerCgroups {
     /// None: the config has no `cgroup = true`, or cgroups could not be set up; stops
@@ -26,6 +21,9 @@ pub(super) struct WorkerCgroups {
 
 impl WorkerCgroups {
     pub(super) fn new(cgroups: Option<Cgroups>) -> WorkerCgroups {
+        if cgroups.is_none() {
+            log::info!("cgroups are off: a worker is stopped with its process group; processes that leave it (setsid, daemonizing programs) are not stopped with the worker (cgroup = true contains them)");
+        }
         WorkerCgroups {
             cgroups,
             emptying: Vec::new(),
@@ -39,27 +37,41 @@ impl WorkerCgroups {
 
     /// Before a spawn: create the worker's group and open its `cgroup.procs` for the
     /// child to join (none without cgroups).
-    pub(super) fn prepare(&self, name: &str) -> Result<Option<OwnedFd>, String> {
+    pub(super) fn prepare(&self, name: &str) -> Result<Option<OwnedFd>, SpawnError> {
         let Some(cgroups) = &self.cgroups else {
             return Ok(None);
         };
         cgroups
             .prepare(name)
             .map(Some)
-            .map_err(|e| format!("cannot prepare the worker's cgroup: {e}"))
+            .map_err(|e| SpawnError::os("cannot prepare the worker's cgroup", e))
     }
 
-    /// After a reap: whatever the worker left behind dies with it. Wait, briefly and
-    /// only when something was left, until those processes are gone, so that a
-    /// restarted worker finds their ports free (the one bounded wait in the loop).
-    /// Then remove the group unless the worker is still `registered` (a restart or a
-    /// backoff follows).
-    pub(super) fn after_reap(&mut self, name: &Rc<str>, registered: bool) {
+    /// Whether anything is in the worker's cgroup (none: the daemon uses no cgroups).
+    pub(super) fn populated(&self, name: &str) -> Option<bool> {
+        self.cgroups.as_ref().map(|c| c.populated(name))
+    }
+
+    /// Send `signal` to every member of the worker's cgroup (SIGKILL: `cgroup.kill`).
+    pub(super) fn signal_members(&self, name: &str, signal: Signal) {
         let Some(cgroups) = &self.cgroups else {
             return;
         };
-        cgroups.kill_and_wait(name, CGROUP_DRAIN);
-        if !registered && !cgroups.remove(name) {
+        if signal == Signal::KILL {
+            return cgroups.kill(name);
+        }
+        for pid in cgroups.procs(name) {
+            let _ = process::send_signal(pid, signal, false);
+        }
+    }
+
+    /// Once a worker has left the registry (its leftovers gone): remove its group,
+    /// or try again on the next SIGCHLD while it is still emptying.
+    pub(super) fn forget(&mut self, name: &Rc<str>) {
+        let Some(cgroups) = &self.cgroups else {
+            return;
+        };
+        if !cgroups.remove(name) {
             self.emptying.push(name.clone());
         }
     }
@@ -74,24 +86,20 @@ impl WorkerCgroups {
             .retain(|name| !is_registered(name) && !cgroups.remove(name));
     }
 
-    /// At exit: leave no cgroup behind. Processes killed by `cgroup.kill` take a moment
-    /// to exit (and come back to us as a subreaper to be reaped), so this waits for
-    /// them, for at most a second; the daemon is exiting, nothing else is served.
+    /// At exit: leave no cgroup behind. Every worker's group was emptied before it left
+    /// the registry (the core waits for its leftovers), so one pass normally removes
+    /// them all; a group still busy (a process that outlived SIGKILL) is killed, left,
+    /// and named in the log — the daemon does not wait for it.
     pub(super) fn remove_all_at_exit(&self) {
         let Some(cgroups) = &self.cgroups else {
             return;
         };
-        let deadline = Instant::now() + EXIT_DRAIN;
-        while !cgroups.remove_all() {
-            while process::reap_one().is_some() {}
-            if Instant::now() >= deadline {
-                log::warn!(
-                    "some worker cgroups under {} were still emptying at exit",
-                    cgroups.base().display()
-                );
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        while process::reap_one().is_some() {}
+        if !cgroups.remove_all() {
+            log::warn!(
+                "some worker cgroups under {} were still not empty at exit; they were killed and left behind",
+                cgroups.base().display()
+            );
         }
     }
 }

@@ -7,7 +7,7 @@ use super::worker_cgroups::WorkerCgroups;
 use super::Poller;
 use crate::core::{ChildSpec, InstanceId};
 use crate::os::pipes::{CastError, Drained, Mailbox, OutputPipe, MAILBOX_CAPACITY};
-use crate::os::spawn::{self, ExecPlan, SpawnContext, Spawner};
+use crate::os::spawn::{self, ExecPlan, SpawnContext, SpawnError, Spawner};
 use crate::protocol::{ErrorKind, Reply};
 use mio::unix::pipe::{Receiver, Sender};
 use mio::{Interest, Registry, Token};
@@ -54,8 +54,8 @@ impl WorkerIo {
         spec: &ChildSpec,
         cgroups: &WorkerCgroups,
         poller: &mut Poller,
-    ) -> Result<i32, String> {
-        let plan = ExecPlan::new(spec, &self.ctx)?;
+    ) -> Result<i32, SpawnError> {
+        let plan = ExecPlan::new(spec, &self.ctx).map_err(SpawnError::other)?;
         let cgroup_procs = cgroups.prepare(&spec.name)?;
         let child = spawn::spawn(
             &mut self.spawner,

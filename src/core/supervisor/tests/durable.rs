@@ -39,12 +39,14 @@ fn state_is_saved_before_the_reply_for_dynamic_workers_only() {
                 template: "t".to_string(),
                 args: Vec::new(),
                 command: Some(vec!["/bin/sleep".to_string(), "9".to_string()]),
+                failed: None,
             },
             SavedWorker {
                 name: "zed".to_string(),
                 template: "t".to_string(),
                 args: vec!["z".to_string()],
                 command: None,
+                failed: None,
             },
         ]
     );
@@ -101,4 +103,104 @@ fn shutdown_keeps_the_state_file_as_it_was() {
          reply c1: ok shutdown=[{a pid=101 signal SIGTERM killed=false}]
          exit 0",
     );
+}
+
+/// The worker that made the daemon escalate is recorded `failed` before the shutdown,
+/// so a daemon started again restores it `failed` instead of starting it (and escalating
+/// again); every other dynamic worker stays as it was.
+#[test]
+fn the_worker_that_escalates_is_saved_failed() {
+    let mut h = Harness::new(0, 5, vec![permanent("p")]);
+    h.started(start_from("calm", "p"));
+    h.started(start_from("loop", "p"));
+    h.at(10).check(
+        exited(102, code(3)),
+        "reaped #2
+         event exited loop pid=102 (exit 3)
+         save state
+         event intensity_tripped loop
+         event shutdown
+         signal group 101 SIGTERM",
+    );
+    // The shutdown that follows changes nothing in the record.
+    let saved = h.sup.saved_workers();
+    let failed: Vec<(&str, Option<&str>)> = saved
+        .iter()
+        .map(|w| (w.name.as_str(), w.failed.as_deref()))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("calm", None),
+            (
+                "loop",
+                Some("it made the daemon escalate (last exit: exit 3)")
+            )
+        ]
+    );
+}
+
+fn hold(name: &str, why: &str) -> Input {
+    from(
+        ReplyTo::Restore { index: 0 },
+        request(Command::Hold {
+            name: name.to_string(),
+            template: "p".to_string(),
+            args: vec!["a".to_string()],
+            command: None,
+            why: why.to_string(),
+        }),
+    )
+}
+
+#[test]
+fn a_held_worker_is_restored_failed_and_restart_brings_it_back() {
+    let mut h = Harness::new(3, 5, vec![permanent("p")]);
+    h.check(
+        hold("loop", "it made the daemon escalate (last exit: exit 3)"),
+        "reply restore0: ok name=loop state=failed",
+    );
+    assert_eq!(h.specs.len(), 0, "not started");
+    let row = h.row("loop");
+    assert_eq!(row.state, WorkerStateName::Failed);
+    assert!(row.dynamic);
+    assert_eq!(
+        row.last_exit.map(|e| e.reason),
+        Some("it made the daemon escalate (last exit: exit 3)".to_string())
+    );
+    // Saved as it came: still failed, with the same why.
+    assert_eq!(
+        h.sup.saved_workers()[0].failed.as_deref(),
+        Some("it made the daemon escalate (last exit: exit 3)")
+    );
+    h.at(10).check(
+        restart("loop"),
+        "spawn loop #1 -> 101
+         event started loop pid=101
+         reply c1: ok name=loop pid=101
+         save state",
+    );
+    assert_eq!(h.sup.saved_workers()[0].failed, None);
+    assert_eq!(h.specs[0].argv.last().map(String::as_str), Some("a"));
+}
+
+#[test]
+fn a_held_worker_is_refused_like_any_start_when_its_name_or_template_is_bad() {
+    let mut h = Harness::new(3, 5, vec![permanent("p")]);
+    h.started(start_from("taken", "p"));
+    h.check(
+        hold("taken", "x"),
+        "reply restore0: error already_started pid=101",
+    );
+    let input = from(
+        ReplyTo::Restore { index: 1 },
+        request(Command::Hold {
+            name: "x".to_string(),
+            template: "gone".to_string(),
+            args: Vec::new(),
+            command: None,
+            why: "x".to_string(),
+        }),
+    );
+    h.check(input, "reply restore1: error unknown_template");
 }

@@ -105,6 +105,7 @@ fn the_supervisor_intensity_trips_with_an_event() {
         exited(101, code(1)),
         "reaped #1
          event exited w pid=101 (exit 1)
+         save state
          event intensity_tripped w
          event shutdown
          exit 1",

@@ -143,6 +143,7 @@ fn escalate_with_its_own_limit_stops_everything_and_exits_1() {
             exited(103, code(1)),
             "reaped #3
              event exited w pid=103 (exit 1)
+             save state
              event intensity_tripped w
              event shutdown
              signal group 101 SIGTERM",

@@ -35,6 +35,7 @@
 
 mod backoff;
 mod boot;
+mod draining;
 mod durable;
 mod events;
 mod intensity;
@@ -50,6 +51,7 @@ mod start;
 mod stop;
 
 use super::registry::Entry;
+use super::worker::State;
 use super::*;
 use crate::core::exit::Exit;
 use crate::core::policy::Decision;
@@ -447,7 +449,10 @@ fn render(action: &Action) -> String {
             message,
             reply_to,
         } => format!("cast #{instance} {message:?} {}", render_to(reply_to)),
-        Action::Reaped { instance } => format!("reaped #{instance}"),
+        Action::Reaped { instance, .. } => format!("reaped #{instance}"),
+        Action::SignalLeftovers { instance, signal } => {
+            format!("signal leftovers #{instance} {}", signal.name())
+        }
         Action::Reply { to, reply } => format!("reply {}: {}", render_to(to), render_reply(reply)),
         Action::Event(event) => render_event(event),
         Action::SaveState => "save state".to_string(),
@@ -473,6 +478,10 @@ struct Harness {
     fail_next: u32,
     /// Every spawn fails while this is set.
     fail_always: bool,
+    /// How many of the next spawns fail for lack of a resource (EMFILE and the like).
+    short_next: u32,
+    /// Main pids whose process groups still have processes when they are reaped.
+    leftovers: Vec<i32>,
     /// Traces leave out events and state saves.
     commands_only: bool,
     /// Every spec the core asked to spawn, in order.
@@ -491,11 +500,14 @@ impl Harness {
                     max_children: None,
                 },
                 by_name(templates),
-            ),
+            )
+            .record_dynamic_workers(),
             now_us: 0,
             last_pid: 100,
             fail_next: 0,
             fail_always: false,
+            short_next: 0,
+            leftovers: Vec::new(),
             commands_only: false,
             specs: Vec::new(),
             last: Vec::new(),
@@ -556,6 +568,16 @@ impl Harness {
         let actions = self.sup.handle(input, self.time());
         for action in actions {
             self.last.push(action.clone());
+            if let Action::Reaped { instance, pid } = action {
+                // Answered at once, as the reactor does: is anything of its group left?
+                let left = self.leftovers.contains(&pid);
+                trace.push(match left {
+                    true => format!("reaped #{instance} -> leftovers"),
+                    false => format!("reaped #{instance}"),
+                });
+                self.feed_into(Input::Leftovers { instance, left }, trace);
+                continue;
+            }
             let Action::Spawn { instance, spec } = action else {
                 if !(self.commands_only && matches!(action, Action::Event(_) | Action::SaveState)) {
                     trace.push(render(&action));
@@ -563,12 +585,24 @@ impl Harness {
                 continue;
             };
             self.specs.push(spec.clone());
-            let answer = if self.fail_always || self.fail_next > 0 {
+            let answer = if self.short_next > 0 {
+                self.short_next -= 1;
+                trace.push(format!(
+                    "spawn {} #{instance} -> failed (shortage)",
+                    spec.name
+                ));
+                Input::SpawnFailed {
+                    instance,
+                    error: "Too many open files (os error 24)".to_string(),
+                    shortage: true,
+                }
+            } else if self.fail_always || self.fail_next > 0 {
                 self.fail_next = self.fail_next.saturating_sub(1);
                 trace.push(format!("spawn {} #{instance} -> failed", spec.name));
                 Input::SpawnFailed {
                     instance,
                     error: "No such file or directory (os error 2)".to_string(),
+                    shortage: false,
                 }
             } else {
                 self.last_pid += 1;
@@ -635,6 +669,7 @@ impl Harness {
             .name_of_pid(pid)
             .unwrap_or_else(|| panic!("pid {pid} is not a worker's"));
         let instance = self.entry(&name).state().proc().map(|p| p.instance);
+        assert!(!self.leftovers.contains(&pid), "pid {pid} leaves leftovers");
         let (next_instance, next_pid) = (self.sup.next_instance, self.last_pid + 1);
         let mut want = format!(
             "reaped #{}
@@ -766,8 +801,15 @@ impl Harness {
         }
         for (name, entry) in self.sup.registry.iter() {
             assert!(
-                entry.state().spawning().is_none(),
-                "{name}: a spawn was left unanswered: {:?}",
+                !matches!(
+                    entry.state(),
+                    State::Spawning { .. }
+                        | State::Draining {
+                            stage: worker::Drain::Checking { .. },
+                            ..
+                        }
+                ),
+                "{name}: an OS answer (spawn, leftovers) was left unanswered: {:?}",
                 entry.state()
             );
         }

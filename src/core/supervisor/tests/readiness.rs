@@ -53,11 +53,11 @@ fn a_worker_not_ready_in_time_is_killed_and_restarted_by_the_rule() {
         .check(
             exited(101, signaled(Signal::KILL)),
             "reaped #1
-             reply c3: error not_ready
              event exited w pid=101 (signal SIGKILL)
              event restarting w delay=0
              spawn w #2 -> 102
-             event started w pid=102",
+             event started w pid=102
+             reply c3: error not_ready",
         );
     assert_eq!(
         h.deadline(),

@@ -144,6 +144,7 @@ fn reload_removes_a_waiting_child_at_once_and_updates_limits() {
         exited(102, code(1)),
         "reaped #2
          event exited d pid=102 (exit 1)
+         save state
          event intensity_tripped d
          event shutdown
          exit 1",

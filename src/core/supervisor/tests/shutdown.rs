@@ -188,6 +188,7 @@ fn a_spawn_in_flight_when_the_shutdown_begins_is_stopped_once_it_is_up() {
         trace,
         lines(&format!(
             "spawn {first} #3 -> failed
+             save state
              event intensity_tripped {first}
              event shutdown
              spawn {second} #4 -> 103

@@ -292,12 +292,14 @@ fn extra_args_are_prepended_and_a_command_override_replaces_them() {
                 template: "t".to_string(),
                 args: vec!["a".to_string()],
                 command: Some(vec!["/bin/echo".to_string(), "hi".to_string()]),
+                failed: None,
             },
             SavedWorker {
                 name: "w".to_string(),
                 template: "t".to_string(),
                 args: vec!["a".to_string()],
                 command: None,
+                failed: None,
             },
         ]
     );
