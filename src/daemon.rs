@@ -100,6 +100,10 @@ pub fn run(args: DaemonArgs) -> ExitStatus {
     } else {
         None
     };
+    // Before any worker starts: what this daemon's previous life left in its sub-tree.
+    if let Some(cgroups) = &cgroups {
+        cgroups.kill_leftovers(crate::os::cgroup::LEFTOVER_PATIENCE);
+    }
     let settings = Settings {
         spawner,
         fixed: config.fixed_settings(),

@@ -4,7 +4,8 @@
 //! the socket path), locked for the daemon's life. A `stop`, a restart, a shutdown or
 //! the start-up cleanup of one daemon never touches another's workers, even when their
 //! workers have the same names; a second daemon for a taken sub-tree is refused (exit
-//! 2, naming the holder's pid).
+//! 2, naming the holder's pid); and what a `kill -9`ed daemon's workers left in its
+//! sub-tree is killed when it starts again, before its workers are restored.
 //!
 //! Each worker is `sh -c "sleep 1234 & exec sleep 999"`: a main process and a
 //! background child in the same process group and cgroup. Without a writable cgroup2
@@ -12,6 +13,7 @@
 
 mod common;
 use common::*;
+use std::rc::Rc;
 
 /// `cgroup = true` (with `cgroup_root` when given, a TOML string), a `state_file` when
 /// given, and template `bg`: a main process `sleep 999` and its background child
@@ -294,4 +296,62 @@ fn a_second_daemon_for_a_held_subtree_is_refused_naming_the_holder() {
         .expect("connect to A")
         .request(&lookup_req("ng"));
     assert_eq!(reply.pid, Some(a_ng.main.pid), "{reply:?}{}", a.log_tail());
+}
+
+/// `kill -9` of a daemon with cgroups and a state file: its worker dies (PDEATHSIG) but
+/// the worker's background child survives in the worker's group. Started again on the
+/// same socket and state file, the daemon takes its sub-tree back (the lock died with
+/// the old daemon), kills the leftover before it listens — before the worker is
+/// restored — and the restored worker's group holds only the restored worker's own
+/// processes.
+#[test]
+fn leftovers_of_a_killed_daemon_die_before_its_workers_are_restored() {
+    let Some(cg) = test_cgroup("leftovers_of_a_killed_daemon_die_before_its_workers_are_restored")
+    else {
+        return;
+    };
+    let dir = Rc::new(TestDir::new());
+    let state = dir.join("state.json");
+    let cfg = config(Some(&cg.toml()), Some(state.to_str().unwrap()));
+    let mut old = Launch::new(&cfg).in_dir(dir.clone()).start();
+    let own = cg.subtree_of(&old);
+    let first = family(&old, &own, "ng", old.start_worker("ng", Some("bg"), &[]));
+
+    old.kill_hard();
+    old.wait_until(DEADLINE, "the old worker to die with its daemon", || {
+        is_gone(&first.main).then_some(())
+    });
+    old.wait_until(DEADLINE, "the old group to hold only the leftover", || {
+        (own.procs("ng") == [first.background.pid]).then_some(())
+    });
+    assert!(
+        !is_gone(&first.background),
+        "the background child did not survive the daemon's kill -9: nothing to test"
+    );
+
+    let mut new = old.start_another(&cfg);
+    // Listening means the leftover is already dead.
+    assert!(
+        is_gone(&first.background),
+        "the leftover {:?} survived the daemon's restart{}",
+        first.background,
+        new.log_tail()
+    );
+    let said = format!(
+        "ng: killing 1 process(es) this daemon's previous run left in its cgroup (pids {})",
+        first.background.pid
+    );
+    assert_eq!(
+        lines_with(&new.log(), &said).len(),
+        1,
+        "{said:?} not logged once{}",
+        new.log_tail()
+    );
+    let restored = new.wait_until(DEADLINE, "ng to be restored", || new.lookup("ng"));
+    let second = family(&new, &own, "ng", restored);
+    // The restored worker's group: its own two processes, nothing of the old one's.
+    assert_eq!(own.procs("ng"), second.pids());
+    assert_eq!(ps_of(&new, "ng"), second.pids());
+    assert_eq!(second.background.ppid, restored);
+    shut_down(&mut new, &own, &[&second]);
 }

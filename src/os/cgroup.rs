@@ -15,13 +15,16 @@
 //! it with an exclusive `flock` on the sub-tree's directory, held for its whole life:
 //! the kernel drops the lock when the daemon dies, however it dies, so a `kill -9`
 //! leaves no stale lock. A daemon whose sub-tree is locked by another refuses to
-//! start ([`SetupError::Owned`]). At exit, only the sub-tree is removed.
+//! start ([`SetupError::Owned`]). At start, whatever the sub-tree still holds from
+//! the daemon's previous life is killed before any worker runs
+//! ([`Cgroups::kill_leftovers`]); at exit, only the sub-tree is removed.
 //!
 //! Works on the unified hierarchy wherever it is mounted (`/sys/fs/cgroup`, or
 //! `/sys/fs/cgroup/unified` on hybrid systems). Needs Linux 5.14+ for `cgroup.kill`
 //! and write access to BASE (root, or a systemd unit with `Delegate=yes`).
 
 use nix::fcntl::{Flock, FlockArg};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -29,6 +32,12 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long the daemon, starting, waits for the processes its previous life left in
+/// its sub-tree to die (SIGKILLed). It is before the loop runs, so nothing waits on it
+/// but the start itself.
+pub const LEFTOVER_PATIENCE: Duration = Duration::from_secs(5);
 
 pub struct Cgroups {
     base: PathBuf,
@@ -240,6 +249,74 @@ impl Cgroups {
         }
         done
     }
+
+    /// At start, before any worker runs: whatever this daemon's previous life left in
+    /// its sub-tree (after a `kill -9` of the daemon, its workers' background children
+    /// survive there) is SIGKILLed, waited for — at most `patience`, before the loop
+    /// runs — and the old groups are removed, so each restored worker starts in a
+    /// group of its own processes only. Logs each group that still held processes.
+    pub fn kill_leftovers(&self, patience: Duration) {
+        let groups = groups_below(&self.own);
+        let leftovers = self.leftovers(&groups);
+        for (name, pids) in &leftovers {
+            log::warn!(
+                "{name}: killing {} process(es) this daemon's previous run left in its cgroup (pids {})",
+                pids.len(),
+                some_pids(pids)
+            );
+        }
+        if !leftovers.is_empty() || is_populated(&self.own) {
+            write_kill(&self.own);
+            if !wait_until_empty(&self.own, patience) {
+                log::warn!(
+                    "processes killed in {} were still exiting after {patience:?}; starting the workers anyway",
+                    self.own.display()
+                );
+            }
+        }
+        for group in &groups {
+            if let Err(e) = fs::remove_dir(group) {
+                log::debug!("cannot remove stale cgroup {}: {e}", group.display());
+            }
+        }
+    }
+
+    /// The worker groups in the sub-tree that hold processes, by name, with every pid
+    /// in each (nested groups included).
+    fn leftovers(&self, groups: &[PathBuf]) -> BTreeMap<String, Vec<i32>> {
+        let mut out: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for group in groups {
+            let Some(top) = group
+                .strip_prefix(&self.own)
+                .ok()
+                .and_then(|relative| relative.components().next())
+            else {
+                continue;
+            };
+            let pids = procs_in(group);
+            if !pids.is_empty() {
+                out.entry(top.as_os_str().to_string_lossy().into_owned())
+                    .or_default()
+                    .extend(pids);
+            }
+        }
+        out
+    }
+}
+
+/// Up to ten pids for a log line, then how many more.
+fn some_pids(pids: &[i32]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = pids
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if pids.len() > SHOWN {
+        text.push_str(&format!(" and {} more", pids.len() - SHOWN));
+    }
+    text
 }
 
 /// The name of the sub-tree of the daemon on `socket`: `daemon-` and 16 hex digits of
@@ -394,6 +471,46 @@ fn write_kill(dir: &Path) {
     }
 }
 
+/// Whether group `dir` or a group below it holds a live process (`populated 1` in its
+/// `cgroup.events`; zombies do not count).
+fn is_populated(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("cgroup.events"))
+        .map(|text| events_say_populated(&text))
+        .unwrap_or(false)
+}
+
+fn events_say_populated(text: &str) -> bool {
+    text.lines().any(|l| l.trim() == "populated 1")
+}
+
+/// Wait, at most `patience`, until group `dir` and everything below it is empty: the
+/// kernel wakes a `poll` for POLLPRI on `cgroup.events` when the file changed since
+/// that fd last read it. True once empty.
+fn wait_until_empty(dir: &Path, patience: Duration) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(events) = File::open(dir.join("cgroup.events")) else {
+        return true;
+    };
+    let deadline = Instant::now() + patience;
+    loop {
+        let mut buf = [0u8; 128];
+        let n = events.read_at(&mut buf, 0).unwrap_or(0);
+        if !events_say_populated(&String::from_utf8_lossy(&buf[..n])) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&events),
+            nix::poll::PollFlags::POLLPRI,
+        )];
+        let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+    }
+}
+
 fn is_cgroup2(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
         .map(|fs| fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
@@ -472,6 +589,13 @@ mod tests {
         );
         // The published FNV-1a test vector: a fixed function, stable across versions.
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn a_log_line_names_at_most_ten_pids() {
+        assert_eq!(some_pids(&[7, 8]), "7, 8");
+        let many: Vec<i32> = (1..=12).collect();
+        assert_eq!(some_pids(&many), "1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 2 more");
     }
 
     #[test]
