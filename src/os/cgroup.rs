@@ -423,7 +423,8 @@ fn flock_holder(locks: &str, major: u64, minor: u64, ino: u64) -> Option<u32> {
         if at == 0 || fields[at - 1] == "->" {
             return None;
         }
-        let pid = fields.get(at + 3)?.parse::<u32>().ok()?;
+        // 0: a holder this pid namespace cannot see.
+        let pid = fields.get(at + 3)?.parse::<u32>().ok().filter(|&p| p > 0)?;
         let mut id = fields.get(at + 4)?.split(':');
         let (maj, min, inode) = (id.next()?, id.next()?, id.next()?);
         let matches = u64::from_str_radix(maj, 16).ok()? == major
@@ -610,6 +611,8 @@ mod tests {
         assert_eq!(flock_holder(locks, 0xfe, 0, 10133506), Some(22883));
         assert_eq!(flock_holder(locks, 0, 0x26, 6942), None);
         assert_eq!(flock_holder("garbage\n1: FLOCK\n", 0, 0, 1), None);
+        let unseen = "1: FLOCK  ADVISORY  WRITE 0 00:26:6941 0 EOF\n";
+        assert_eq!(flock_holder(unseen, 0, 0x26, 6941), None);
     }
 
     #[test]
