@@ -3,7 +3,8 @@
 //!
 //! Exit statuses: [`ExitStatus::Ok`] after an orderly shutdown, [`ExitStatus::Error`]
 //! after the restart intensity was reached, a boot child failed or a fatal runtime
-//! error, [`ExitStatus::Usage`] for a bad config or an unusable socket path.
+//! error, [`ExitStatus::Usage`] for a bad config, an unusable socket path, or a cgroup
+//! sub-tree that another live daemon owns.
 
 use crate::config::{self, Config};
 use crate::core::Supervisor;
@@ -80,15 +81,21 @@ pub fn run(args: DaemonArgs) -> ExitStatus {
     let mut access = config.access.clone();
     access.daemon_uid = nix::unistd::geteuid().as_raw();
     let cgroups = if config.cgroup {
-        match crate::os::cgroup::Cgroups::setup(config.cgroup_root.as_deref()) {
+        match crate::os::cgroup::Cgroups::setup(config.cgroup_root.as_deref(), &socket) {
             Ok(cgroups) => {
                 log::info!(
-                    "each worker runs in its own cgroup under {}",
+                    "each worker runs in its own cgroup under {}, this daemon's sub-tree of {} (locked while it runs)",
+                    cgroups.subtree().display(),
                     cgroups.base().display()
                 );
                 Some(cgroups)
             }
-            Err(why) => {
+            Err(owned @ crate::os::cgroup::SetupError::Owned { .. }) => {
+                log::error!("{owned}");
+                remove_socket(&socket);
+                return ExitStatus::Usage;
+            }
+            Err(crate::os::cgroup::SetupError::Unusable(why)) => {
                 log::warn!(
                     "cgroup = true, but cgroups cannot be used: {why}; falling back to process groups (descendants that call setsid can escape a stop)"
                 );
@@ -98,6 +105,10 @@ pub fn run(args: DaemonArgs) -> ExitStatus {
     } else {
         None
     };
+    // Before any worker starts: what this daemon's previous life left in its sub-tree.
+    if let Some(cgroups) = &cgroups {
+        cgroups.kill_leftovers(crate::os::cgroup::LEFTOVER_PATIENCE);
+    }
     let settings = Settings {
         spawner,
         fixed: config.fixed_settings(),

@@ -4,7 +4,8 @@
 //! listening TCP port — the peers' most reported bug (supervisord #1101, pm2 #6084).
 //!
 //! Each test uses its own `cgroup_root` (`<cgroup2 mount>/dynsup-test-<unique>`),
-//! removed at the end. Without a writable cgroup2 that offers `cgroup.kill` the tests
+//! removed at the end; the daemon's workers are in its sub-tree of it
+//! (`ROOT/daemon-ID`; `tests/cgroups_ownership.rs` tests the ownership of sub-trees). Without a writable cgroup2 that offers `cgroup.kill` the tests
 //! print why and pass without checking anything (the fallback test always runs).
 
 mod common;
@@ -168,9 +169,11 @@ fn stop_leaves_no_grandchild_and_frees_the_port() {
     let holders = Holders::new();
     let port = holders.port;
     let d = TestDaemon::start(&config(&cg.toml()));
+    let own = cg.subtree_of(&d);
     assert!(
         d.log().contains(&format!(
-            "each worker runs in its own cgroup under {}",
+            "each worker runs in its own cgroup under {}, this daemon's sub-tree of {}",
+            own.dir.display(),
             cg.root.display()
         )),
         "{}",
@@ -187,7 +190,7 @@ fn stop_leaves_no_grandchild_and_frees_the_port() {
     for pid in [worker, g.pid] {
         assert_eq!(
             cgroup_of(pid),
-            Some(cg.worker_path("srv")),
+            Some(own.worker_path("srv")),
             "pid {pid} is not in the worker's cgroup"
         );
     }
@@ -222,7 +225,7 @@ fn stop_leaves_no_grandchild_and_frees_the_port() {
         zombie_children_of(d.pid()).is_empty().then_some(())
     });
     d.wait_until(DEADLINE, "the worker's empty cgroup to be removed", || {
-        (!cg.worker("srv").exists()).then_some(())
+        (!own.worker("srv").exists()).then_some(())
     });
 
     // The name can be started again and binds the same address.
@@ -253,7 +256,7 @@ fn sigkill_and_restart_kills_the_grandchild_and_rebinds() {
         is_gone(&g1),
         "the first grandchild {g1:?} survived the restart"
     );
-    assert_eq!(cgroup_of(w2), Some(cg.worker_path("srv")));
+    assert_eq!(cgroup_of(w2), Some(cg.subtree_of(&d).worker_path("srv")));
     let pids = &d.ps(Some("srv"))[0].1;
     assert!(pids.contains(&w2) && pids.contains(&g2.pid), "{pids:?}");
     assert!(!pids.contains(&g1.pid) && !pids.contains(&w1), "{pids:?}");

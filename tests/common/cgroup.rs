@@ -1,12 +1,14 @@
-//! cgroup v2 for tests: a [`TestCgroup`] is a `cgroup_root` of its own, on a writable
-//! cgroup2 mount, killed and removed at the end of the test.
+//! cgroup v2 for tests: a [`TestCgroup`] is a `cgroup_root` of its own (or a cgroup to
+//! start daemons in), on a writable cgroup2 mount, killed and removed at the end of the
+//! test. A daemon's workers are in its [`Subtree`] of the root.
 
 use super::configs::toml_str;
+use super::daemon::TestDaemon;
 use super::dirs::unique_name;
 use super::wait::try_wait_until;
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
 
@@ -44,9 +46,54 @@ impl TestCgroup {
         toml_str(self.root.to_str().expect("utf-8 cgroup path"))
     }
 
+    /// The sub-tree of daemon `d` when this is its `cgroup_root`: `ROOT/daemon-ID`,
+    /// named after its socket path.
+    pub fn subtree_of(&self, d: &TestDaemon) -> Subtree {
+        self.subtree_in(&self.root, d)
+    }
+
+    /// The sub-tree of daemon `d` when it was started in this cgroup
+    /// ([`TestCgroup::enter_wrapper`]) without a `cgroup_root`: BASE is then
+    /// `ROOT/dynsup`.
+    pub fn default_subtree_of(&self, d: &TestDaemon) -> Subtree {
+        self.subtree_in(&self.root.join("dynsup"), d)
+    }
+
+    fn subtree_in(&self, base: &Path, d: &TestDaemon) -> Subtree {
+        Subtree {
+            mount: self.mount.clone(),
+            dir: base.join(dynsup::os::cgroup::subtree_name(d.socket())),
+        }
+    }
+
+    /// A [`Launch::wrapper`](super::Launch::wrapper) that moves the daemon into this
+    /// cgroup (created now) before it execs, as if a service manager had started it
+    /// there.
+    pub fn enter_wrapper(&self) -> Vec<String> {
+        match fs::create_dir(&self.root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => panic!("mkdir {}: {e}", self.root.display()),
+        }
+        let procs = self.root.join("cgroup.procs");
+        let script = format!(
+            "echo $$ > '{}' && exec \"$0\" \"$@\"",
+            procs.to_str().expect("utf-8 cgroup path")
+        );
+        vec!["sh".to_string(), "-c".to_string(), script]
+    }
+}
+
+/// One daemon's sub-tree of a cgroup root, where its workers' groups are.
+pub struct Subtree {
+    mount: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Subtree {
     /// The group of worker `name`.
     pub fn worker(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+        self.dir.join(name)
     }
 
     /// The cgroup path of worker `name` as `/proc/<pid>/cgroup` shows it.
@@ -55,9 +102,19 @@ impl TestCgroup {
             "/{}",
             self.worker(name)
                 .strip_prefix(&self.mount)
-                .expect("root under mount")
+                .expect("sub-tree under the mount")
                 .display()
         )
+    }
+
+    /// The pids in worker `name`'s group (`cgroup.procs`), sorted; none when it has
+    /// no group.
+    pub fn procs(&self, name: &str) -> Vec<i32> {
+        let mut pids: Vec<i32> = fs::read_to_string(self.worker(name).join("cgroup.procs"))
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        pids.sort();
+        pids
     }
 }
 
@@ -66,15 +123,14 @@ impl Drop for TestCgroup {
         if !self.root.exists() {
             return;
         }
-        let mut dirs = vec![self.root.clone()];
-        if let Ok(entries) = fs::read_dir(&self.root) {
-            dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-        }
+        // Everything below the root, deepest first, then the root.
+        let mut dirs = groups_below(&self.root);
+        dirs.push(self.root.clone());
         for dir in &dirs {
             let _ = fs::write(dir.join("cgroup.kill"), "1");
         }
-        // Children first, then the root; killed processes take a moment to leave.
-        for dir in dirs.iter().rev() {
+        // Killed processes take a moment to leave.
+        for dir in &dirs {
             let _ = try_wait_until(Duration::from_secs(10), || match fs::remove_dir(dir) {
                 Ok(()) => Some(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Some(()),
@@ -85,6 +141,20 @@ impl Drop for TestCgroup {
             eprintln!("warning: could not remove {}", self.root.display());
         }
     }
+}
+
+/// Every directory below `dir`, deepest first.
+fn groups_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.extend(groups_below(&entry.path()));
+                out.push(entry.path());
+            }
+        }
+    }
+    out
 }
 
 /// Where the cgroup2 filesystem is mounted.
