@@ -150,7 +150,14 @@ impl Cgroups {
         let dir = self.dir(name);
         match fs::create_dir(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            // A name such as `cgroup.procs` or `cpu.max`: the kernel's own file.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("the name {name:?} is a cgroup interface file in {}; with cgroup = true a worker needs another name", self.own.display()),
+                ))
+            }
             Err(e) => return Err(e),
         }
         let file = OpenOptions::new()
@@ -181,10 +188,19 @@ impl Cgroups {
         }
     }
 
-    /// Remove the worker's group. False while it is still emptying (killed processes
-    /// take a moment to exit): try again later.
+    /// Remove the worker's group, and the groups a delegated worker made inside it.
+    /// False while one is still emptying (killed processes take a moment to exit): try
+    /// again later.
     pub fn remove(&self, name: &str) -> bool {
-        match fs::remove_dir(self.dir(name)) {
+        let dir = self.dir(name);
+        if !dir.is_dir() {
+            // Gone already, or never a group of ours (a kernel file of that name).
+            return true;
+        }
+        for nested in groups_below(&dir) {
+            let _ = fs::remove_dir(nested);
+        }
+        match fs::remove_dir(&dir) {
             Ok(()) => true,
             Err(e) => e.kind() == io::ErrorKind::NotFound,
         }
