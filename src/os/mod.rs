@@ -2,7 +2,8 @@
 //! to the pure core.
 //!
 //! - [`spawn`]: start one worker: `clone(CLONE_VM | CLONE_VFORK)` + `execve` (the only
-//!   `unsafe` code in the daemon, and the only module allowed to have any).
+//!   `unsafe` code in the daemon, and the only module allowed to have any); also the
+//!   raw `kill` and `waitpid` that real-time signals need.
 //! - [`process`]: `waitpid`, `kill`, and `/proc` reads (process groups, peer groups).
 //! - [`listener`]: binding the control socket (stale-socket replacement, mode 0600).
 //! - [`notify`]: sd_notify to systemd (READY, STATUS, STOPPING, WATCHDOG).
