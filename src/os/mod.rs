@@ -12,11 +12,13 @@
 //! - [`pipes`]: a worker's output pipe (stdout and stderr) logged line by line, and the
 //!   bounded stdin mailbox.
 //! - [`state_file`]: the durable list of dynamic workers.
+//! - [`limits`]: the daemon's own resource limits (the open-files soft limit raised).
 //! - [`ready`]: the notify socket served to workers (`ready = "notify"`).
 //! - [`reactor`]: the single-threaded mio loop.
 
 pub mod cgroup;
 pub mod conn;
+pub mod limits;
 pub mod listener;
 pub mod notify;
 pub mod pipes;

@@ -146,7 +146,7 @@ impl ExecPlan {
             Some(dir) => Some(c_string(dir.as_bytes())?),
             None => None,
         };
-        let rlimits = template
+        let mut rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)> = template
             .rlimits
             .iter()
             .map(|limit| {
@@ -172,6 +172,17 @@ impl ExecPlan {
                 )
             })
             .collect();
+        // The daemon raised its own open-files soft limit (`os::limits`); a worker starts
+        // with the one the daemon was given, unless its template sets one.
+        if let Some((soft, hard)) = crate::os::limits::worker_open_files() {
+            if !rlimits.iter().any(|(r, _)| *r == libc::RLIMIT_NOFILE) {
+                let limit = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                rlimits.push((libc::RLIMIT_NOFILE, limit));
+            }
+        }
         Ok(ExecPlan {
             program: c_string(program.as_os_str().as_bytes())?,
             argv,
