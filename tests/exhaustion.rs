@@ -10,6 +10,8 @@
 mod common;
 use common::*;
 use std::collections::HashMap;
+use std::fs;
+use std::rc::Rc;
 
 /// Lenient intensity; `sleeper` (permanent sleep) and `limited`, whose template sets
 /// its own open-files limit.
@@ -93,11 +95,22 @@ fn starve_of_open_files(d: &TestDaemon) -> (u64, u64) {
 }
 
 /// No open files left: a `start` fails with a clear `spawn_failed` naming EMFILE, and
-/// a log line; the running workers are untouched; once fds are back, `start` works.
+/// a log line; a `stop` is done but cannot be recorded in the state file, which stays
+/// intact (no temp file left); the running workers are untouched; once fds are back,
+/// `start` works and the state file records everything again.
 #[test]
 fn a_start_without_open_files_fails_clearly_and_recovers() {
-    let d = TestDaemon::start(&config());
+    let dir = Rc::new(TestDir::new());
+    let state = dir.join("state.json");
+    let config = format!(
+        "{}state_file = {}\n{SLEEPER}",
+        LENIENT_SUPERVISOR,
+        toml_str(state.to_str().unwrap())
+    );
+    let d = Launch::new(&config).in_dir(dir.clone()).start();
     let a = d.start_worker("a", Some("sleeper"), &[]);
+    let s = d.start_worker("s", Some("sleeper"), &[]);
+    let recorded_before = fs::read_to_string(&state).expect("the state file");
     // An accepted connection, so that requests can still be made while starved.
     let mut client = d.client();
     assert!(client.request(&Request::Count).ok);
@@ -116,11 +129,30 @@ fn a_start_without_open_files_fails_clearly_and_recovers() {
     assert!(is_alive(a));
     assert!(client.request(&lookup_req("b")).pid.is_none());
 
+    let reply = client.request(&stop_req("s", None));
+    assert!(reply.ok, "{reply:?}");
+    d.assert_reaped(s);
+    d.wait_log("cannot write the state file");
+    assert_eq!(
+        fs::read_to_string(&state).expect("the state file"),
+        recorded_before,
+        "the state file changed"
+    );
+    assert!(
+        !dir.join(".state.json.tmp").exists(),
+        "a temp file was left"
+    );
+
     set_rlimit_of(d.pid(), Limit::OpenFiles, before.0, before.1);
     let reply = client.request(&start_req("b", Some("sleeper"), &[]));
     assert!(reply.ok, "{reply:?}{}", d.log_tail());
     assert!(is_alive(reply.pid.unwrap()));
     assert!(is_alive(a));
+    let text = fs::read_to_string(&state).expect("the state file");
+    assert!(
+        text.contains("\"a\"") && text.contains("\"b\"") && !text.contains("\"s\""),
+        "{text}"
+    );
 }
 
 /// No open files left when a worker dies: its restart cannot get its pipes. It must be
