@@ -435,13 +435,29 @@ fn validate_template(
             format!("template {name:?}: command argument {bad:?} contains a NUL byte"),
         ));
     }
-    let signal = |s: &Spanned<String>| Signal::parse(s.get_ref()).map_err(|msg| (s.span(), msg));
+    let signal = |key: &str, s: &Spanned<String>| {
+        Signal::parse(s.get_ref())
+            .map_err(|msg| (s.span(), format!("template {name:?}: {key}: {msg}")))
+    };
     let stop_signal = match &raw.stop_signal {
-        Some(s) => signal(s)?,
+        // SIGSTOP cannot be caught and ends nothing: every stop would wait `shutdown_ms`
+        // and SIGKILL.
+        Some(s) => match signal("stop_signal", s)? {
+            stop if stop.0 == libc::SIGSTOP => {
+                return Err((
+                    s.span(),
+                    format!("template {name:?}: stop_signal: SIGSTOP pauses a process and never ends it; use SIGTERM, SIGINT, SIGKILL or a signal the program handles"),
+                ))
+            }
+            stop => stop,
+        },
         None => Signal::TERM,
     };
     let clean_signals = match &raw.clean_signals {
-        Some(list) => list.iter().map(signal).collect::<Result<Vec<_>, _>>()?,
+        Some(list) => list
+            .iter()
+            .map(|s| signal("clean_signals", s))
+            .collect::<Result<Vec<_>, _>>()?,
         None => vec![Signal::TERM],
     };
     let mut env = Vec::with_capacity(raw.env.len());
@@ -803,12 +819,40 @@ mod tests {
 
     #[test]
     fn bad_signal_and_restart() {
+        let e = err("[templates.w]\ncommand=[\"x\"]\nstop_signal=\"SIGNOPE\"\n");
         assert!(
-            err("[templates.w]\ncommand=[\"x\"]\nstop_signal=\"SIGNOPE\"\n")
-                .starts_with("t.toml:3:13: ")
+            e.starts_with("t.toml:3:13: template \"w\": stop_signal: unknown signal"),
+            "{e}"
         );
         let e = err("[templates.w]\ncommand=[\"x\"]\nrestart=\"sometimes\"\n");
         assert!(e.starts_with("t.toml:3:9: "), "{e}");
+    }
+
+    #[test]
+    fn real_time_signals_are_accepted_and_the_c_librarys_own_refused() {
+        let ok = parse(
+            "[templates.w]\ncommand=[\"x\"]\nstop_signal=\"SIGRTMIN+4\"\nclean_signals=[\"40\", \"RTMAX\"]\n",
+            "t",
+        )
+        .unwrap();
+        let w = &ok.templates["w"];
+        assert_eq!(w.stop_signal, Signal(libc::SIGRTMIN() + 4));
+        assert_eq!(w.clean_signals, [Signal(40), Signal(libc::SIGRTMAX())]);
+        let e = err("[templates.w]\ncommand=[\"x\"]\nstop_signal=\"33\"\n");
+        assert!(
+            e.starts_with("t.toml:3:13: template \"w\": stop_signal: signal number 33 is reserved"),
+            "{e}"
+        );
+        let e = err("[templates.w]\ncommand=[\"x\"]\nclean_signals=[\"TERM\", \"SIGRTMIN+31\"]\n");
+        assert!(
+            e.starts_with("t.toml:3:24: template \"w\": clean_signals: unknown signal"),
+            "{e}"
+        );
+        let e = err("[templates.w]\ncommand=[\"x\"]\nstop_signal=\"STOP\"\n");
+        assert!(
+            e.starts_with("t.toml:3:13: template \"w\": stop_signal: SIGSTOP pauses"),
+            "{e}"
+        );
     }
 
     #[test]

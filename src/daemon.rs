@@ -34,6 +34,7 @@ pub fn run(args: DaemonArgs) -> ExitStatus {
         }
     };
     crate::logger::set_config_level(config.log_level);
+    crate::os::limits::raise_open_files();
     // Orphaned descendants of workers come back to us (not to init) and are reaped,
     // so no zombie is ever left behind; unknown pids are reaped silently.
     if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {

@@ -302,7 +302,7 @@ pub enum ExitReport {
     Exited { code: i32 },
     /// A signal ended it.
     Signaled {
-        /// Name such as `SIGTERM` (or `SIG42` for unnamed real-time signals).
+        /// Name such as `SIGTERM` or `SIGRTMIN+2` (`src/signal.rs`).
         signal: String,
         #[serde(default)]
         core_dumped: bool,

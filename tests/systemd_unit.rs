@@ -20,6 +20,8 @@ fn unit_has_the_promised_settings() {
         "Restart=on-failure",
         "RestartPreventExitStatus=2",
         "KillMode=mixed",
+        // The daemon raises its soft limit to this hard limit; workers keep 1024.
+        "LimitNOFILE=1024:524288",
         "RuntimeDirectory=dynsup",
         "NoNewPrivileges=yes",
         "ProtectSystem=full",

@@ -2,7 +2,8 @@
 //! to the pure core.
 //!
 //! - [`spawn`]: start one worker: `clone(CLONE_VM | CLONE_VFORK)` + `execve` (the only
-//!   `unsafe` code in the daemon, and the only module allowed to have any).
+//!   `unsafe` code in the daemon, and the only module allowed to have any); also the
+//!   raw `kill` and `waitpid` that real-time signals need.
 //! - [`process`]: `waitpid`, `kill`, and `/proc` reads (process groups, peer groups).
 //! - [`listener`]: binding the control socket (stale-socket replacement, mode 0600).
 //! - [`notify`]: sd_notify to systemd (READY, STATUS, STOPPING, WATCHDOG).
@@ -11,11 +12,13 @@
 //! - [`pipes`]: a worker's output pipe (stdout and stderr) logged line by line, and the
 //!   bounded stdin mailbox.
 //! - [`state_file`]: the durable list of dynamic workers.
+//! - [`limits`]: the daemon's own resource limits (the open-files soft limit raised).
 //! - [`ready`]: the notify socket served to workers (`ready = "notify"`).
 //! - [`reactor`]: the single-threaded mio loop.
 
 pub mod cgroup;
 pub mod conn;
+pub mod limits;
 pub mod listener;
 pub mod notify;
 pub mod pipes;

@@ -8,31 +8,38 @@
 use crate::core::Exit;
 use crate::signal::Signal;
 use nix::errno::Errno;
-use nix::sys::signal::{self as nix_signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::io;
 
 /// Reap one exited child, if any has exited. Call until it returns `None`: SIGCHLD
 /// signals coalesce, so one notification may stand for many exits.
+///
+/// Raw `waitpid` (`spawn::wait_any_nohang`), not nix's: nix fails with EINVAL on a child
+/// killed by a real-time signal *after* reaping it, and that exit would be lost.
 pub fn reap_one() -> Option<(i32, Exit)> {
     loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => return Some((pid.as_raw(), Exit::Code(code))),
-            Ok(WaitStatus::Signaled(pid, signal, core_dumped)) => {
-                return Some((
-                    pid.as_raw(),
-                    Exit::Signaled {
-                        signal: Signal(signal as i32),
-                        core_dumped,
-                    },
-                ))
+        match crate::os::spawn::wait_any_nohang() {
+            Ok(Some((pid, status))) => {
+                if libc::WIFEXITED(status) {
+                    return Some((pid, Exit::Code(libc::WEXITSTATUS(status))));
+                }
+                if libc::WIFSIGNALED(status) {
+                    return Some((
+                        pid,
+                        Exit::Signaled {
+                            signal: Signal(libc::WTERMSIG(status)),
+                            core_dumped: libc::WCOREDUMP(status),
+                        },
+                    ));
+                }
+                // Stops and continues are not exits (and are not requested anyway).
+                continue;
             }
-            // Stops and continues are not exits (and are not requested anyway).
-            Ok(WaitStatus::StillAlive) => return None,
-            Ok(_) => continue,
-            Err(Errno::EINTR) => continue,
+            // No child has exited yet.
+            Ok(None) => return None,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             // ECHILD: no children at all.
             Err(_) => return None,
         }
@@ -51,17 +58,27 @@ pub fn reap_pid(pid: i32) {
 
 /// Whether any process (a zombie included) is still in process group `pgid`.
 pub fn group_alive(pgid: i32) -> bool {
-    !matches!(
-        nix_signal::killpg(Pid::from_raw(pgid), None),
-        Err(Errno::ESRCH)
-    )
+    // Signal 0: the kernel checks, sends nothing.
+    pgid > 0
+        && !matches!(
+            crate::os::spawn::kill_raw(-pgid, 0),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH)
+        )
 }
 
-/// Send `signal` to `pid`, or to the process group `pid` leads when `group` is set.
+/// Send `signal` to `pid`, or to the process group `pid` leads when `group` is set. Any
+/// signal `Signal::parse` accepts, real-time ones included (a raw `kill(2)`: nix's
+/// `Signal` cannot name them).
 pub fn send_signal(pid: i32, signal: Signal, group: bool) -> io::Result<()> {
+    if pid <= 0 {
+        // kill(0) or kill(-1) would signal the daemon's own group or every process.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal pid {pid}"),
+        ));
+    }
     let target = if group { -pid } else { pid };
-    let signal = nix_signal::Signal::try_from(signal.0).map_err(io::Error::from)?;
-    nix_signal::kill(Pid::from_raw(target), signal).map_err(io::Error::from)
+    crate::os::spawn::kill_raw(target, signal.0)
 }
 
 /// The process group of `pid`, read from `/proc/PID/stat`; `None` if there is no such

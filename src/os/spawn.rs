@@ -1,5 +1,6 @@
 //! Starting one worker: the only `unsafe` code in the daemon (the only module where the
-//! compiler allows it).
+//! compiler allows it). At its end, two raw signal syscalls that nix cannot express
+//! (`kill` and `waitpid` with real-time signals), for `os::process`.
 //!
 //! The parent prepares everything the child will touch: program path, argv, envp and
 //! cwd as C strings, credentials and rlimits ([`ExecPlan`]); the null-terminated
@@ -145,7 +146,7 @@ impl ExecPlan {
             Some(dir) => Some(c_string(dir.as_bytes())?),
             None => None,
         };
-        let rlimits = template
+        let mut rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)> = template
             .rlimits
             .iter()
             .map(|limit| {
@@ -171,6 +172,17 @@ impl ExecPlan {
                 )
             })
             .collect();
+        // The daemon raised its own open-files soft limit (`os::limits`); a worker starts
+        // with the one the daemon was given, unless its template sets one.
+        if let Some((soft, hard)) = crate::os::limits::worker_open_files() {
+            if !rlimits.iter().any(|(r, _)| *r == libc::RLIMIT_NOFILE) {
+                let limit = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                rlimits.push((libc::RLIMIT_NOFILE, limit));
+            }
+        }
         Ok(ExecPlan {
             program: c_string(program.as_os_str().as_bytes())?,
             argv,
@@ -677,4 +689,37 @@ fn dup_into(fd: RawFd, slot: RawFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+// ----- Raw signal syscalls ----------------------------------------------------------------
+//
+// nix's `Signal` is an enum of the standard signals only: it can neither send a real-time
+// signal (SIGRTMIN+n) nor decode the status of a child killed by one (its `waitpid`
+// reaps the child, then fails with EINVAL, and the exit is lost). These two calls take
+// and give plain numbers instead. They live here only because this is the one module
+// where the compiler allows `unsafe`; neither touches memory the caller does not own.
+
+/// `kill(2)`: send signal number `signal` to `target` (a pid, or minus a process group
+/// id). Any number the kernel accepts, real-time signals included.
+pub fn kill_raw(target: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill(2) takes two integers and reads or writes no memory of this process.
+    if unsafe { libc::kill(target, signal) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `waitpid(-1, &status, WNOHANG)`: reap one exited child, if any, returning its pid and
+/// raw wait status (decoded with `libc::WIFEXITED` and friends); `Ok(None)` when children
+/// exist but none has exited.
+pub fn wait_any_nohang() -> io::Result<Option<(libc::pid_t, libc::c_int)>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid writes one c_int through the pointer, which points at `status`,
+    // a local that outlives the call.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some((pid, status))),
+    }
 }

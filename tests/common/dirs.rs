@@ -61,6 +61,13 @@ impl TestDir {
         dir
     }
 
+    /// A world-searchable directory owned by `uid`/`gid`, for a daemon run as that user.
+    pub fn owned_by(uid: u32, gid: u32) -> Rc<TestDir> {
+        let dir = TestDir::world_searchable();
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+        dir
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

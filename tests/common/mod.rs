@@ -16,6 +16,8 @@
 //! | [`notify`] | [`NotifyListener`], a stand-in for systemd's `NOTIFY_SOCKET` |
 //! | [`cgroup`] | [`TestCgroup`], a cgroup v2 root of the test's own |
 //! | [`bins`] | paths of `dynsup`, the sample worker and `python3` |
+//! | [`rlimit`] | another process's resource limits, read and set ([`set_rlimit_of`]) |
+//! | [`mount`] | [`SmallTmpfs`], a tmpfs to fill up or make read-only |
 //!
 //! Rules the harness keeps: nothing sleeps to synchronise (wait for a condition with a
 //! deadline); pids are checked through the socket and /proc; a failing test leaves no
@@ -31,8 +33,10 @@ pub mod daemon;
 pub mod dirs;
 pub mod launch;
 pub mod log;
+pub mod mount;
 pub mod notify;
 pub mod proc;
+pub mod rlimit;
 pub mod wait;
 pub mod watch;
 
@@ -40,7 +44,7 @@ pub mod watch;
 #[allow(unused_imports)]
 pub use self::{
     bins::*, cgroup::*, cli::*, client::*, configs::*, daemon::*, dirs::*, launch::*, log::*,
-    notify::*, proc::*, wait::*, watch::*,
+    mount::*, notify::*, proc::*, rlimit::*, wait::*, watch::*,
 };
 #[allow(unused_imports)]
 pub use dynsup::protocol::{

@@ -239,3 +239,13 @@ pub fn cpu_time(pid: i32) -> Duration {
 pub fn send_signal(pid: i32, signal: Signal) {
     kill(Pid::from_raw(pid), signal).unwrap_or_else(|e| panic!("kill({pid}, {signal}): {e}"));
 }
+
+/// Sends signal number `signo` to `pid` with kill(2), as an outsider would: for the
+/// real-time signals nix's `Signal` cannot name.
+#[track_caller]
+pub fn send_signal_number(pid: i32, signo: i32) {
+    // SAFETY: kill(2) takes two integers and touches no memory of this process.
+    if unsafe { libc::kill(pid, signo) } != 0 {
+        panic!("kill({pid}, {signo}): {}", std::io::Error::last_os_error());
+    }
+}
