@@ -264,6 +264,7 @@ mod tests {
             template: "worker".into(),
             args: Vec::new(),
             command: None,
+            failed: None,
         }]
     }
 
