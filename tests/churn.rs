@@ -198,6 +198,11 @@ fn every_durable_worker_comes_back_after_each_kill_9() {
         });
 
         d = d.start_another(&config);
+        // The socket is served while the file is restored (a batch per loop turn):
+        // wait until every name is back.
+        d.wait_until(DEADLINE, "every durable worker to be restored", || {
+            (d.count() == DURABLE).then_some(())
+        });
         let replies = d.client().pipeline(&lookups);
         let mut back = HashSet::new();
         for (n, r) in names.iter().zip(&replies) {
