@@ -240,6 +240,9 @@ pub enum ErrorKind {
     /// `wait_ready`: the worker exited, or did not send `READY=1` within its
     /// `ready_timeout_ms` (it was killed; the restart rule applies).
     NotReady,
+    /// The change was made (a worker started or stopped), but the state file could not
+    /// be written: after a daemon restart it would be lost. The message says which.
+    NotRecorded,
 }
 
 impl ErrorKind {
@@ -260,6 +263,7 @@ impl ErrorKind {
         ErrorKind::PermissionDenied,
         ErrorKind::TooManyConnections,
         ErrorKind::NotReady,
+        ErrorKind::NotRecorded,
     ];
 
     /// The wire string of this kind.
@@ -280,6 +284,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::TooManyConnections => "too_many_connections",
             ErrorKind::NotReady => "not_ready",
+            ErrorKind::NotRecorded => "not_recorded",
         }
     }
 }

@@ -95,8 +95,8 @@ fn starve_of_open_files(d: &TestDaemon) -> (u64, u64) {
 }
 
 /// No open files left: a `start` fails with a clear `spawn_failed` naming EMFILE, and
-/// a log line; a `stop` is done but cannot be recorded in the state file, which stays
-/// intact (no temp file left); the running workers are untouched; once fds are back,
+/// a log line; a `stop` is done but cannot be recorded in the state file (it answers
+/// `not_recorded`), which stays intact (no temp file left); the running workers are untouched; once fds are back,
 /// `start` works and the state file records everything again.
 #[test]
 fn a_start_without_open_files_fails_clearly_and_recovers() {
@@ -129,8 +129,9 @@ fn a_start_without_open_files_fails_clearly_and_recovers() {
     assert!(is_alive(a));
     assert!(client.request(&lookup_req("b")).pid.is_none());
 
+    // The stop is done, and its reply says it could not be recorded.
     let reply = client.request(&stop_req("s", None));
-    assert!(reply.ok, "{reply:?}");
+    assert_error(&reply, ErrorKind::NotRecorded);
     d.assert_reaped(s);
     d.wait_log("cannot write the state file");
     assert_eq!(

@@ -181,6 +181,23 @@ fn small_tmpfs(dir: &TestDir) -> Option<SmallTmpfs> {
     }
 }
 
+/// A `start` whose state-file write fails: it is answered `not_recorded` (the worker
+/// runs, the message says why it is not on disk); returns the worker's pid.
+#[track_caller]
+fn start_unrecorded(d: &TestDaemon, req: &Request, reason: &str) -> i32 {
+    let reply = d.request(req);
+    assert_error(&reply, ErrorKind::NotRecorded);
+    let message = &reply.error.as_ref().expect("an error").message;
+    assert!(
+        message.contains("state file") && message.contains(reason),
+        "{message}"
+    );
+    let Request::Start { name, .. } = req else {
+        panic!("not a start: {req:?}")
+    };
+    d.lookup(name).expect("the worker runs anyway")
+}
+
 /// Checks, after a `start` whose state-file write failed with `reason`: the failure is
 /// logged, the old file still records exactly `old` and no temp file is left, and the
 /// worker runs anyway.
@@ -212,7 +229,8 @@ fn a_full_file_system_leaves_the_old_state_file_intact_and_recovers() {
     assert_eq!(recorded(&state), ["a"]);
 
     let filler = fill(tmpfs.path());
-    let b = d.start_command("b", Some("sleeper"), &["sleep", "99999"]);
+    let req = start_cmd_req("b", Some("sleeper"), &["sleep", "99999"]);
+    let b = start_unrecorded(&d, &req, "No space left on device");
     write_failed_cleanly(&d, &state, "No space left on device", &["a"], b);
 
     fs::remove_file(&filler).expect("remove the filler");
@@ -238,10 +256,12 @@ fn a_read_only_file_system_leaves_the_old_state_file_intact_and_recovers() {
     d.start_worker("a", Some("sleeper"), &[]);
 
     tmpfs.set_read_only(true);
-    let b = d.start_worker("b", Some("sleeper"), &[]);
+    let req = start_req("b", Some("sleeper"), &[]);
+    let b = start_unrecorded(&d, &req, "Read-only file system");
     write_failed_cleanly(&d, &state, "Read-only file system", &["a"], b);
     // A stop is not recorded either, and says so.
-    d.request_ok(&stop_req("b", None));
+    let reply = d.request(&stop_req("b", None));
+    assert_error(&reply, ErrorKind::NotRecorded);
     d.wait_until(DEADLINE, "a second failed write in the log", || {
         (lines_with(&d.log(), "cannot write the state file").len() >= 2).then_some(())
     });
@@ -271,7 +291,8 @@ fn a_state_directory_the_daemon_may_not_write_leaves_the_old_file_and_recovers()
     assert_eq!(recorded(&state), ["a"]);
 
     fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o555)).expect("chmod");
-    let b = d.start_worker("b", Some("sleeper"), &[]);
+    let req = start_req("b", Some("sleeper"), &[]);
+    let b = start_unrecorded(&d, &req, "Permission denied");
     write_failed_cleanly(&d, &state, "Permission denied", &["a"], b);
 
     fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -282,7 +303,6 @@ fn a_state_directory_the_daemon_may_not_write_leaves_the_old_file_and_recovers()
 /// The caller is told when its `start` could not be recorded: a `start` that is
 /// answered plain `ok` must survive a `kill -9` of the daemon, and this one would not.
 #[test]
-#[ignore = "needs the reactor to turn a failed SaveState into an error in the reply it precedes (src/os/reactor/actions.rs, src/core)"]
 fn a_start_that_cannot_be_recorded_is_not_answered_plain_ok() {
     let dir = Rc::new(TestDir::new());
     let Some(tmpfs) = small_tmpfs(&dir) else {

@@ -6,18 +6,43 @@ use super::leftovers::Leftovers;
 use super::{Exiting, Reactor};
 use crate::core::{Action, Input, InstanceId, ReplyTo};
 use crate::os::process;
-use crate::protocol::{Event, Reply};
+use crate::protocol::{ErrorKind, Event, Reply};
 use mio::Token;
 use std::rc::Rc;
 use std::time::Instant;
 
 impl Reactor {
-    /// Hand the core one input, stamped with the time, and carry out its actions.
+    /// Hand the core one input, stamped with the time, and carry out its actions. A
+    /// successful reply that follows a `SaveState` reports a change the state file must
+    /// hold: it waits for the turn's write (see `answer_after_write`).
     pub(super) fn feed(&mut self, input: Input) {
         let now = self.clock.now();
         let actions = self.core.handle(input, now);
+        let mut after_save = false;
         for action in actions {
-            self.execute(action);
+            match action {
+                Action::SaveState => {
+                    after_save = true;
+                    self.files.mark_dirty();
+                }
+                Action::Reply { to, reply } if after_save && reply.ok => {
+                    self.files.hold_reply(to, *reply)
+                }
+                action => self.execute(action),
+            }
+        }
+    }
+
+    /// The turn's state file write is done: the replies that waited for it go out, as
+    /// they were if it succeeded, or as `not_recorded` errors saying what was done and
+    /// what is not on disk.
+    pub(super) fn answer_after_write(&mut self, written: Result<(), String>) {
+        for (to, reply) in self.files.take_held_replies() {
+            let reply = match &written {
+                Ok(()) => reply,
+                Err(why) => not_recorded(&reply, why),
+            };
+            self.deliver(to, reply);
         }
     }
 
@@ -132,4 +157,18 @@ impl Reactor {
             self.clients.stop_listening(self.poller.registry());
         }
     }
+}
+
+/// A successful reply whose change could not be written to the state file.
+fn not_recorded(reply: &Reply, why: &str) -> Reply {
+    let what = match (&reply.name, reply.pid, &reply.stopped) {
+        (Some(name), Some(pid), _) => format!("{name} runs (pid {pid})"),
+        (_, _, Some(report)) => format!("{} is stopped", report.name),
+        (Some(name), None, _) => format!("{name} was changed"),
+        _ => "the request was carried out".to_string(),
+    };
+    Reply::error(
+        ErrorKind::NotRecorded,
+        format!("{what}, but the state file could not be written ({why}): after a daemon restart this change would be lost"),
+    )
 }

@@ -34,6 +34,8 @@ pub(super) struct Files {
     pending: VecDeque<(usize, SavedWorker)>,
     /// The record of dynamic workers changed since the file was last written.
     dirty: bool,
+    /// Successful replies to changes of the record, waiting for the turn's write.
+    held: Vec<(ReplyTo, Reply)>,
 }
 
 impl Files {
@@ -51,7 +53,17 @@ impl Files {
             restoring: None,
             pending: VecDeque::new(),
             dirty: false,
+            held: Vec::new(),
         }
+    }
+
+    /// Keep a reply until the turn's write of the state file.
+    pub(super) fn hold_reply(&mut self, to: ReplyTo, reply: Reply) {
+        self.held.push((to, reply));
+    }
+
+    pub(super) fn take_held_replies(&mut self) -> Vec<(ReplyTo, Reply)> {
+        std::mem::take(&mut self.held)
     }
 
     /// The core's record of dynamic workers changed.
@@ -68,12 +80,12 @@ impl Files {
     /// workers, plus those not restored yet (they must not be lost by a write that
     /// happens during the restore). Called once per loop turn, before replies are
     /// flushed, so an answered `start` or `stop` is on disk first.
-    pub(super) fn write_if_dirty(&mut self, core: &Supervisor) {
+    pub(super) fn write_if_dirty(&mut self, core: &Supervisor) -> Result<(), String> {
         if !std::mem::take(&mut self.dirty) {
-            return;
+            return Ok(());
         }
         let Some(path) = self.state_file.as_deref() else {
-            return;
+            return Ok(());
         };
         let mut workers = core.saved_workers();
         if !self.pending.is_empty() {
@@ -87,9 +99,10 @@ impl Files {
             );
             workers.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         }
-        if let Err(e) = state_file::save(path, &workers) {
+        state_file::save(path, &workers).map_err(|e| {
             log::error!("cannot write the state file {}: {e}", path.display());
-        }
+            format!("{}: {e}", path.display())
+        })
     }
 
     /// A restored worker could not be started: say which, and that it is dropped.

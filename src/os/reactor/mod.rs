@@ -304,8 +304,10 @@ impl Reactor {
                 let core = &self.core;
                 self.systemd.on_wake(|| status_line(core));
             }
-            // Before replies go out: an answered start or stop is on disk first.
-            self.files.write_if_dirty(&self.core);
+            // Before replies go out: an answered start or stop is on disk first (or
+            // its reply says it is not).
+            let written = self.files.write_if_dirty(&self.core);
+            self.answer_after_write(written);
             self.clients.flush(&mut self.poller);
         }
     }
