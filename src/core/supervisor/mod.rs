@@ -169,6 +169,14 @@ pub enum Action {
         signal: Signal,
         group: bool,
     },
+    /// `kill`: send `signal` to `pid` (not its group) and answer `reply_to` with `sent`,
+    /// or, if the kernel refuses, with an error saying why.
+    Kill {
+        pid: i32,
+        signal: Signal,
+        reply_to: ReplyTo,
+        sent: Box<replies::WireReply>,
+    },
     /// Queue `message` and a newline on the instance's stdin; the OS layer replies
     /// (`queued` or `mailbox_full`), since the buffer lives there.
     Cast {

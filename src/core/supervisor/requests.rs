@@ -85,8 +85,9 @@ impl Supervisor {
                 self.restart(from, &name, timeout_ms, now, out)
             }
             Command::Kill { name, signal } => {
-                let answer = self.kill(&name, signal.as_deref(), out);
-                self.answer(from, answer, now, out);
+                if let Err(refusal) = self.kill(from, &name, signal.as_deref(), out) {
+                    self.answer(from, Err(refusal), now, out);
+                }
             }
             Command::Cast { name, message } => self.cast(from, name, message, now, out),
             Command::Lookup { name } => {
@@ -335,12 +336,15 @@ impl Supervisor {
 
     /// `kill`: the signal goes to the worker's pid only, as if from outside; its exit
     /// then follows the restart rule.
+    /// The OS layer sends the signal and answers: the reply says it was sent only if
+    /// the kernel took it.
     fn kill(
         &mut self,
+        from: ReplyTo,
         name: &str,
         signal: Option<&str>,
         out: &mut Vec<Action>,
-    ) -> Result<Answer, Refusal> {
+    ) -> Result<(), Refusal> {
         let signal = signal
             .map(Signal::parse)
             .unwrap_or(Ok(Signal::KILL))
@@ -354,16 +358,18 @@ impl Supervisor {
             });
         };
         info!("{name}: sending {signal} to pid {pid} (kill request)");
-        out.push(Action::Signal {
-            pid,
-            signal,
-            group: false,
-        });
-        Ok(Answer::Signalled {
+        let answer = Answer::Signalled {
             name: name.to_string(),
             pid,
             signal: signal.name(),
-        })
+        };
+        out.push(Action::Kill {
+            pid,
+            signal,
+            reply_to: from,
+            sent: Box::new(replies::reply(Ok(answer))),
+        });
+        Ok(())
     }
 
     /// `cast`: the OS layer queues the line on the live process's stdin and answers.

@@ -64,6 +64,26 @@ impl Reactor {
                 };
                 self.feed(input);
             }
+            Action::Kill {
+                pid,
+                signal,
+                reply_to,
+                sent,
+            } => {
+                let reply = match process::send_signal(pid, signal, false) {
+                    Ok(()) => *sent,
+                    Err(e) => {
+                        log::warn!("cannot send {signal} to pid {pid}: {e}");
+                        let kind = match e.raw_os_error() {
+                            Some(libc::EPERM) => ErrorKind::PermissionDenied,
+                            Some(libc::ESRCH) => ErrorKind::NotRunning,
+                            _ => ErrorKind::InvalidSignal,
+                        };
+                        Reply::error(kind, format!("cannot send {signal} to pid {pid}: {e}"))
+                    }
+                };
+                self.deliver(reply_to, reply);
+            }
             Action::Signal { pid, signal, group } => {
                 if let Err(e) = process::send_signal(pid, signal, group) {
                     let target = if group { "process group" } else { "pid" };

@@ -444,6 +444,18 @@ fn render(action: &Action) -> String {
             let target = if *group { "group" } else { "pid" };
             format!("signal {target} {pid} {}", signal.name())
         }
+        // Two lines: the signal and, as when the kernel takes it, the reply.
+        Action::Kill {
+            pid,
+            signal,
+            reply_to,
+            sent,
+        } => format!(
+            "signal pid {pid} {}\nreply {}: {}",
+            signal.name(),
+            render_to(reply_to),
+            render_reply(sent)
+        ),
         Action::Cast {
             instance,
             message,
@@ -580,7 +592,7 @@ impl Harness {
             }
             let Action::Spawn { instance, spec } = action else {
                 if !(self.commands_only && matches!(action, Action::Event(_) | Action::SaveState)) {
-                    trace.push(render(&action));
+                    trace.extend(render(&action).lines().map(str::to_string));
                 }
                 continue;
             };
