@@ -267,10 +267,9 @@ impl Reactor {
                     self.feed(Input::Tick);
                 }
             }
-            // A watcher does not read, so a hang-up is the only sign it has gone.
+            // A client that hung up is closed, whatever it was owed.
             for &token in &hung_up {
-                self.clients
-                    .close_if_watching(token, self.poller.registry());
+                self.clients.hung_up(token, self.poller.registry());
             }
             if self
                 .systemd
@@ -280,7 +279,7 @@ impl Reactor {
                 let core = &self.core;
                 self.systemd.on_wake(|| status_line(core));
             }
-            self.clients.flush(&mut self.poller);
+            self.clients.end_turn(&mut self.poller);
         }
     }
 
@@ -299,7 +298,14 @@ impl Reactor {
             .systemd
             .next_wake()
             .map(|at| at.saturating_duration_since(Instant::now()));
-        [deadline, grace, systemd].into_iter().flatten().min()
+        let clients = self
+            .clients
+            .next_wake()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        [deadline, grace, systemd, clients]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_signals(&mut self) {
