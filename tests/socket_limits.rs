@@ -468,23 +468,20 @@ enum Admission {
     Queued(Client),
 }
 
-fn accept_failures(d: &TestDaemon) -> usize {
-    lines_with(&d.log(), "cannot accept a connection").len()
-}
-
-/// Connects and sends `count`; waits until it is answered, or until the daemon logs
-/// one more accept failure than `failures_before`.
+/// Connects and sends `count`; waits until the daemon has done all it can with it:
+/// answered it, or gone to sleep without answering (it could not accept it).
 #[track_caller]
-fn connect_and_count(d: &TestDaemon, failures_before: usize) -> Admission {
+fn connect_and_count(d: &TestDaemon) -> Admission {
     let mut client = d.client();
     client.send(&Request::Count);
-    let served = d.wait_until(DEADLINE, "a reply or an accept failure", || {
+    d.wait_until(DEADLINE, "a reply or an idle daemon", || {
         if client.has_pending() {
-            return Some(true);
+            return Some(());
         }
-        (accept_failures(d) > failures_before).then_some(false)
+        // Asleep after the request was sent: whatever it had to write is written.
+        asleep_in_epoll(d.pid()).then_some(())
     });
-    if served {
+    if client.has_pending() {
         let reply = client.recv();
         assert!(reply.ok, "{reply:?}");
         Admission::Served(client)
@@ -493,13 +490,12 @@ fn connect_and_count(d: &TestDaemon, failures_before: usize) -> Admission {
     }
 }
 
-/// Opens connections until one is left in the listen queue; returns the served ones
-/// and the queued one.
+/// Opens connections until one is left in the listen queue; returns it (the served
+/// ones go to `served`).
 #[track_caller]
 fn fill_up(d: &TestDaemon, served: &mut Vec<Client>) -> Client {
-    let failures = accept_failures(d);
     loop {
-        match connect_and_count(d, failures) {
+        match connect_and_count(d) {
             Admission::Served(client) => served.push(client),
             Admission::Queued(client) => return client,
         }
@@ -520,22 +516,52 @@ fn after_emfile_waiting_clients_are_accepted_once_fds_are_free() {
     let mut served = Vec::new();
     let mut waiting = fill_up(&d, &mut served);
     assert!(!served.is_empty(), "no connection fit under the limit");
-    // Two clients leave: their descriptors come back, and the one waiting is served.
-    served.truncate(served.len() - 2);
+    d.wait_log("cannot accept a connection: Too many open files");
+    // A client leaves: its descriptor comes back, and the one waiting is served. That
+    // takes the last descriptor again, so the next `accept` fails again, although
+    // nobody waits.
+    served.pop();
     let reply = waiting.recv();
     assert!(reply.ok, "{reply:?}");
-    d.wait_log("accepting connections again");
     served.push(waiting);
+    // Another leaves: the retry finds the queue empty, and stops.
+    served.pop();
+    wait_asleep_without_retry(&d);
 
     // Full again; this time no connection closes, the limit is raised.
     let mut waiting = fill_up(&d, &mut served);
     set_fd_limit(d.pid(), base + 64);
     let reply = waiting.recv();
     assert!(reply.ok, "{reply:?}");
-    assert_eq!(lines_with(&d.log(), "accepting connections again").len(), 2);
-    // And the daemon goes on as before.
+    d.wait_log("accepting connections again");
+    // And the daemon goes on as before, with no retry timer left: asleep, it waits
+    // longer than any retry (only the idle check of the open connections is due).
     d.start_worker("after", Some("sleeper"), &[]);
     assert_eq!(d.count(), 1);
+    wait_asleep_without_retry(&d);
+}
+
+/// Waits until the daemon sleeps longer than any accept retry would let it (or with
+/// no timeout at all): it has stopped retrying.
+#[track_caller]
+fn wait_asleep_without_retry(d: &TestDaemon) {
+    d.wait_until(DEADLINE, "an epoll_wait without the retry timer", || {
+        let timeout = epoll_timeout_ms(d.pid())?;
+        (!(0..=1000).contains(&timeout)).then_some(())
+    });
+}
+
+/// The timeout (ms) of the `epoll_wait` the process is asleep in, from
+/// `/proc/PID/syscall` (its fourth argument); `None` when it is not asleep there.
+fn epoll_timeout_ms(pid: i32) -> Option<i32> {
+    if !asleep_in_epoll(pid) {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    let arg = text.split_whitespace().nth(4)?;
+    let value = u64::from_str_radix(arg.trim_start_matches("0x"), 16).ok()?;
+    // An `int`: the low 32 bits.
+    Some(value as u32 as i32)
 }
 
 /// A watcher that shuts down its writing side (as `echo '{"cmd":"watch"}' | socat`

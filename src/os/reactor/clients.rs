@@ -81,7 +81,9 @@ impl Clients {
 
     /// Accept until the queue is empty. If `accept` fails otherwise (the fd limit,
     /// say), the connections left in the queue would never be signalled again
-    /// (readiness is edge-triggered): a retry is scheduled instead.
+    /// (readiness is edge-triggered): a retry is scheduled instead, until an
+    /// `accept` succeeds or finds the queue empty. (At the fd limit `accept` fails
+    /// before it looks at the queue, so an empty queue retries too.)
     pub(super) fn accept(&mut self, poller: &mut Poller) {
         loop {
             let Some(listener) = self.listener.as_ref() else {
@@ -89,12 +91,13 @@ impl Clients {
             };
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if self.accept_retry.take().is_some() {
-                        log::info!("accepting connections again");
-                    }
+                    self.accepting_again();
                     self.admit(stream, poller);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accepting_again();
+                    return;
+                }
                 Err(e)
                     if e.kind() == io::ErrorKind::Interrupted
                         || e.kind() == io::ErrorKind::ConnectionAborted =>
@@ -106,7 +109,7 @@ impl Clients {
                         Some(retry) => retry.delay,
                         None => {
                             log::error!(
-                                "cannot accept a connection: {e}; waiting clients stay queued and are accepted once the daemon can (retrying, and whenever a connection closes)"
+                                "cannot accept a connection: {e}; clients that connect meanwhile wait in the queue and are accepted once the daemon can (retrying, and whenever a connection closes)"
                             );
                             ACCEPT_RETRY_MIN
                         }
@@ -118,6 +121,13 @@ impl Clients {
                     return;
                 }
             }
+        }
+    }
+
+    /// `accept` works again: end the retries.
+    fn accepting_again(&mut self) {
+        if self.accept_retry.take().is_some() {
+            log::info!("accepting connections again");
         }
     }
 
