@@ -7,7 +7,7 @@
 //! commands, unknown templates, duplicate child names, signal names, names' syntax).
 //! `docs/CONFIG.md` documents every key; a test checks it names each one.
 
-use crate::access::AccessPolicy;
+use crate::access::{AccessPolicy, ConnectionLimits};
 use crate::core::{
     validate_name, Backoff, Credentials, Limits, OnLimit, Readiness, ReloadConfig, Resource,
     RestartLimit, RestartType, Rlimit, Template,
@@ -48,6 +48,9 @@ pub const KEYS: &[&str] = &[
     "supervisor.read_only_uids",
     "supervisor.read_only_groups",
     "supervisor.max_connections",
+    "supervisor.max_connections_per_uid",
+    "supervisor.reserved_connections",
+    "supervisor.idle_timeout_ms",
     "supervisor.cgroup",
     "supervisor.cgroup_root",
     "templates.NAME.command",
@@ -204,6 +207,9 @@ struct RawSupervisor {
     #[serde(default)]
     read_only_groups: Vec<Spanned<toml::Value>>,
     max_connections: Option<Spanned<usize>>,
+    max_connections_per_uid: Option<Spanned<usize>>,
+    reserved_connections: Option<usize>,
+    idle_timeout_ms: Option<u64>,
     #[serde(default)]
     cgroup: bool,
     cgroup_root: Option<String>,
@@ -389,6 +395,11 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         allow_gids: gids(&raw.supervisor.allow_groups)?,
         read_only_uids: uids(&raw.supervisor.read_only_uids)?,
         read_only_gids: gids(&raw.supervisor.read_only_groups)?,
+        connections: connection_limits(
+            raw.supervisor.max_connections_per_uid.as_ref(),
+            raw.supervisor.reserved_connections,
+            raw.supervisor.idle_timeout_ms,
+        )?,
     };
     let max_connections = match raw.supervisor.max_connections {
         Some(m) if *m.get_ref() == 0 => {
@@ -413,6 +424,36 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         state_file,
         templates,
         children,
+    })
+}
+
+/// `max_connections_per_uid`, `reserved_connections` and `idle_timeout_ms`.
+fn connection_limits(
+    per_uid: Option<&Spanned<usize>>,
+    reserved: Option<usize>,
+    idle_timeout_ms: Option<u64>,
+) -> Result<ConnectionLimits, Invalid> {
+    let per_uid = match per_uid {
+        Some(m) if *m.get_ref() == 0 => {
+            return Err((
+                m.span(),
+                "max_connections_per_uid must be at least 1".to_string(),
+            ))
+        }
+        Some(m) => *m.get_ref(),
+        None => ConnectionLimits::DEFAULT_PER_UID,
+    };
+    let idle_timeout = match idle_timeout_ms {
+        Some(0) => None,
+        Some(ms) => Some(std::time::Duration::from_millis(ms)),
+        None => Some(std::time::Duration::from_millis(
+            ConnectionLimits::DEFAULT_IDLE_TIMEOUT_MS,
+        )),
+    };
+    Ok(ConnectionLimits {
+        per_uid,
+        reserved: reserved.unwrap_or(ConnectionLimits::DEFAULT_RESERVED),
+        idle_timeout,
     })
 }
 

@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 /// answered with `bad_request` and the connection is closed.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
 
+/// The longest `timeout_ms` a `stop` or `restart` may ask for: one day. A larger value
+/// is answered with `bad_request` (it would keep the request, and the replies queued
+/// behind it on its connection, waiting for ever).
+pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// A control request: one JSON object per line, discriminated by `"cmd"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
@@ -595,7 +600,7 @@ impl Reply {
 
 /// Decode one request line (without its newline). The error is the `bad_request`
 /// message: it says whether the JSON was invalid (with the column), the command
-/// unknown, or a field missing or mistyped.
+/// unknown, a field missing or mistyped, or a value out of range.
 pub fn decode_request(line: &[u8]) -> Result<Request, String> {
     match serde_json::from_slice::<Request>(line) {
         Ok(req @ (Request::Count | Request::List | Request::Shutdown | Request::Reload)) => {
@@ -604,9 +609,29 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
             reject_extra_fields(line)?;
             Ok(req)
         }
-        Ok(req) => Ok(req),
+        Ok(req) => check_ranges(req),
         Err(err) => Err(explain_decode_error(line, err)),
     }
+}
+
+/// The values the types let through but the daemon does not take.
+fn check_ranges(req: Request) -> Result<Request, String> {
+    if let Request::Stop {
+        timeout_ms: Some(ms),
+        ..
+    }
+    | Request::Restart {
+        timeout_ms: Some(ms),
+        ..
+    } = req
+    {
+        if ms > MAX_TIMEOUT_MS {
+            return Err(format!(
+                "field `timeout_ms` must be at most {MAX_TIMEOUT_MS} (one day); got {ms}"
+            ));
+        }
+    }
+    Ok(req)
 }
 
 fn reject_extra_fields(line: &[u8]) -> Result<(), String> {
@@ -771,6 +796,20 @@ mod tests {
         check(r#"{"cmd":7}"#, "`cmd` must be a string");
         check(r#"{"cmd":"lookup","name":3}"#, "invalid type");
         check(r#"{"cmd":"count","extra":1}"#, "unknown field `extra`");
+        check(
+            r#"{"cmd":"stop","name":"w","timeout_ms":18446744073709551615}"#,
+            "field `timeout_ms` must be at most 86400000",
+        );
+        check(
+            r#"{"cmd":"restart","name":"w","timeout_ms":86400001}"#,
+            "field `timeout_ms` must be at most 86400000",
+        );
+        check(
+            r#"{"cmd":"stop","name":"w","timeout_ms":-1}"#,
+            "invalid value",
+        );
+        let at_most = format!(r#"{{"cmd":"stop","name":"w","timeout_ms":{MAX_TIMEOUT_MS}}}"#);
+        assert!(decode_request(at_most.as_bytes()).is_ok());
     }
 
     #[test]

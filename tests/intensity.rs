@@ -206,3 +206,31 @@ restart = "permanent"
         d.log_tail()
     );
 }
+
+/// Workers that die as fast as they are restarted (no backoff, an intensity that never
+/// trips) do not starve the clients: the loop reaps a bounded number of exits per turn
+/// and serves the socket in between.
+#[test]
+fn a_storm_of_instant_crashes_does_not_starve_the_socket() {
+    let config = r#"
+[supervisor]
+max_restarts = 1000000000
+max_seconds = 1
+
+[templates.instant]
+command = ["sleep", "--no-such-option"]
+restart = "permanent"
+"#;
+    let d = TestDaemon::start(config);
+    for i in 0..5 {
+        d.request_ok(&start_req(&format!("c{i}"), Some("instant"), &[]));
+    }
+    // Answered while the storm goes on (each of these would hang behind an endless
+    // reap loop otherwise).
+    for _ in 0..3 {
+        assert_eq!(d.count(), 5);
+    }
+    let restarts: u32 = d.list().iter().map(|w| w.restarts).sum();
+    assert!(restarts > 0, "the workers are restarted meanwhile");
+    d.request_ok(&Request::Shutdown);
+}

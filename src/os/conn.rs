@@ -4,26 +4,39 @@
 //! order even when some take time (a `stop` waits for the reap): each request gets a
 //! sequence number, and a reply that is ready early is parked until those before it
 //! have been written. Every buffer is bounded: the reader stops taking requests while
-//! too many replies are pending or unsent (the client must read), and an oversized
-//! line gets one `bad_request` and the connection is closed.
+//! too many replies are owed, or while [`MAX_QUEUED`] bytes of replies are queued —
+//! unsent, or parked behind an earlier request that is not answered yet — so a client
+//! that does not read its replies (or whose replies wait behind a long `stop`) stops
+//! being read, and the kernel's socket buffer then stops the client. An oversized line
+//! gets one `bad_request` and the connection is closed.
+//!
+//! The connection takes requests one at a time ([`Conn::next_request`]), so the router
+//! can weigh each one against the connection's share of a loop turn, and the bounds
+//! are checked again before every request.
 
 use crate::access::Access;
+use crate::os::process::Peer;
 use crate::protocol::{decode_request, Event, Request, MAX_REQUEST_LINE};
 use mio::net::UnixStream;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::time::Instant;
 
-/// Requests taken per wake-up before other sources get their turn.
-const REQUEST_BUDGET: usize = 64;
 /// Stop reading while this many replies are still owed...
 const MAX_IN_FLIGHT: u64 = 1024;
-/// ...or this many reply bytes are waiting for the client to read them.
-const MAX_UNSENT: usize = 4 * 1024 * 1024;
+/// ...or this many reply bytes are queued for the client: unsent, or parked behind an
+/// unanswered earlier request.
+pub const MAX_QUEUED: usize = 1024 * 1024;
 /// After an oversized line, read and drop at most this much before closing hard.
 const DISCARD_LIMIT: usize = 16 * 1024 * 1024;
 /// A watcher's queue: events beyond this many unsent bytes are dropped (and counted).
 pub const WATCH_QUEUE: usize = 256 * 1024;
+/// An empty buffer larger than this is given back to the allocator, so a connection
+/// that once had a burst does not keep its memory while it lives.
+const KEEP_CAPACITY: usize = 64 * 1024;
+/// How much one `read` takes from the socket.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// A connection that became an event stream (`watch`).
 struct Watch {
@@ -36,30 +49,45 @@ struct Watch {
 pub struct Conn {
     pub stream: UnixStream,
     inbuf: Vec<u8>,
+    /// Bytes of `inbuf` already taken as requests (dropped before the next read).
+    consumed: usize,
     /// Where the newline search resumes in `inbuf`.
     scanned: usize,
     out: Vec<u8>,
     written: usize,
     next_seq: u64,
     next_to_send: u64,
+    /// Replies ready before an earlier one, by sequence number.
     parked: BTreeMap<u64, Vec<u8>>,
+    /// The bytes in `parked`.
+    parked_bytes: usize,
     /// No more requests: the client sent EOF, or a line was too long.
     read_done: bool,
     /// A line was too long: close once the error is written.
     closing: bool,
     discarded: usize,
+    /// Reading stopped at a bound (replies owed or queued) and must be resumed by the
+    /// daemon when the bound allows: no readiness event comes for bytes already waiting.
+    paused: bool,
+    /// When a byte last went either way.
+    last_active: Instant,
     /// Registered for writability (only while output waits).
     pub want_write: bool,
     watch: Option<Watch>,
     /// What the peer may do (`Full` or `ReadOnly`; a denied peer is never registered).
     pub access: Access,
+    /// Who is at the other end (`SO_PEERCRED`, read at connect).
+    pub peer: Peer,
 }
 
-/// What reading produced: requests to handle (with their sequence numbers), and
-/// whether the connection has more to read now.
-pub struct ReadBatch {
-    pub requests: Vec<(u64, Result<Request, String>)>,
-    pub more: bool,
+/// What one read from the socket gave.
+enum Filled {
+    /// Bytes: look for a line again.
+    More,
+    /// Nothing now (would block), or the end with nothing left.
+    Nothing,
+    /// The end, after a last request without its newline (it still counts).
+    LastLine(u64, Result<Request, String>),
 }
 
 pub enum ConnStatus {
@@ -69,104 +97,132 @@ pub enum ConnStatus {
 }
 
 impl Conn {
-    pub fn new(stream: UnixStream, access: Access) -> Conn {
+    pub fn new(stream: UnixStream, access: Access, peer: Peer) -> Conn {
         Conn {
             stream,
             inbuf: Vec::new(),
+            consumed: 0,
             scanned: 0,
             out: Vec::new(),
             written: 0,
             next_seq: 0,
             next_to_send: 0,
             parked: BTreeMap::new(),
+            parked_bytes: 0,
             read_done: false,
             closing: false,
             discarded: 0,
+            paused: false,
+            last_active: Instant::now(),
             want_write: false,
             watch: None,
             access,
+            peer,
         }
     }
 
-    fn may_read(&self) -> bool {
-        !self.read_done
-            && self.next_seq - self.next_to_send < MAX_IN_FLIGHT
-            && self.out.len() - self.written < MAX_UNSENT
+    /// Reply bytes waiting for the client: unsent, or parked.
+    fn queued(&self) -> usize {
+        self.out.len() - self.written + self.parked_bytes
     }
 
-    /// Read and decode up to a budget of requests.
-    pub fn read(&mut self) -> ReadBatch {
-        let mut batch = ReadBatch {
-            requests: Vec::new(),
-            more: false,
-        };
+    fn within_bounds(&self) -> bool {
+        self.next_seq - self.next_to_send < MAX_IN_FLIGHT && self.queued() < MAX_QUEUED
+    }
+
+    fn takes_requests(&self) -> bool {
+        !self.read_done && !self.closing && self.watch.is_none()
+    }
+
+    /// The next request, with its sequence number: from a complete line already
+    /// buffered, else read from the socket. `None` when there is none now: the socket
+    /// is drained (readiness will say when more comes), the client is done, or the
+    /// bounds stop reading (then [`Conn::resume`] says when to come back).
+    pub fn next_request(&mut self) -> Option<(u64, Result<Request, String>)> {
         if self.closing || self.watch.is_some() {
             // No more requests: drop what arrives, but notice when the client leaves.
             self.discard();
-            return batch;
+            return None;
         }
-        let mut chunk = [0u8; 16 * 1024];
         loop {
-            // Complete lines already buffered go first.
-            while let Some(line) = self.next_line() {
+            if !self.within_bounds() {
+                if !self.read_done {
+                    self.paused = true;
+                }
+                return None;
+            }
+            // Complete lines already buffered go first (also after EOF).
+            if let Some(request) = self.next_line() {
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                batch.requests.push((seq, line));
-                if self.closing {
-                    return batch;
-                }
-                if batch.requests.len() >= REQUEST_BUDGET || !self.may_read() {
-                    batch.more = self.may_read();
-                    return batch;
-                }
+                return Some((seq, request));
             }
-            if !self.may_read() {
-                return batch;
+            if self.read_done {
+                return None;
             }
-            match self.stream.read(&mut chunk) {
-                Ok(0) => {
-                    self.read_done = true;
-                    if !self.inbuf.is_empty() {
-                        // A last request without its newline still counts.
-                        let line = std::mem::take(&mut self.inbuf);
-                        self.scanned = 0;
-                        let seq = self.next_seq;
-                        self.next_seq += 1;
-                        batch.requests.push((seq, decode_request(trim_cr(&line))));
-                    }
-                    return batch;
+            match self.fill() {
+                Filled::More => {}
+                Filled::Nothing => return None,
+                Filled::LastLine(seq, request) => return Some((seq, request)),
+            }
+        }
+    }
+
+    /// Read one chunk from the socket into `inbuf`.
+    fn fill(&mut self) -> Filled {
+        if self.consumed > 0 {
+            self.inbuf.drain(..self.consumed);
+            self.scanned -= self.consumed;
+            self.consumed = 0;
+        }
+        let mut chunk = [0u8; READ_CHUNK];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => {
+                self.read_done = true;
+                if self.inbuf.is_empty() {
+                    return Filled::Nothing;
                 }
-                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return batch,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.read_done = true;
-                    return batch;
-                }
+                // A last request without its newline still counts.
+                let line = std::mem::take(&mut self.inbuf);
+                self.scanned = 0;
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                Filled::LastLine(seq, decode_request(trim_cr(&line)))
+            }
+            Ok(n) => {
+                self.inbuf.extend_from_slice(&chunk[..n]);
+                self.last_active = Instant::now();
+                Filled::More
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Filled::Nothing,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Filled::More,
+            Err(_) => {
+                self.read_done = true;
+                Filled::Nothing
             }
         }
     }
 
     /// The next complete line, decoded; or the oversize error.
     fn next_line(&mut self) -> Option<Result<Request, String>> {
-        match self.inbuf[self.scanned..].iter().position(|&b| b == b'\n') {
+        let unscanned = &self.inbuf[self.scanned..];
+        match unscanned.iter().position(|&b| b == b'\n') {
             Some(offset) => {
                 let end = self.scanned + offset;
-                let result = if end > MAX_REQUEST_LINE {
+                let result = if end - self.consumed > MAX_REQUEST_LINE {
                     Err(self.oversize())
                 } else {
-                    Ok(decode_request(trim_cr(&self.inbuf[..end])))
+                    decode_request(trim_cr(&self.inbuf[self.consumed..end]))
                 };
-                self.inbuf.drain(..=end);
-                self.scanned = 0;
-                match result {
-                    Ok(decoded) => Some(decoded),
-                    Err(message) => Some(Err(message)),
+                self.consumed = end + 1;
+                self.scanned = self.consumed;
+                if self.consumed == self.inbuf.len() {
+                    self.clear_inbuf();
                 }
+                Some(result)
             }
-            None if self.inbuf.len() > MAX_REQUEST_LINE => {
-                self.inbuf = Vec::new();
-                self.scanned = 0;
+            None if self.inbuf.len() - self.consumed > MAX_REQUEST_LINE => {
+                self.clear_inbuf();
                 Some(Err(self.oversize()))
             }
             None => {
@@ -176,14 +232,24 @@ impl Conn {
         }
     }
 
+    fn clear_inbuf(&mut self) {
+        if self.inbuf.capacity() > KEEP_CAPACITY {
+            self.inbuf = Vec::new();
+        } else {
+            self.inbuf.clear();
+        }
+        self.consumed = 0;
+        self.scanned = 0;
+    }
+
     fn oversize(&mut self) -> String {
         self.closing = true;
         self.read_done = true;
         format!("request line is longer than {MAX_REQUEST_LINE} bytes; closing the connection")
     }
 
-    /// After an oversized line: drop what the client still sends, so that closing does
-    /// not reset the connection before it has read the error.
+    /// After an oversized line, or on a watcher: drop what the client still sends, so
+    /// that closing does not reset the connection before it has read the error.
     fn discard(&mut self) {
         let mut chunk = [0u8; 64 * 1024];
         loop {
@@ -211,6 +277,29 @@ impl Conn {
         }
     }
 
+    /// The daemon stopped taking this connection's requests for this loop turn (its
+    /// share is used up): whether to come back on the next turn. When the bounds are
+    /// what stops it, it is marked paused instead, to be resumed by [`Conn::resume`].
+    pub fn wants_more(&mut self) -> bool {
+        if !self.takes_requests() {
+            return false;
+        }
+        if self.within_bounds() {
+            return true;
+        }
+        self.paused = true;
+        false
+    }
+
+    /// True (once) when reading was paused by the bounds and may go on now.
+    pub fn resume(&mut self) -> bool {
+        if self.paused && self.within_bounds() {
+            self.paused = false;
+            return self.takes_requests();
+        }
+        false
+    }
+
     /// True when every request before `seq` has been answered (so a reply to `seq`
     /// goes out at once, and events can follow it in order).
     pub fn is_next(&self, seq: u64) -> bool {
@@ -220,6 +309,7 @@ impl Conn {
     /// Turn the connection into an event stream; later input is ignored.
     pub fn start_watching(&mut self, names: Vec<String>) {
         self.read_done = true;
+        self.clear_inbuf();
         self.watch = Some(Watch {
             names: names.into_iter().collect(),
             dropped: 0,
@@ -228,6 +318,16 @@ impl Conn {
 
     pub fn is_watching(&self) -> bool {
         self.watch.is_some()
+    }
+
+    /// When it became idle: not a watcher, no reply owed, nothing to send, not
+    /// closing — since its last byte either way. `None` while it is busy.
+    pub fn idle_since(&self) -> Option<Instant> {
+        let busy = self.watch.is_some()
+            || self.closing
+            || self.next_seq != self.next_to_send
+            || self.has_unsent();
+        (!busy).then_some(self.last_active)
     }
 
     /// Queue an event for a watcher, if it wants it. When the queue is full the event
@@ -258,22 +358,21 @@ impl Conn {
     }
 
     /// Put the reply to request `seq` in line; it is written once those before it are.
-    pub fn deliver(&mut self, seq: u64, line: Vec<u8>) {
-        if seq == self.next_to_send {
+    pub fn deliver(&mut self, seq: u64, mut line: Vec<u8>) {
+        if seq != self.next_to_send {
+            // It may wait long: keep only its bytes.
+            line.shrink_to_fit();
+            self.parked_bytes += line.len();
+            self.parked.insert(seq, line);
+            return;
+        }
+        self.out.extend_from_slice(&line);
+        self.next_to_send += 1;
+        while let Some(line) = self.parked.remove(&self.next_to_send) {
+            self.parked_bytes -= line.len();
             self.out.extend_from_slice(&line);
             self.next_to_send += 1;
-            while let Some(line) = self.parked.remove(&self.next_to_send) {
-                self.out.extend_from_slice(&line);
-                self.next_to_send += 1;
-            }
-        } else {
-            self.parked.insert(seq, line);
         }
-    }
-
-    /// True when reading was paused by the bounds and may resume now.
-    pub fn resumable(&self) -> bool {
-        self.may_read() && !self.closing
     }
 
     pub fn has_unsent(&self) -> bool {
@@ -282,6 +381,7 @@ impl Conn {
 
     /// Write what the socket takes; say whether the connection lives on.
     pub fn flush(&mut self) -> ConnStatus {
+        let before = self.written;
         while self.written < self.out.len() {
             match self.stream.write(&self.out[self.written..]) {
                 Ok(n) => self.written += n,
@@ -290,8 +390,15 @@ impl Conn {
                 Err(_) => return ConnStatus::Close,
             }
         }
+        if self.written > before {
+            self.last_active = Instant::now();
+        }
         if self.written == self.out.len() {
-            self.out.clear();
+            if self.out.capacity() > KEEP_CAPACITY {
+                self.out = Vec::new();
+            } else {
+                self.out.clear();
+            }
             self.written = 0;
         } else if self.written > 64 * 1024 {
             self.out.drain(..self.written);

@@ -1,31 +1,58 @@
-//! The clients of the control socket: accepting and admitting connections (room and
-//! `SO_PEERCRED` access), reading their requests, the read-only check, replies in
-//! request order, flushing with writable interest only while bytes wait, and the
-//! watchers that `watch` turned into event streams.
+//! The clients of the control socket: accepting and admitting connections (room,
+//! `SO_PEERCRED` access, the share of one uid), reading their requests one at a time,
+//! the read-only check, replies in request order, flushing with writable interest only
+//! while bytes wait, the watchers that `watch` turned into event streams, and the two
+//! timers of the socket: accepting again after the fd limit stopped it, and closing
+//! idle connections.
 
 use super::Poller;
 use crate::access::{Access, AccessPolicy};
 use crate::config::Config;
-use crate::os::conn::{Conn, ConnStatus, ReadBatch};
+use crate::os::conn::{Conn, ConnStatus};
 use crate::os::process;
-use crate::protocol::{Cmd, ErrorKind, Event, Reply};
+use crate::protocol::{Cmd, ErrorKind, Event, Reply, Request};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 use std::collections::HashMap;
 use std::io;
+use std::time::{Duration, Instant};
+
+/// After `accept` failed for lack of a resource (the fd limit, say), the first retry
+/// comes after this long, and each further one after twice as long, up to
+/// [`ACCEPT_RETRY_MAX`]; a connection closed by the daemon retries at once.
+const ACCEPT_RETRY_MIN: Duration = Duration::from_millis(50);
+const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
 
 pub(super) struct Clients {
     /// None once the daemon is exiting.
     listener: Option<UnixListener>,
     conns: HashMap<Token, Conn>,
+    /// Open connections per peer uid.
+    by_uid: HashMap<u32, usize>,
     /// Connections that turned into event streams.
     watchers: Vec<Token>,
     /// Connections that got replies or events since they were last flushed.
     dirty: Vec<Token>,
-    /// Who may connect (a reload replaces it, keeping the daemon's own uid).
+    /// Who may connect, and how many connections each uid may hold (a reload replaces
+    /// it, keeping the daemon's own uid).
     access: AccessPolicy,
     /// How many may be connected at once (a reload changes it).
     max_connections: usize,
+    /// `accept` failed with connections still queued: when to try again.
+    accept_retry: Option<AcceptRetry>,
+    /// When the next idle connection may be due to be closed (none: no connection
+    /// that could become idle, or no idle timeout).
+    idle_check_at: Option<Instant>,
+    /// The process groups read from /proc for the `ps` requests of this loop turn:
+    /// one scan shared by all of them, dropped at the end of the turn.
+    process_groups: Option<HashMap<i32, Vec<i32>>>,
+}
+
+/// The listener could not accept (its queue still holds connections).
+struct AcceptRetry {
+    at: Instant,
+    /// The wait after the next failure.
+    delay: Duration,
 }
 
 impl Clients {
@@ -37,10 +64,14 @@ impl Clients {
         Clients {
             listener: Some(listener),
             conns: HashMap::new(),
+            by_uid: HashMap::new(),
             watchers: Vec::new(),
             dirty: Vec::new(),
             access,
             max_connections,
+            accept_retry: None,
+            idle_check_at: None,
+            process_groups: None,
         }
     }
 
@@ -48,23 +79,55 @@ impl Clients {
         self.conns.contains_key(&token)
     }
 
-    /// Accept until the queue is empty.
+    /// Accept until the queue is empty. If `accept` fails otherwise (the fd limit,
+    /// say), the connections left in the queue would never be signalled again
+    /// (readiness is edge-triggered): a retry is scheduled instead, until an
+    /// `accept` succeeds or finds the queue empty. (At the fd limit `accept` fails
+    /// before it looks at the queue, so an empty queue retries too.)
     pub(super) fn accept(&mut self, poller: &mut Poller) {
         loop {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _)) => self.admit(stream, poller),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok((stream, _)) => {
+                    self.accepting_again();
+                    self.admit(stream, poller);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accepting_again();
+                    return;
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.kind() == io::ErrorKind::ConnectionAborted =>
+                {
+                    continue
+                }
                 Err(e) => {
-                    // EMFILE and friends: the pending connection stays queued; log and
-                    // return to the loop rather than spin.
-                    log::error!("cannot accept a connection: {e}");
+                    let delay = match &self.accept_retry {
+                        Some(retry) => retry.delay,
+                        None => {
+                            log::error!(
+                                "cannot accept a connection: {e}; clients that connect meanwhile wait in the queue and are accepted once the daemon can (retrying, and whenever a connection closes)"
+                            );
+                            ACCEPT_RETRY_MIN
+                        }
+                    };
+                    self.accept_retry = Some(AcceptRetry {
+                        at: Instant::now() + delay,
+                        delay: (delay * 2).min(ACCEPT_RETRY_MAX),
+                    });
                     return;
                 }
             }
+        }
+    }
+
+    /// `accept` works again: end the retries.
+    fn accepting_again(&mut self) {
+        if self.accept_retry.take().is_some() {
+            log::info!("accepting connections again");
         }
     }
 
@@ -74,57 +137,84 @@ impl Clients {
             // Best effort, never blocking: a fresh socket's buffer takes one line.
             let _ = io::Write::write(stream, &Reply::error(kind, message).encode());
         };
-        let connections = self.conns.len();
-        if connections >= self.max_connections {
-            log::warn!(
-                "refusing a connection: {connections} clients are connected (max_connections)"
-            );
+        let open = self.conns.len();
+        if open >= self.max_connections {
+            log::warn!("refusing a connection: {open} clients are connected (max_connections)");
             let message = format!(
                 "the daemon serves at most {} connections",
                 self.max_connections
             );
             return refuse(&mut stream, ErrorKind::TooManyConnections, message);
         }
-        let access = match process::peer_credentials(&stream) {
-            Ok(peer) => {
-                let gids = if self.access.needs_groups(peer.uid) {
-                    process::groups_of(peer.pid, peer.gid)
-                } else {
-                    vec![peer.gid]
-                };
-                let access = self.access.decide(peer.uid, &gids);
-                if access == Access::Denied {
-                    log::warn!(
-                        "refused a connection from uid {} (pid {}): not allowed by the config",
-                        peer.uid,
-                        peer.pid
-                    );
-                    let message = format!("uid {} may not use this daemon", peer.uid);
-                    return refuse(&mut stream, ErrorKind::PermissionDenied, message);
-                }
-                access
-            }
+        let peer = match process::peer_credentials(&stream) {
+            Ok(peer) => peer,
             Err(e) => {
                 log::warn!("refused a connection whose credentials cannot be read: {e}");
                 let message = "the peer's credentials cannot be read".to_string();
                 return refuse(&mut stream, ErrorKind::PermissionDenied, message);
             }
         };
+        let gids = if self.access.needs_groups(peer.uid) {
+            process::groups_of(peer.pid, peer.gid)
+        } else {
+            vec![peer.gid]
+        };
+        let access = self.access.decide(peer.uid, &gids);
+        if access == Access::Denied {
+            log::warn!(
+                "refused a connection from uid {} (pid {}): not allowed by the config",
+                peer.uid,
+                peer.pid
+            );
+            let message = format!("uid {} may not use this daemon", peer.uid);
+            return refuse(&mut stream, ErrorKind::PermissionDenied, message);
+        }
+        let of_uid = self.by_uid.get(&peer.uid).copied().unwrap_or(0);
+        if let Err(no_room) = self
+            .access
+            .room_for(peer.uid, open, of_uid, self.max_connections)
+        {
+            log::warn!(
+                "refusing a connection from uid {} (pid {}): {no_room}",
+                peer.uid,
+                peer.pid
+            );
+            return refuse(
+                &mut stream,
+                ErrorKind::TooManyConnections,
+                no_room.to_string(),
+            );
+        }
         let token = poller.new_token();
         match poller
             .registry()
             .register(&mut stream, token, Interest::READABLE)
         {
-            Ok(()) => {
-                self.conns.insert(token, Conn::new(stream, access));
-            }
+            Ok(()) => self.register(token, Conn::new(stream, access, peer)),
             Err(e) => log::error!("cannot watch a new connection: {e}"),
         }
     }
 
-    /// Read and decode up to a budget of the connection's requests.
-    pub(super) fn read(&mut self, token: Token) -> Option<ReadBatch> {
-        Some(self.conns.get_mut(&token)?.read())
+    fn register(&mut self, token: Token, conn: Conn) {
+        *self.by_uid.entry(conn.peer.uid).or_insert(0) += 1;
+        self.conns.insert(token, conn);
+        if let Some(timeout) = self.access.connections.idle_timeout {
+            let due = Instant::now() + timeout;
+            if self.idle_check_at.is_none_or(|at| due < at) {
+                self.idle_check_at = Some(due);
+            }
+        }
+    }
+
+    /// The connection's next request (see [`Conn::next_request`]).
+    pub(super) fn next_request(&mut self, token: Token) -> Option<(u64, Result<Request, String>)> {
+        self.conns.get_mut(&token)?.next_request()
+    }
+
+    /// The connection's share of this turn is used up: whether it should be read again
+    /// on the next turn (see [`Conn::wants_more`]).
+    pub(super) fn wants_more(&mut self, token: Token) -> bool {
+        self.conns.get_mut(&token).is_some_and(Conn::wants_more)
     }
 
     /// The read-only check: if the connection may not use `cmd`, the reply that says
@@ -151,10 +241,6 @@ impl Clients {
     /// The connection has something to flush.
     pub(super) fn mark_dirty(&mut self, token: Token) {
         self.dirty.push(token);
-    }
-
-    pub(super) fn is_watching(&self, token: Token) -> bool {
-        self.conns.get(&token).is_some_and(Conn::is_watching)
     }
 
     /// `watch`: the connection becomes an event stream, once every earlier request on
@@ -198,9 +284,41 @@ impl Clients {
         });
     }
 
+    /// Every process group on the host, as `ps` needs them without cgroups: read from
+    /// /proc once per loop turn, however many `ps` requests the turn serves.
+    pub(super) fn process_groups(&mut self) -> &HashMap<i32, Vec<i32>> {
+        self.process_groups
+            .get_or_insert_with(process::process_groups)
+    }
+
+    /// When a timer of the socket is due: a retry of `accept`, or a check for idle
+    /// connections.
+    pub(super) fn next_wake(&self) -> Option<Instant> {
+        let retry = self.accept_retry.as_ref().map(|retry| retry.at);
+        [retry, self.idle_check_at].into_iter().flatten().min()
+    }
+
+    /// The end of a loop turn: the timers that are due, then the flush of every
+    /// connection that got replies; the turn's /proc scan is dropped.
+    pub(super) fn end_turn(&mut self, poller: &mut Poller) {
+        let now = Instant::now();
+        if self.idle_check_at.is_some_and(|at| at <= now) {
+            self.close_idle(now, poller.registry());
+        }
+        if self
+            .accept_retry
+            .as_ref()
+            .is_some_and(|retry| retry.at <= now)
+        {
+            self.accept(poller);
+        }
+        self.flush(poller);
+        self.process_groups = None;
+    }
+
     /// Write what the connections that got replies can take; want writability only
     /// while bytes wait; resume reading a connection the bounds had paused.
-    pub(super) fn flush(&mut self, poller: &mut Poller) {
+    fn flush(&mut self, poller: &mut Poller) {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
@@ -208,7 +326,6 @@ impl Clients {
             let Some(conn) = self.conns.get_mut(&token) else {
                 continue;
             };
-            let was_paused = !conn.resumable();
             match conn.flush() {
                 ConnStatus::Close => self.close(token, poller.registry()),
                 ConnStatus::Open => {
@@ -232,7 +349,7 @@ impl Clients {
                     }
                     // Reading paused for backpressure and may go on: with edge-triggered
                     // readiness no new event would come for bytes already waiting.
-                    if was_paused && conn.resumable() {
+                    if conn.resume() {
                         poller.retry(token);
                     }
                 }
@@ -242,16 +359,64 @@ impl Clients {
         self.dirty = dirty;
     }
 
-    /// A watcher's peer hung up: close it (it reads nothing, so this is the only sign).
-    pub(super) fn close_if_watching(&mut self, token: Token, registry: &Registry) {
-        if self.is_watching(token) {
-            self.close(token, registry);
-        }
+    /// The peer hung up (closed its socket: both directions are shut): close the
+    /// connection now, whatever it is waiting for. The replies it is owed or was
+    /// sent could never be read; dropping them frees their memory at once. (A peer
+    /// that only shut down its writing side has not hung up: it is still answered.)
+    pub(super) fn hung_up(&mut self, token: Token, registry: &Registry) {
+        self.close(token, registry);
     }
 
     fn close(&mut self, token: Token, registry: &Registry) {
-        if let Some(mut conn) = self.conns.remove(&token) {
-            let _ = registry.deregister(&mut conn.stream);
+        let Some(mut conn) = self.conns.remove(&token) else {
+            return;
+        };
+        let _ = registry.deregister(&mut conn.stream);
+        if let Some(n) = self.by_uid.get_mut(&conn.peer.uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_uid.remove(&conn.peer.uid);
+            }
+        }
+        if conn.is_watching() {
+            self.watchers.retain(|&t| t != token);
+        }
+        if let Some(retry) = &mut self.accept_retry {
+            // A descriptor was freed: the queued connections may fit now.
+            retry.at = Instant::now();
+        }
+    }
+
+    /// Close the connections idle for `idle_timeout_ms`, and find when the next one
+    /// can be due.
+    fn close_idle(&mut self, now: Instant, registry: &Registry) {
+        self.idle_check_at = None;
+        let Some(timeout) = self.access.connections.idle_timeout else {
+            return;
+        };
+        let mut idle = Vec::new();
+        for (&token, conn) in &self.conns {
+            if conn.is_watching() {
+                continue;
+            }
+            // A busy connection becomes idle no sooner than a full timeout from now.
+            let due = conn.idle_since().unwrap_or(now) + timeout;
+            if due <= now {
+                idle.push(token);
+            } else if self.idle_check_at.is_none_or(|at| due < at) {
+                self.idle_check_at = Some(due);
+            }
+        }
+        for token in idle {
+            if let Some(conn) = self.conns.get(&token) {
+                log::info!(
+                    "closing an idle connection from uid {} (pid {}): nothing sent or received for {} ms (idle_timeout_ms)",
+                    conn.peer.uid,
+                    conn.peer.pid,
+                    timeout.as_millis()
+                );
+            }
+            self.close(token, registry);
         }
     }
 
@@ -265,14 +430,20 @@ impl Clients {
         if let Some(mut listener) = self.listener.take() {
             let _ = registry.deregister(&mut listener);
         }
+        self.accept_retry = None;
     }
 
-    /// A reload's new `allow_*`/`read_only_*` lists and `max_connections`; they apply
-    /// to connections made from now on.
+    /// A reload's new `allow_*`/`read_only_*` lists, `max_connections` and connection
+    /// limits; the lists and caps apply to connections made from now on, the idle
+    /// timeout to every connection.
     pub(super) fn apply_config(&mut self, config: &Config) {
         let mut access = config.access.clone();
         access.daemon_uid = self.access.daemon_uid;
         self.access = access;
         self.max_connections = config.max_connections;
+        self.idle_check_at = match self.conns.is_empty() {
+            true => None,
+            false => self.access.connections.idle_timeout.map(|_| Instant::now()),
+        };
     }
 }

@@ -57,6 +57,7 @@ use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
+use std::collections::HashSet;
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -66,6 +67,9 @@ const LISTENER: Token = Token(1);
 const NOTIFY: Token = Token(2);
 /// Connections and pipes get tokens from here on, never reused.
 const FIRST_DYNAMIC: usize = 3;
+
+/// How many exits are reaped (and restarted) per loop turn at most.
+const REAP_BUDGET: usize = 32;
 
 /// How long the daemon waits for clients to read their last replies before exiting.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -85,6 +89,8 @@ pub struct Reactor {
     systemd: Systemd,
     /// Set once the core said every worker is gone.
     exiting: Option<Exiting>,
+    /// The last turn's reaps used their whole budget: there may be more.
+    reap_more: bool,
 }
 
 /// What the reactor needs from the config and the command line.
@@ -213,6 +219,7 @@ impl Reactor {
             workers: WorkerIo::new(settings.spawner, ctx),
             cgroups: WorkerCgroups::new(settings.cgroups),
             leftovers: Leftovers::default(),
+            reap_more: false,
             files: Files::new(
                 settings.config,
                 settings.fixed,
@@ -240,6 +247,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut ready: Vec<Token> = Vec::with_capacity(1024);
         let mut hung_up: Vec<Token> = Vec::new();
+        let mut seen: HashSet<Token> = HashSet::with_capacity(1024);
         loop {
             if let Some(exiting) = self.exiting {
                 if self.clients.all_sent() || exiting.since.elapsed() >= EXIT_GRACE {
@@ -270,6 +278,10 @@ impl Reactor {
                     .map(|e| e.token()),
             );
             ready.append(&mut self.poller.retry);
+            // Once per turn each: a source both ready and on the retry list would
+            // otherwise be served twice, and put back twice, growing every turn.
+            seen.clear();
+            ready.retain(|token| seen.insert(*token));
             for &token in &ready {
                 match token {
                     SIGNALS => self.on_signals(),
@@ -291,10 +303,9 @@ impl Reactor {
                     self.feed(Input::Tick);
                 }
             }
-            // A watcher does not read, so a hang-up is the only sign it has gone.
+            // A client that hung up is closed, whatever it was owed.
             for &token in &hung_up {
-                self.clients
-                    .close_if_watching(token, self.poller.registry());
+                self.clients.hung_up(token, self.poller.registry());
             }
             if self
                 .systemd
@@ -308,7 +319,7 @@ impl Reactor {
             // its reply says it is not).
             let written = self.files.write_if_dirty(&self.core);
             self.answer_after_write(written);
-            self.clients.flush(&mut self.poller);
+            self.clients.end_turn(&mut self.poller);
         }
     }
 
@@ -331,7 +342,11 @@ impl Reactor {
             .leftovers
             .next_check()
             .map(|at| at.saturating_duration_since(Instant::now()));
-        [deadline, grace, systemd, leftovers]
+        let clients = self
+            .clients
+            .next_wake()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        [deadline, grace, systemd, leftovers, clients]
             .into_iter()
             .flatten()
             .min()
@@ -349,9 +364,21 @@ impl Reactor {
                 _ => {}
             }
         }
-        if child_exited {
-            while let Some((pid, exit)) = process::reap_one() {
+        if child_exited || self.reap_more {
+            // A budget per turn: workers that die as fast as they are restarted would
+            // otherwise keep this loop reaping forever, and no client would be served.
+            let mut reaped = 0;
+            while reaped < REAP_BUDGET {
+                let Some((pid, exit)) = process::reap_one() else {
+                    break;
+                };
                 self.feed(Input::Exited { pid, exit });
+                reaped += 1;
+            }
+            self.reap_more = reaped == REAP_BUDGET;
+            if self.reap_more {
+                // Maybe more: look again next turn (no new SIGCHLD would say so).
+                self.poller.retry(SIGNALS);
             }
             // Orphaned leftovers are our children (we are their subreaper): a reap may
             // have emptied a group being drained.

@@ -3,6 +3,12 @@
 //! answered here (with the core's help for `ps` and `reload`); `whois` gets its pid's
 //! process group from /proc; every request the core answers becomes its `Command`,
 //! each variant spelled out, and goes in through [`Reactor::command`].
+//!
+//! A connection's share of a loop turn is bounded by cost, not only by count: it is
+//! served until [`TURN_REQUESTS`] requests or [`TURN_TIME`] of work, whichever comes
+//! first, so a client pipelining expensive reads (`ps` scans /proc, `list` visits
+//! every worker) gets one of them per turn while every other client gets its own
+//! share. The /proc scan of `ps` is shared by every `ps` of the turn.
 
 use super::Reactor;
 use crate::core::{Command, Input, ReplyTo};
@@ -11,18 +17,26 @@ use crate::os::process;
 use crate::protocol::{ErrorKind, Processes, Reply, Request};
 use mio::Token;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// The most requests a connection gets per loop turn...
+const TURN_REQUESTS: usize = 64;
+/// ...and no more once its requests of this turn have taken this long (the request
+/// that crosses the line is finished; at least one is always served).
+const TURN_TIME: Duration = Duration::from_millis(1);
 
 impl Reactor {
-    /// A connection is readable: route each request of its batch, in order.
+    /// A connection is readable (or writable): route its requests, in order, up to
+    /// its share of this turn.
     pub(super) fn on_conn(&mut self, token: Token) {
-        let Some(batch) = self.clients.read(token) else {
-            return;
-        };
+        self.clients.mark_dirty(token);
         if self.exiting.is_some() {
             // Exiting: no new requests are taken.
             return;
         }
-        for (seq, request) in batch.requests {
+        let began = Instant::now();
+        let mut taken = 0;
+        while let Some((seq, request)) = self.clients.next_request(token) {
             let from = ReplyTo::Conn {
                 conn: token.0 as u64,
                 seq,
@@ -31,15 +45,14 @@ impl Reactor {
                 Ok(req) => self.route(token, seq, from, req),
                 Err(message) => self.deliver(from, Reply::error(ErrorKind::BadRequest, message)),
             }
-            if self.clients.is_watching(token) {
-                // The rest of the batch arrived after `watch`: it is ignored.
+            taken += 1;
+            if taken >= TURN_REQUESTS || began.elapsed() >= TURN_TIME {
+                if self.clients.wants_more(token) {
+                    self.poller.retry(token);
+                }
                 break;
             }
         }
-        if batch.more {
-            self.poller.retry(token);
-        }
-        self.clients.mark_dirty(token);
     }
 
     /// The router: refuse what the connection may not use, then one arm per request.
@@ -100,8 +113,8 @@ impl Reactor {
     }
 
     /// `ps`: the processes of each worker (or of one): its cgroup's members, or its
-    /// process group's.
-    fn ps(&self, name: Option<&str>) -> Reply {
+    /// process group's (from the turn's one scan of /proc).
+    fn ps(&mut self, name: Option<&str>) -> Reply {
         let live = self.core.live_pids(name);
         if let (Some(name), true) = (name, live.is_empty()) {
             return Reply::error(
@@ -109,26 +122,34 @@ impl Reactor {
                 format!("{name} is not registered or has no running process"),
             );
         }
+        let processes = match self.cgroups.active() {
+            Some(cgroups) => in_cgroups(live, cgroups),
+            None if live.is_empty() => Vec::new(),
+            None => in_process_groups(live, self.clients.process_groups()),
+        };
         Reply {
-            processes: Some(processes_of(live, self.cgroups.active())),
+            processes: Some(processes),
             ..Reply::ok()
         }
     }
 }
 
-/// Each live worker's processes: its cgroup's members, or (without cgroups) the
-/// members of its process group, from one scan of `/proc`.
-fn processes_of(live: Vec<(String, i32)>, cgroups: Option<&Cgroups>) -> Vec<Processes> {
-    let groups = match cgroups {
-        Some(_) => HashMap::new(),
-        None => process::process_groups(),
-    };
+/// Each live worker's processes: its cgroup's members.
+fn in_cgroups(live: Vec<(String, i32)>, cgroups: &Cgroups) -> Vec<Processes> {
+    live.into_iter()
+        .map(|(name, _)| {
+            let pids = cgroups.procs(&name);
+            Processes { name, pids }
+        })
+        .collect()
+}
+
+/// Each live worker's processes: the members of its process group (`groups`: every
+/// group on the host, by group id).
+fn in_process_groups(live: Vec<(String, i32)>, groups: &HashMap<i32, Vec<i32>>) -> Vec<Processes> {
     live.into_iter()
         .map(|(name, pid)| {
-            let pids = match cgroups {
-                Some(cgroups) => cgroups.procs(&name),
-                None => groups.get(&pid).cloned().unwrap_or_else(|| vec![pid]),
-            };
+            let pids = groups.get(&pid).cloned().unwrap_or_else(|| vec![pid]);
             Processes { name, pids }
         })
         .collect()
