@@ -190,7 +190,6 @@ fn a_restart_without_open_files_is_retried_until_fds_are_back() {
 /// is not forgotten: once fds are back, its request is answered without another client
 /// having to connect first (the listener used to go deaf).
 #[test]
-#[ignore = "needs the listener's EMFILE fix (src/os/reactor/clients.rs)"]
 fn a_client_that_connects_without_open_files_is_served_once_fds_are_back() {
     let d = TestDaemon::start(&config());
     d.start_worker("a", Some("sleeper"), &[]);
