@@ -39,6 +39,15 @@ template = "sleeper"
     ) + SLEEPER
 }
 
+/// A daemon with a state file in a fresh directory, `max_restarts` restarts allowed.
+fn durable_daemon(max_restarts: u32) -> (Rc<TestDir>, std::path::PathBuf, String, TestDaemon) {
+    let dir = Rc::new(TestDir::new());
+    let state = dir.join("state.json");
+    let config = config(&state, max_restarts);
+    let d = Launch::new(&config).in_dir(dir.clone()).start();
+    (dir, state, config, d)
+}
+
 /// The state file as JSON: `version` and the workers by name.
 #[track_caller]
 fn read_state(path: &Path) -> (u64, BTreeMap<String, serde_json::Value>) {
@@ -67,10 +76,7 @@ fn state_names(path: &Path) -> Vec<String> {
 /// written before each `start`/`stop` reply.
 #[test]
 fn dynamic_workers_come_back_after_kill_9_of_the_daemon() {
-    let dir = Rc::new(TestDir::new());
-    let state = dir.join("state.json");
-    let config = config(&state, 100);
-    let mut d = Launch::new(&config).in_dir(dir.clone()).start();
+    let (dir, state, config, mut d) = durable_daemon(100);
     assert!(!state.exists(), "a state file with no dynamic worker yet");
 
     let a = d.start_worker("a", Some("sleeper"), &[]);
@@ -169,11 +175,8 @@ fn dynamic_workers_come_back_after_kill_9_of_the_daemon() {
 /// too), and `restart` brings it back.
 #[test]
 fn after_an_escalation_the_workers_come_back_and_the_culprit_is_held_failed() {
-    let dir = Rc::new(TestDir::new());
-    let state = dir.join("state.json");
     // max_restarts = 0: the first crash escalates.
-    let config = config(&state, 0);
-    let mut d = Launch::new(&config).in_dir(dir.clone()).start();
+    let (_dir, state, config, mut d) = durable_daemon(0);
     let a = d.start_worker("a", Some("sleeper"), &[]);
     d.start_worker("b", Some("echo"), &["arg"]);
     d.wait_worker_line("b", "args=[arg]", 1);
@@ -228,10 +231,7 @@ fn after_an_escalation_the_workers_come_back_and_the_culprit_is_held_failed() {
 /// `failed` instead of starting it; `restart` starts one, `stop` forgets one.
 #[test]
 fn no_restore_holds_every_saved_worker() {
-    let dir = Rc::new(TestDir::new());
-    let state = dir.join("state.json");
-    let config = config(&state, 100);
-    let mut d = Launch::new(&config).in_dir(dir.clone()).start();
+    let (dir, state, config, mut d) = durable_daemon(100);
     d.start_worker("a", Some("sleeper"), &[]);
     d.start_worker("b", Some("sleeper"), &[]);
     d.request_ok(&Request::Shutdown);
@@ -264,10 +264,7 @@ fn no_restore_holds_every_saved_worker() {
 /// the next daemon starts them (`stop` them first to forget them).
 #[test]
 fn dynamic_workers_come_back_after_an_orderly_shutdown() {
-    let dir = Rc::new(TestDir::new());
-    let state = dir.join("state.json");
-    let config = config(&state, 100);
-    let mut d = Launch::new(&config).in_dir(dir.clone()).start();
+    let (_dir, state, config, mut d) = durable_daemon(100);
     d.start_worker("a", Some("sleeper"), &[]);
     d.start_worker("b", Some("sleeper"), &[]);
     d.request_ok(&stop_req("b", None));

@@ -299,28 +299,3 @@ fn a_state_directory_the_daemon_may_not_write_leaves_the_old_file_and_recovers()
     d.start_worker("c", Some("sleeper"), &[]);
     assert_eq!(recorded(&state), ["a", "b", "c"]);
 }
-
-/// The caller is told when its `start` could not be recorded: a `start` that is
-/// answered plain `ok` must survive a `kill -9` of the daemon, and this one would not.
-#[test]
-fn a_start_that_cannot_be_recorded_is_not_answered_plain_ok() {
-    let dir = Rc::new(TestDir::new());
-    let Some(tmpfs) = small_tmpfs(&dir) else {
-        return;
-    };
-    let state = tmpfs.path().join("state.json");
-    let d = Launch::new(&config(&state)).in_dir(dir.clone()).start();
-    d.start_worker("a", Some("sleeper"), &[]);
-    tmpfs.set_read_only(true);
-    let reply = d.request(&start_req("b", Some("sleeper"), &[]));
-    assert!(!reply.ok, "an unrecorded start was answered ok: {reply:?}");
-    let message = &reply.error.as_ref().expect("an error").message;
-    assert!(
-        message.contains("state file") && message.contains("Read-only file system"),
-        "{message}"
-    );
-    assert_eq!(recorded(&state), ["a"]);
-    tmpfs.set_read_only(false);
-    drop(d);
-    drop(tmpfs);
-}
