@@ -152,3 +152,9 @@ mod tests {
         assert_eq!(&timestamp(leap)[..10], "2000-02-29");
     }
 }
+
+/// One line a worker wrote (`name`), at `level`: the daemon's log gets it as
+/// `[name] line`. Never blocks the caller.
+pub fn worker_line(name: &str, level: Level, line: &str) {
+    log::log!(target: "worker", level, "[{name}] {line}");
+}

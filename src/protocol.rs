@@ -419,6 +419,14 @@ pub struct WorkerInfo {
     /// The last `STATUS=` the worker sent over sd_notify.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Output lines of this name dropped so far (over its log rate limit, or because
+    /// the daemon's own log could not keep up); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `ps`: one worker's processes.

@@ -137,6 +137,8 @@ pub enum Input {
     Leftovers { instance: InstanceId, left: bool },
     /// What was left of the instance's group (see `Leftovers`) is gone now.
     LeftoversGone { instance: InstanceId },
+    /// How many output lines of `name` were dropped so far (for `list`).
+    LogDropped { name: String, dropped: u64 },
     /// Time has passed; deadlines at or before now are due.
     Tick,
     /// SIGTERM or SIGINT reached the daemon.
@@ -307,6 +309,11 @@ impl Supervisor {
             }
             Input::LeftoversGone { instance } => {
                 self.on_leftovers(instance, WorkerEvent::LeftoversGone, now, &mut out)
+            }
+            Input::LogDropped { name, dropped } => {
+                if let Some(worker) = self.registry.worker_mut(&name) {
+                    worker.log_dropped = dropped;
+                }
             }
             Input::Tick => self.on_tick(now, &mut out),
             Input::ShutdownSignal { signal } => self.on_shutdown_signal(signal, now, &mut out),

@@ -463,6 +463,7 @@ pub(super) fn list(registry: &Registry, now: Time) -> Answer {
                 dynamic: w.dynamic,
                 ready: matches!(state, State::Running { .. }),
                 status: w.status.clone(),
+                log_dropped: w.log_dropped,
             }
         })
         .collect();

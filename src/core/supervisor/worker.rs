@@ -54,6 +54,8 @@ pub(super) struct Worker {
     pub(super) status: Option<String>,
     /// Spawns in a row that failed for lack of a resource (they pace the next try).
     pub(super) shortages: u32,
+    /// Output lines of this name dropped so far, as the OS layer last reported.
+    pub(super) log_dropped: u64,
 }
 
 impl Worker {
@@ -67,6 +69,7 @@ impl Worker {
             last_exit: None,
             status: None,
             shortages: 0,
+            log_dropped: 0,
         }
     }
 }
