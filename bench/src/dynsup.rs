@@ -77,10 +77,37 @@ pub fn start(
     limits: &Limits,
     env: &[(&str, &str)],
 ) -> Result<Daemon, String> {
+    start_with(
+        ctx,
+        label,
+        n,
+        &config_text(ctx, n, limits, env),
+        Stderr::File,
+    )
+}
+
+/// Where the daemon's stderr goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stderr {
+    /// `stderr.log` in the instance's directory (every scenario but the flood's variant).
+    File,
+    DevNull,
+}
+
+/// Start a daemon on `config_text`, which boots `n` stamping children, and wait until
+/// all have stamped and the socket answers. A daemon that exits first (a config it
+/// rejects) is an error quoting its stderr.
+pub fn start_with(
+    ctx: &Ctx,
+    label: &str,
+    n: usize,
+    config_text: &str,
+    stderr: Stderr,
+) -> Result<Daemon, String> {
     let (dir, tag) = ctx.instance(label);
     let stamps = Stamps::new(&dir.join("stamps.fifo"))?;
     let config = dir.join("dynsup.toml");
-    std::fs::write(&config, config_text(ctx, n, limits, env)).map_err(|e| e.to_string())?;
+    std::fs::write(&config, config_text).map_err(|e| e.to_string())?;
     let socket = dir.join("s.sock");
     let mut cmd = ctx.command(&ctx.dynsup_bin, &dir, &tag, &stamps.path);
     cmd.arg("daemon")
@@ -88,8 +115,19 @@ pub fn start(
         .arg(&config)
         .arg("--socket")
         .arg(&socket);
-    let tree = Tree::spawn(cmd, &tag)?;
-    let got = stamps.collect(n, Duration::from_secs(30 + n as u64 / 100));
+    if stderr == Stderr::DevNull {
+        cmd.stderr(std::process::Stdio::null());
+    }
+    let mut tree = Tree::spawn(cmd, &tag)?;
+    let mut got = Vec::with_capacity(n);
+    let deadline = Instant::now() + Duration::from_secs(30 + n as u64 / 100);
+    while got.len() < n && Instant::now() < deadline {
+        if let Some(st) = tree.exited() {
+            let err = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+            return Err(format!("dynsup exited at start ({st}): {}", err.trim()));
+        }
+        got.extend(stamps.collect(n - got.len(), Duration::from_millis(50)));
+    }
     if got.len() < n {
         return Err(format!(
             "dynsup: only {} of {n} boot children stamped (see {}/stderr.log)",
@@ -111,12 +149,29 @@ pub fn start(
         n,
         cold_ms,
     };
-    // The socket answers once the boot is over.
-    let mut c = d.client()?;
-    c.call(r#"{"cmd":"count"}"#)?;
-    if let Some(st) = d.tree.exited() {
-        return Err(format!("dynsup exited early: {st}"));
+    // The socket answers once the boot is over (n = 0: once it is bound).
+    let exited = |d: &mut Daemon| {
+        d.tree.exited().map(|st| {
+            let err = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+            format!("dynsup exited at start ({st}): {}", err.trim())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut c = loop {
+        if let Some(e) = exited(&mut d) {
+            return Err(e);
+        }
+        match Client::connect(&d.socket, Duration::ZERO) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    let answer = c.call(r#"{"cmd":"count"}"#).map(|_| ());
+    if let Some(e) = exited(&mut d) {
+        return Err(e);
     }
+    answer?;
     Ok(d)
 }
 

@@ -325,3 +325,34 @@ pub fn kill(pid: i32, sig: i32) -> bool {
     // SAFETY: plain kill(2).
     unsafe { libc::kill(pid, sig) == 0 }
 }
+
+/// (wchar, syscw) from /proc/PID/io: bytes the process (all its threads) passed to
+/// write-like calls that succeeded, and the number of write-like calls.
+pub fn io_of(pid: i32) -> Option<(u64, u64)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |key: &str| -> Option<u64> {
+        s.lines()
+            .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("wchar")?, field("syscw")?))
+}
+
+/// Peak resident set (VmHWM), KiB.
+pub fn hwm_kb(pid: i32) -> Option<u64> {
+    status_field(pid, "VmHWM")
+}
+
+/// The clock tick (USER_HZ) /proc/PID/stat counts in.
+pub fn ticks_per_sec() -> f64 {
+    // SAFETY: plain sysconf(3).
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
