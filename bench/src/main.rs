@@ -4,6 +4,8 @@
 //! docs/BENCHMARKS.md. Never part of `cargo test`.
 
 mod dynsup;
+mod flood;
+mod flood_report;
 mod floor;
 mod harness;
 mod peers;
@@ -63,6 +65,7 @@ pub struct Results {
     pub dyn_idle: Option<Idle>,
     pub crash: Option<dynsup::Crash>,
     pub backoff: Option<dynsup::Backoff>,
+    pub flood: Option<flood::Flood>,
     /// (mode, heap MiB, extra fds) → spawn → first instruction, µs.
     pub spawn: Vec<(String, u64, u64, Samples)>,
     pub peers: BTreeMap<&'static str, PeerResults>,
@@ -114,7 +117,7 @@ fn parse_args() -> Args {
                 println!(
                     "usage: dynsup-bench [--quick] [--no-peers | --peers LIST] [--only PHASES] [--trials N] [--idle-secs S] [--dynsup BIN] [--out FILE]\n\
                      \x20      dynsup-bench --sweep RUN_ID   (kill every process a run left behind)\n\
-                     phases for --only (default: all): restart (every N, and the peers), control, cold, spawn, idle, crash\n\
+                     phases for --only (default: all): restart (every N, and the peers), control, cold, spawn, idle, crash, flood\n\
                      peers for --peers (default: all): runit, s6, supervisord\n\
                      --dynsup BIN: measure another dynsup binary (default: target/release/dynsup)"
                 );
@@ -158,6 +161,7 @@ fn main() {
         &cbin.join("spawnprobe"),
         false,
     );
+    build_c(&bench_dir.join("c/flood.c"), &cbin.join("flood"), false);
     // /proc/PID/exe shows the canonical path: it tells workers from supervisors.
     let stamp_bin = stamp_bin.canonicalize().expect("the stamp binary");
     let dynsup_bin = args
@@ -352,6 +356,12 @@ fn main() {
             Ok(b) => r.backoff = Some(b),
             Err(e) => r.errors.push(format!("backoff curve: {e}")),
         }
+    }
+
+    // ---- E: one worker flooding its output ----------------------------------------
+    if ctx.wants("flood") {
+        ctx.log("dynsup: a worker writing as fast as it can (lookup latency, capture throughput)");
+        r.flood = Some(flood::run(&ctx, &peer_list));
     }
 
     r.notes.push(format!(

@@ -394,6 +394,9 @@ pub fn render(ctx: &Ctx, r: &Results, command: &str) -> String {
             verdict(ok),
         );
     }
+    if let Some(f) = &r.flood {
+        crate::flood_report::target_rows(&mut o, f);
+    }
     let _ = writeln!(o);
 
     // ---------------------------------------------------------------- side by side
@@ -663,8 +666,16 @@ pub fn render(ctx: &Ctx, r: &Results, command: &str) -> String {
         let _ = writeln!(o);
     }
 
+    // ---------------------------------------------------------------- flood
+    if let Some(f) = &r.flood {
+        crate::flood_report::section(&mut o, f);
+    }
+
     // ---------------------------------------------------------------- notes
     let mut errors: Vec<String> = r.errors.clone();
+    if let Some(f) = &r.flood {
+        errors.extend(crate::flood_report::errors(f));
+    }
     for (p, v) in &r.peers {
         for e in &v.errors {
             errors.push(format!("{p}: {e}"));
@@ -719,7 +730,9 @@ pub fn render(ctx: &Ctx, r: &Results, command: &str) -> String {
             rest
         ));
     }
-    let _ = writeln!(o, "dynsup (`dynsup daemon --config F --socket S`, RUST_LOG unset = info, stderr to a file):\n\n```toml\n{}```\n", cfg);
+    if !cfg.is_empty() {
+        let _ = writeln!(o, "dynsup (`dynsup daemon --config F --socket S`, RUST_LOG unset = info, stderr to a file):\n\n```toml\n{}```\n", cfg);
+    }
     for p in &shown {
         let _ = writeln!(o, "{p}:\n\n```\n{}\n```\n", r.peers[p].config.trim_end());
     }
