@@ -528,7 +528,7 @@ enum Subject {
 impl Subject {
     fn label(self) -> &'static str {
         match self {
-            Subject::Floor => "floor: `flood | cat > file`",
+            Subject::Floor => "floor: `flood` piped into `cat > file`",
             Subject::DynsupStderr => "dynsup, worker lines via the daemon's stderr → file",
             Subject::DynsupLogDir => "dynsup, `log_dir` (`DIR/gen.log`)",
             Subject::Svlogd => "runit `svlogd -tt DIR`",

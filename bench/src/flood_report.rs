@@ -36,13 +36,14 @@ fn mb(bytes: f64) -> f64 {
     bytes / 1e6
 }
 
+/// A rate with a metric prefix: "1.25M", "625k", "12".
 fn rate(x: f64) -> String {
     if x >= 1e6 {
-        format!("{:.2} M", x / 1e6)
+        format!("{:.2}M", x / 1e6)
     } else if x >= 1e3 {
-        format!("{:.0} k", x / 1e3)
+        format!("{:.0}k", x / 1e3)
     } else {
-        format!("{x:.0} ")
+        format!("{x:.0}")
     }
 }
 
@@ -103,14 +104,14 @@ pub fn target_rows(o: &mut String, f: &Flood) {
         let lost = f.capture_lines - c.trials.iter().map(|t| t.lines).min().unwrap_or(0);
         let _ = writeln!(
             o,
-            "| {target} | {}lines/s{} | floor {} | {} | informational: lines/s vs `cat` | – |",
+            "| {target} | {} lines/s{} | floor {} | {} | informational: lines/s vs `cat` | – |",
             rate(lps),
             if lost > 0 {
                 format!(" ({lost} lines lost)")
             } else {
                 String::new()
             },
-            floor.map_or("–".into(), |x| format!("{}lines/s", rate(x))),
+            floor.map_or("–".into(), |x| format!("{} lines/s", rate(x))),
             floor.map_or("–".into(), |x| format!("{:.2}×", lps / x)),
         );
     }
@@ -167,7 +168,7 @@ pub fn section(o: &mut String, f: &Flood) {
         let lines_offered = offered / 2.0;
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {:.2} s/s | {:.1} MB/s ({}lines/s) | {:.1} MB/s | {:.1} ms | {}/s | {}/s ({:.0}% of its lines) | {:.0} ms (max {:.0}) |",
+            "| {} | {} | {} | {} | {:.2} s/s | {:.1} MB/s ({} lines/s) | {:.1} MB/s | {:.1} ms | {}/s | {}/s ({:.0}% of its lines) | {:.0} ms (max {:.0}) |",
             v.label,
             v.keys,
             dist(&v.quiet),
@@ -274,7 +275,7 @@ fn row(o: &mut String, c: &CaptureSubject, f: &Flood, floor: Option<f64>) {
         .collect();
     let _ = writeln!(
         o,
-        "| {} | {}lines/s | {:.0} MB/s | {} | {:.2} s | {fewest} / {} | {} | {:.1} MB | {:.2} s | {:.1} ms | {} |",
+        "| {} | {} lines/s | {:.0} MB/s | {} | {:.2} s | {fewest} / {} | {} | {:.1} MB | {:.2} s | {:.1} ms | {} |",
         c.label,
         rate(lps),
         mb(lps * WIDTH as f64),
