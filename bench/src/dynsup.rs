@@ -86,6 +86,9 @@ pub fn start(
     )
 }
 
+/// A boot that brings no new stamp for this long has stalled.
+const STALL: Duration = Duration::from_secs(10);
+
 /// Where the daemon's stderr goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Stderr {
@@ -119,14 +122,21 @@ pub fn start_with(
         cmd.stderr(std::process::Stdio::null());
     }
     let mut tree = Tree::spawn(cmd, &tag)?;
+    // Until all have stamped, the deadline passes, no stamp has come for 10 s, or the
+    // daemon exits (a config it rejects).
     let mut got = Vec::with_capacity(n);
     let deadline = Instant::now() + Duration::from_secs(30 + n as u64 / 100);
-    while got.len() < n && Instant::now() < deadline {
+    let mut progress = Instant::now();
+    while got.len() < n && Instant::now() < deadline && progress.elapsed() < STALL {
         if let Some(st) = tree.exited() {
             let err = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
             return Err(format!("dynsup exited at start ({st}): {}", err.trim()));
         }
-        got.extend(stamps.collect(n - got.len(), Duration::from_millis(50)));
+        let more = stamps.collect(n - got.len(), Duration::from_millis(50));
+        if !more.is_empty() {
+            progress = Instant::now();
+        }
+        got.extend(more);
     }
     if got.len() < n {
         return Err(format!(
