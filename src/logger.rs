@@ -16,7 +16,8 @@
 //! record marks the gap once the queue has drained to half. [`finish`] gives the queue
 //! a bounded grace at exit.
 //!
-//! Worker output arrives through [`worker_line`] as `[NAME] line` records.
+//! Worker output arrives through [`worker_line`] (its level from [`split_priority`]) as
+//! `[NAME] line` records.
 
 mod stderr_queue;
 
@@ -254,8 +255,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-/// One line a worker wrote (`name`), at `level`: a `[name] line` record on stderr.
-/// Never blocks the caller.
+/// One line a worker wrote (`name`), at `level` (see [`split_priority`]): a
+/// `[name] line` record on stderr. Never blocks the caller.
 pub fn worker_line(name: &str, level: Level, line: &str) {
     if level > log::max_level() {
         return;
@@ -263,10 +264,58 @@ pub fn worker_line(name: &str, level: Level, line: &str) {
     emit_record(level, format_args!("[{name}] {line}"));
 }
 
+/// A worker line's level from its sd-daemon priority prefix (`<0>` … `<7>`, as in
+/// `sd-daemon.h`), and the line without it: `<0>`–`<3>` error, `<4>` warn, `<5>` and
+/// `<6>` info, `<7>` debug. A line without such a prefix is info, and is returned
+/// whole.
+pub fn split_priority(line: &str) -> (Level, &str) {
+    let level = match line.as_bytes() {
+        [b'<', digit, b'>', ..] => match digit {
+            b'0'..=b'3' => Level::Error,
+            b'4' => Level::Warn,
+            b'5' | b'6' => Level::Info,
+            b'7' => Level::Debug,
+            _ => return (Level::Info, line),
+        },
+        _ => return (Level::Info, line),
+    };
+    // The first three bytes are ASCII: index 3 is a character boundary.
+    (level, &line[3..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn split_priority_reads_sd_daemon_prefixes() {
+        assert_eq!(split_priority("<0>emerg"), (Level::Error, "emerg"));
+        assert_eq!(
+            split_priority("<3>disk on fire"),
+            (Level::Error, "disk on fire")
+        );
+        assert_eq!(split_priority("<4>careful"), (Level::Warn, "careful"));
+        assert_eq!(split_priority("<5>notice"), (Level::Info, "notice"));
+        assert_eq!(split_priority("<6>"), (Level::Info, ""));
+        assert_eq!(split_priority("<7>details"), (Level::Debug, "details"));
+        // Only the first prefix is read.
+        assert_eq!(split_priority("<3><4>x"), (Level::Error, "<4>x"));
+        // Anything else is info and kept whole.
+        for line in [
+            "plain",
+            "",
+            "<8>x",
+            "<13>x",
+            "<a>x",
+            "<3",
+            " <3>x",
+            "<html>",
+            "<3\u{e9}>",
+        ] {
+            assert_eq!(split_priority(line), (Level::Info, line), "{line:?}");
+        }
+    }
 
     #[test]
     fn formats_utc_timestamps() {
