@@ -16,16 +16,21 @@
 //! record marks the gap once the queue has drained to half. [`finish`] gives the queue
 //! a bounded grace at exit.
 //!
-//! Worker output arrives through [`worker_line`] (its level from [`split_priority`]) as
-//! `[NAME] line` records.
+//! Worker output arrives through [`worker_line`] (its level from [`split_priority`]):
+//! as `[NAME] line` records on stderr, or, under journald, as native journal entries
+//! ([`journal`]) carrying the worker's name in `SYSLOG_IDENTIFIER=` and
+//! `DYNSUP_WORKER=`, so that one worker's lines can be selected.
 
+mod journal;
 mod stderr_queue;
 
+use journal::{JournalSocket, SendOutcome};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::cell::RefCell;
 use std::fmt;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use stderr_queue::StderrQueue;
 
@@ -39,6 +44,18 @@ static JOURNAL: AtomicBool = AtomicBool::new(false);
 /// The writer thread runs: lines go through [`QUEUE`] (else straight to stderr).
 static WRITER_UP: AtomicBool = AtomicBool::new(false);
 static QUEUE: StderrQueue = StderrQueue::new(QUEUE_CAPACITY, dropped_record);
+/// Under journald: the native socket worker lines are sent to, created for the first
+/// worker line (`None`: it could not be created).
+static NATIVE: OnceLock<Option<Native>> = OnceLock::new();
+
+struct Native {
+    socket: JournalSocket,
+    /// Entries journald had no room for since the last `dropped` record.
+    dropped: AtomicU64,
+    /// The last send failed (and its lines went to stderr); warned once.
+    unreachable: AtomicBool,
+}
+
 thread_local! {
     /// Where a line is put together before it is queued or sent (no allocation per line).
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -122,7 +139,8 @@ fn dropped_record(count: u64) -> Vec<u8> {
 }
 
 /// Install the logger: level from `RUST_LOG` (default info), journald format when
-/// stderr is the journal stream; start the writer thread.
+/// stderr is the journal stream, and then the native journal socket for worker lines;
+/// start the writer thread.
 pub fn init() {
     let journal = stderr_is_journal();
     JOURNAL.store(journal, Ordering::Relaxed);
@@ -255,13 +273,81 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-/// One line a worker wrote (`name`), at `level` (see [`split_priority`]): a
-/// `[name] line` record on stderr. Never blocks the caller.
+/// One line a worker wrote (`name`), at `level` (see [`split_priority`]). Never blocks
+/// the caller. Under journald, a native journal entry:
+/// `MESSAGE=line`, `PRIORITY=N`, `SYSLOG_IDENTIFIER=name`, `DYNSUP_WORKER=name`
+/// (dropped and counted when journald has no room; sent to stderr instead when the
+/// socket cannot be reached). Otherwise a `[name] line` record on stderr.
 pub fn worker_line(name: &str, level: Level, line: &str) {
     if level > log::max_level() {
         return;
     }
+    // Created here rather than in `init`: by now the daemon has filled fds 0-2, so the
+    // socket cannot take a standard stream's number.
+    let native = NATIVE.get_or_init(|| {
+        if !JOURNAL.load(Ordering::Relaxed) {
+            return None;
+        }
+        match JournalSocket::from_env() {
+            Ok(socket) => Some(Native {
+                socket,
+                dropped: AtomicU64::new(0),
+                unreachable: AtomicBool::new(false),
+            }),
+            Err(err) => {
+                log::warn!(
+                    "cannot create a socket for the journal ({err}): worker lines go to stderr"
+                );
+                None
+            }
+        }
+    });
+    if let Some(native) = native {
+        if send_native(native, name, level, line) {
+            return;
+        }
+    }
     emit_record(level, format_args!("[{name}] {line}"));
+}
+
+/// Sends one worker line as a journal entry. `false`: journald cannot be reached, the
+/// line must go elsewhere.
+fn send_native(native: &Native, name: &str, level: Level, line: &str) -> bool {
+    let sent = with_scratch(|entry| {
+        journal::append_field(entry, "MESSAGE", line.as_bytes());
+        journal::append_field(entry, "PRIORITY", &[b'0' + priority(level)]);
+        journal::append_field(entry, "SYSLOG_IDENTIFIER", name.as_bytes());
+        journal::append_field(entry, "DYNSUP_WORKER", name.as_bytes());
+        native.socket.send(entry)
+    });
+    match sent {
+        SendOutcome::Delivered => {
+            if native.unreachable.swap(false, Ordering::Relaxed) {
+                log::info!(
+                    "the journal socket {} works again: worker lines go there",
+                    native.socket.path().display()
+                );
+            }
+            let dropped = native.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                log::warn!("dropped {dropped} lines: the journal socket was full");
+            }
+            true
+        }
+        SendOutcome::NoRoom => {
+            native.dropped.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        SendOutcome::Unreachable(err) => {
+            if !native.unreachable.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "cannot send to the journal socket {} ({err}): worker lines go to stderr until it works again",
+                    native.socket.path().display()
+                );
+            }
+            false
+        }
+    }
 }
 
 /// A worker line's level from its sd-daemon priority prefix (`<0>` … `<7>`, as in
