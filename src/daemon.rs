@@ -22,6 +22,13 @@ pub struct DaemonArgs {
 
 pub fn run(args: DaemonArgs) -> ExitStatus {
     crate::logger::init();
+    let status = run_logged(args);
+    // The log is written by its own thread; give it a bounded grace to finish.
+    crate::logger::finish(crate::logger::EXIT_GRACE);
+    status
+}
+
+fn run_logged(args: DaemonArgs) -> ExitStatus {
     let config = match &args.config {
         Some(path) => config::load(path),
         None => Ok(config::builtin()),

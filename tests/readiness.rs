@@ -114,11 +114,8 @@ fn wait_ready_request_answers_only_after_ready() {
     assert_eq!(ready.state, Some(WorkerStateName::Running), "{ready:?}");
     let ready2 = other.recv();
     assert!(ready2.ok && ready2.pid == Some(pid), "{ready2:?}");
-    assert!(
-        d.log().contains(&format!("w: ready (pid {pid})")),
-        "{}",
-        d.log_tail()
-    );
+    // The log is written by the daemon's log thread, maybe just after the reply.
+    d.wait_log(&format!("w: ready (pid {pid})"));
     // The worker itself says it sent READY=1 (it is the real dynsup-worker).
     d.wait_worker_line("w", "sent READY=1", 1);
 
@@ -215,11 +212,7 @@ fn never_ready_worker_is_killed_after_the_timeout_and_restarted() {
         is_gone(&first_stat).then_some(())
     });
     d.assert_reaped(first);
-    assert!(
-        d.log().contains("n: not ready within 300 ms"),
-        "{}",
-        d.log_tail()
-    );
+    d.wait_log("n: not ready within 300 ms");
     let row = d.list_one("n").unwrap();
     assert!(row.restarts >= 1, "{row:?}");
     let last = row.last_exit.as_ref().expect("last_exit");

@@ -107,11 +107,9 @@ fn path_notify_socket_gets_ready_status_and_stopping() {
             && status.contains("0 failed"),
         "first STATUS= does not summarise one running boot child: {status:?}"
     );
-    assert!(
-        d.log().contains("listening on"),
-        "READY=1 before `listening on`{}",
-        d.log_tail()
-    );
+    // Logged before READY=1 was sent; written by the daemon's log thread, maybe a
+    // moment after.
+    d.wait_log("listening on");
 
     // A worker change: a new, paced STATUS= line.
     d.start_command("w", Some("sleeper"), &["sleep", "100000"]);

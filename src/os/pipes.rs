@@ -104,7 +104,9 @@ impl OutputPipe {
 
     fn emit(&self, line: &[u8]) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        log::info!(target: "worker", "[{}] {}", self.name, String::from_utf8_lossy(line));
+        let line = String::from_utf8_lossy(line);
+        let (level, line) = crate::logger::split_priority(&line);
+        crate::logger::worker_line(&self.name, level, line);
     }
 }
 

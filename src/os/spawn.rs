@@ -483,13 +483,14 @@ pub fn spawn(
     // exclusively (`&mut Spawner`) and that outlives the child's use of it: with
     // CLONE_VFORK the parent does not return from `clone` until the child has exec'd or
     // exited, and the child never returns from `child_main`. CLONE_VM shares memory, so
-    // `args` (on this frame) stays valid for the same reason. The daemon is
-    // single-threaded, so no other thread can hold a lock the child might need (it
-    // needs none: it makes only async-signal-safe syscalls, and does not allocate).
+    // `args` (on this frame) stays valid for the same reason. The daemon's only other
+    // thread, the logger's writer, may hold a lock (its queue's, or malloc's) while the
+    // child runs; the child needs none: it makes only async-signal-safe syscalls, and
+    // does not allocate. That thread opens and closes no fd, and never spawns.
     // Signals are blocked (above) so no daemon handler runs on the child's stack.
     // CLONE_FILES shares the fd table until the child unshares it with close_range;
     // until then it only reads it. PR_SET_PDEATHSIG is tied to the parent thread, the
-    // daemon's only thread.
+    // loop's thread, which lives as long as the daemon.
     let pid = unsafe {
         libc::clone(
             child_main,

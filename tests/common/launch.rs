@@ -1,15 +1,16 @@
 //! The one way to start a test daemon: [`Launch`] writes the config, spawns
-//! `dynsup daemon --config FILE --socket DIR/d.sock` (its stderr to a log file, never an
-//! unread pipe, which would block the daemon's logging) and waits until it listens.
+//! `dynsup daemon --config FILE --socket DIR/d.sock` (its stderr to a log file, unless
+//! the test hands it a pipe of its own) and waits until it listens.
 //! The `TestDaemon::start*` constructors are shorthands for the common launches.
 
 use super::bins::{bin, worker_bin};
 use super::daemon::TestDaemon;
 use super::dirs::{next_number, TestDir};
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::rc::Rc;
 
@@ -35,10 +36,11 @@ enum ConfigSource {
 }
 
 /// A daemon launch: a config, and optionally a directory, more arguments, environment,
-/// `JOURNAL_STREAM`, a wrapper command (`unshare ...`, `sh -c ...`) or another user.
+/// `JOURNAL_STREAM`, a wrapper command (`unshare ...`, `sh -c ...`), another user, or
+/// a stderr other than a log file.
 ///
-/// The daemon gets no `DYNSUP_SOCKET`, `RUST_LOG`, `NOTIFY_SOCKET`, `WATCHDOG_*` or
-/// `JOURNAL_STREAM` from the test's own environment unless they are set here, so that
+/// The daemon gets no `DYNSUP_SOCKET`, `RUST_LOG`, `NOTIFY_SOCKET`, `WATCHDOG_*`,
+/// `JOURNAL_STREAM` or `DYNSUP_JOURNAL_SOCKET` from the test's own environment unless they are set here, so that
 /// the machine the tests run on cannot change what they see.
 pub struct Launch {
     dir: Rc<TestDir>,
@@ -50,6 +52,8 @@ pub struct Launch {
     wrapper: Vec<String>,
     user: Option<(u32, u32)>,
     wait: WaitFor,
+    /// The daemon's stderr, and the file the harness reads as its log.
+    stderr: Option<(OwnedFd, PathBuf)>,
 }
 
 impl TestDaemon {
@@ -110,6 +114,7 @@ impl Launch {
                 "WATCHDOG_USEC",
                 "WATCHDOG_PID",
                 "JOURNAL_STREAM",
+                "DYNSUP_JOURNAL_SOCKET",
             ]
             .map(String::from)
             .to_vec(),
@@ -117,6 +122,7 @@ impl Launch {
             wrapper: Vec::new(),
             user: None,
             wait: WaitFor::Listening,
+            stderr: None,
         }
     }
 
@@ -165,6 +171,15 @@ impl Launch {
         self
     }
 
+    /// The daemon's stderr is `fd` (the write end of a [`StderrPipe`](super::StderrPipe),
+    /// say) instead of a log file; the harness reads the log from `log`, which the test
+    /// fills. `WaitFor::Listening` would wait for the test to fill it: use
+    /// `WaitFor::Socket`.
+    pub fn stderr(mut self, fd: OwnedFd, log: &Path) -> Launch {
+        self.stderr = Some((fd, log.to_path_buf()));
+        self
+    }
+
     pub fn wait(mut self, wait: WaitFor) -> Launch {
         self.wait = wait;
         self
@@ -177,7 +192,13 @@ impl Launch {
         let dir = self.dir;
         let n = next_number();
         let socket = dir.join("d.sock");
-        let log = dir.join(&format!("daemon-{n}.log"));
+        let (log_file, log) = match self.stderr {
+            Some((fd, log)) => (fs::File::from(fd), log),
+            None => {
+                let log = dir.join(&format!("daemon-{n}.log"));
+                (fs::File::create(&log).expect("log file"), log)
+            }
+        };
         let config = match self.config {
             ConfigSource::None => None,
             ConfigSource::Path(path) => Some(path),
@@ -202,7 +223,6 @@ impl Launch {
             cmd.arg("--config").arg(path);
         }
         cmd.arg("--socket").arg(&socket).args(&self.args);
-        let log_file = fs::File::create(&log).expect("log file");
         cmd.env("RUST_BACKTRACE", "0");
         for key in &self.env_remove {
             cmd.env_remove(key);

@@ -14,6 +14,8 @@
 //! | [`configs`] | config snippets shared by test files ([`LENIENT_SUPERVISOR`], [`SAMPLE_WORKER`], ...); [`toml_str`] |
 //! | [`log`] | reading a daemon log: the tail for failure messages, [`lines_with`] |
 //! | [`notify`] | [`NotifyListener`], a stand-in for systemd's `NOTIFY_SOCKET` |
+//! | [`journal`] | [`JournalListener`], a stand-in for journald's native socket; [`parse_journal_entry`] |
+//! | [`stderr_pipe`] | [`StderrPipe`], a daemon's stderr as a pipe the test reads when it wants |
 //! | [`cgroup`] | [`TestCgroup`], a cgroup v2 root of the test's own |
 //! | [`bins`] | paths of `dynsup`, the sample worker and `python3` |
 //! | [`rlimit`] | another process's resource limits, read and set ([`set_rlimit_of`]) |
@@ -31,20 +33,22 @@ pub mod client;
 pub mod configs;
 pub mod daemon;
 pub mod dirs;
+pub mod journal;
 pub mod launch;
 pub mod log;
 pub mod mount;
 pub mod notify;
 pub mod proc;
 pub mod rlimit;
+pub mod stderr_pipe;
 pub mod wait;
 pub mod watch;
 
 // Every test file takes what it needs from these; none takes all of them.
 #[allow(unused_imports)]
 pub use self::{
-    bins::*, cgroup::*, cli::*, client::*, configs::*, daemon::*, dirs::*, launch::*, log::*,
-    mount::*, notify::*, proc::*, rlimit::*, wait::*, watch::*,
+    bins::*, cgroup::*, cli::*, client::*, configs::*, daemon::*, dirs::*, journal::*, launch::*,
+    log::*, mount::*, notify::*, proc::*, rlimit::*, stderr_pipe::*, wait::*, watch::*,
 };
 #[allow(unused_imports)]
 pub use dynsup::protocol::{

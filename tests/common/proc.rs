@@ -219,6 +219,17 @@ pub fn cgroup_of(pid: i32) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Bytes a process (all its threads) has read so far, from files, pipes and sockets
+/// (`rchar` of `/proc/<pid>/io`).
+pub fn bytes_read(pid: i32) -> u64 {
+    let io = fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/io: {e}"));
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rchar in /proc/{pid}/io: {io:?}"))
+}
+
 /// CPU time (user + system) a process has used so far.
 pub fn cpu_time(pid: i32) -> Duration {
     let text = fs::read_to_string(format!("/proc/{pid}/stat"))
