@@ -113,8 +113,31 @@ fn format_record(out: &mut Vec<u8>, level: Level, args: fmt::Arguments) {
     let _ = if JOURNAL.load(Ordering::Relaxed) {
         writeln!(out, "<{}>{args}", priority(level))
     } else {
-        writeln!(out, "{} {:<5} {args}", Timestamp(SystemTime::now()), level)
+        append_timestamp(out, SystemTime::now());
+        writeln!(out, " {:<5} {args}", level)
     };
+}
+
+thread_local! {
+    /// The last timestamp formatted, by millisecond: a flood of lines within one
+    /// millisecond formats it once.
+    static LAST_STAMP: RefCell<(u128, [u8; 24])> = const { RefCell::new((u128::MAX, [0; 24])) };
+}
+
+/// `2026-11-24T16:34:00.123Z` (24 bytes), appended to `out`.
+fn append_timestamp(out: &mut Vec<u8>, at: SystemTime) {
+    let ms = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    LAST_STAMP.with(|cell| {
+        let mut last = cell.borrow_mut();
+        if last.0 != ms {
+            let text = Timestamp(at).to_string();
+            let mut stamp = [b' '; 24];
+            let n = text.len().min(24);
+            stamp[..n].copy_from_slice(&text.as_bytes()[..n]);
+            *last = (ms, stamp);
+        }
+        out.extend_from_slice(&last.1);
+    });
 }
 
 fn emit(line: &[u8]) {
@@ -400,6 +423,16 @@ mod tests {
             "<3\u{e9}>",
         ] {
             assert_eq!(split_priority(line), (Level::Info, line), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn a_cached_timestamp_is_the_same_text() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_540_440_123);
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            append_timestamp(&mut out, t);
+            assert_eq!(out, timestamp(t).into_bytes());
         }
     }
 
