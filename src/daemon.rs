@@ -119,6 +119,7 @@ pub fn run(args: DaemonArgs) -> ExitStatus {
         access,
         max_connections: config.max_connections,
         no_restore: args.no_restore,
+        logs: config.logs.clone(),
     };
     let status = match Reactor::new(listener, core, ctx, settings) {
         Ok(mut reactor) => {
