@@ -1209,6 +1209,78 @@ mod tests {
     }
 
     #[test]
+    fn output_settings_default_and_override_per_template() {
+        let dir = std::env::temp_dir();
+        let dir = dir.to_str().unwrap();
+        let text = format!(
+            "[supervisor]\nlog_dir = {dir:?}\nlog_keep = 3\nlog_buffer_total = 1000000\n\
+             [templates.a]\ncommand = [\"x\"]\n\
+             [templates.b]\ncommand = [\"x\"]\nlog_dir = false\nlog_rate_limit = \"off\"\nlog_buffer_bytes = 0\n\
+             [templates.c]\ncommand = [\"x\"]\nlog_max_bytes = 2048\nlog_rate_limit = {{ lines = 5, per_ms = 100 }}\n"
+        );
+        let config = parse(&text, "t").unwrap();
+        assert_eq!(config.logs.buffer_total, 1_000_000);
+        let a = config.logs.for_template("a");
+        assert_eq!(a.buffer_bytes, DEFAULT_LOG_BUFFER_BYTES);
+        assert_eq!(a.rate_limit, Some(DEFAULT_LOG_RATE_LIMIT));
+        let file = a.file.clone().unwrap();
+        assert_eq!((file.max_bytes, file.keep), (DEFAULT_LOG_MAX_BYTES, 3));
+        let b = config.logs.for_template("b");
+        assert_eq!(
+            (b.buffer_bytes, b.rate_limit, b.file.is_some()),
+            (0, None, false)
+        );
+        let c = config.logs.for_template("c");
+        assert_eq!(
+            c.rate_limit,
+            Some(RateLimit {
+                lines: 5,
+                per_ms: 100
+            })
+        );
+        assert_eq!(c.file.clone().unwrap().max_bytes, 2048);
+        assert!(config.logs.writes_files());
+        assert!(!builtin().logs.writes_files());
+        assert_eq!(
+            builtin().logs.for_template("worker"),
+            Rc::new(OutputSettings::default())
+        );
+    }
+
+    #[test]
+    fn bad_output_settings_point_at_the_value() {
+        let e = err("[templates.w]\ncommand=[\"x\"]\nlog_rate_limit = { lines = 10 }\n");
+        assert!(
+            e.starts_with("t.toml:3:18: template \"w\": log_rate_limit must be"),
+            "{e}"
+        );
+        let e = err("[templates.w]\ncommand=[\"x\"]\nlog_rate_limit = { lines = 1, per_ms = 1, burst = 2 }\n");
+        assert!(e.starts_with("t.toml:3:18: "), "{e}");
+        let e = err("[templates.w]\ncommand=[\"x\"]\nlog_rate_limit = \"on\"\n");
+        assert!(e.starts_with("t.toml:3:18: "), "{e}");
+        let e = err("[supervisor]\nlog_keep = 1001\n");
+        assert!(
+            e.starts_with("t.toml:2:12: log_keep must be at most 1000"),
+            "{e}"
+        );
+        let e = err("[supervisor]\nlog_buffer_total = 2000000000\n");
+        assert!(
+            e.starts_with("t.toml:2:20: log_buffer_total must be at most"),
+            "{e}"
+        );
+        let e = err("[supervisor]\nlog_dir = \"\"\n");
+        assert!(
+            e.starts_with("t.toml:2:11: log_dir must be a non-empty path"),
+            "{e}"
+        );
+        let e = err("[supervisor]\nlog_dir = \"/nonexistent/x\"\n");
+        assert!(
+            e.contains("cannot write log files in /nonexistent/x: No such file"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn max_seconds_zero_is_refused() {
         assert!(err("[supervisor]\nmax_seconds = 0\n").starts_with("t.toml:2:15: "));
     }
