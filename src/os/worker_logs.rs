@@ -26,7 +26,7 @@
 //! No syscalls: time comes in as a [`Stamp`], so the rules are tested with synthetic
 //! time.
 
-use crate::config::OutputSettings;
+use crate::config::{OutputSettings, RateLimit};
 use crate::protocol::{LogLine, LogStream};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
@@ -102,6 +102,8 @@ struct Window {
     start: Option<Instant>,
     used: u32,
     dropped: u64,
+    /// The limit the lines were dropped under (for the note).
+    limit: Option<RateLimit>,
 }
 
 /// One name's output.
@@ -126,6 +128,14 @@ struct NameLog {
     /// Listed in `drops_changed` / `open_windows` this turn.
     drops_listed: bool,
     window_listed: bool,
+}
+
+impl NameLog {
+    /// When its current rate window ends (now, if it has no limit any more).
+    fn window_end(&self) -> Option<Instant> {
+        let per = self.settings.rate_limit.map_or(0, |limit| limit.per_ms);
+        Some(self.window.start? + Duration::from_millis(per))
+    }
 }
 
 /// Every name's output (see the module doc).
@@ -251,12 +261,9 @@ impl WorkerLogs {
     }
 
     fn configure(&mut self, id: NameId, settings: Rc<OutputSettings>) {
+        // A new rate limit applies to the current window (its end moves with `per_ms`;
+        // with none, a pending note is due at once).
         let Some(entry) = self.entry(id) else { return };
-        if entry.settings.rate_limit != settings.rate_limit {
-            // A new limit starts a new window (a pending note still comes).
-            entry.window.start = None;
-            entry.window.used = 0;
-        }
         let cap = settings.buffer_bytes;
         entry.settings = settings;
         while self.entry_ref(id).is_some_and(|entry| entry.bytes > cap) {
@@ -308,6 +315,7 @@ impl WorkerLogs {
             return;
         }
         let Some(entry) = self.entry(id) else { return };
+        entry.window.limit = entry.settings.rate_limit;
         entry.window.dropped += n;
         entry.dropped += n;
         let list_drops = !std::mem::replace(&mut entry.drops_listed, true);
@@ -428,14 +436,10 @@ impl WorkerLogs {
         let Some(entry) = self.entry(id) else { return };
         let dropped = std::mem::take(&mut entry.window.dropped);
         entry.window.start = None;
-        entry.window_listed = false;
         if dropped == 0 {
             return;
         }
-        let (lines, per_ms) = entry
-            .settings
-            .rate_limit
-            .map_or((0, 0), |l| (l.lines, l.per_ms));
+        let (lines, per_ms) = entry.window.limit.map_or((0, 0), |l| (l.lines, l.per_ms));
         let note = format!(
             "dropped {dropped} line(s): over log_rate_limit ({lines} lines per {per_ms} ms)"
         );
@@ -448,11 +452,7 @@ impl WorkerLogs {
     pub fn next_wake(&self) -> Option<Instant> {
         self.open_windows
             .iter()
-            .filter_map(|&id| {
-                let entry = self.entry_ref(id)?;
-                let per = entry.settings.rate_limit?.per_ms;
-                Some(entry.window.start? + Duration::from_millis(per))
-            })
+            .filter_map(|&id| self.entry_ref(id).and_then(NameLog::window_end))
             .min()
     }
 
@@ -464,18 +464,20 @@ impl WorkerLogs {
         let now = at.mono;
         let open = std::mem::take(&mut self.open_windows);
         for id in open {
-            let due = self.entry_ref(id).is_none_or(|entry| {
-                match (entry.window.start, entry.settings.rate_limit) {
-                    (Some(start), Some(limit)) => {
-                        now >= start + Duration::from_millis(limit.per_ms)
-                    }
-                    _ => true,
-                }
-            });
-            if due {
-                self.close_window(id, at);
-            } else {
+            let due = self
+                .entry_ref(id)
+                .and_then(NameLog::window_end)
+                .is_none_or(|end| end <= now);
+            if !due {
                 self.open_windows.push(id);
+                continue;
+            }
+            // A window already ended by a later line wrote its note then; this one
+            // has nothing left to say.
+            self.close_window(id, at);
+            if let Some(entry) = self.entry(id) {
+                entry.window_listed = false;
+                self.maybe_empty.push(id);
             }
         }
     }
@@ -624,7 +626,6 @@ fn split_priority(line: &str) -> (log::Level, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RateLimit;
 
     fn settings(buffer_bytes: usize, rate: Option<(u32, u64)>) -> Rc<OutputSettings> {
         Rc::new(OutputSettings {
@@ -735,6 +736,25 @@ mod tests {
         // A new window lets lines through again.
         push(&mut logs, id, "c", t + Duration::from_millis(1001));
         assert_eq!(lines_of(&logs, "w").last().map(String::as_str), Some("c"));
+    }
+
+    #[test]
+    fn a_limit_turned_off_by_a_reload_still_notes_what_was_dropped() {
+        let t = Instant::now();
+        let mut logs = WorkerLogs::new(1 << 20);
+        let name: Rc<str> = Rc::from("w");
+        let id = logs.open_pipe(&name, settings(1 << 16, Some((1, 60_000))));
+        push(&mut logs, id, "a", t);
+        logs.drop_lines(id, 3);
+        assert_eq!(logs.next_wake(), Some(t + Duration::from_secs(60)));
+        logs.reconfigure("w", settings(1 << 16, None));
+        assert_eq!(logs.next_wake(), Some(t), "due at once");
+        logs.close_due_windows(&mut Stamp::at(t, 1));
+        assert_eq!(logs.next_wake(), None);
+        assert_eq!(
+            lines_of(&logs, "w").last().map(String::as_str),
+            Some("dropped 3 line(s): over log_rate_limit (1 lines per 60000 ms)")
+        );
     }
 
     #[test]

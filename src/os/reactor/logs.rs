@@ -47,15 +47,23 @@ impl Logs {
         self.store.next_wake()
     }
 
-    /// A reload's settings: the new total bound at once, each live worker's template
-    /// settings at once, the rest at each worker's next start.
+    /// A reload's settings: the new total bound at once, and each live worker's
+    /// template settings at once. A template the new config lacks keeps its settings
+    /// (a dynamic worker keeps its template when it is removed).
     pub(super) fn apply_config<'a>(
         &mut self,
         config: &LogConfig,
         live: impl Iterator<Item = (&'a str, &'a str)>,
     ) {
-        self.config = config.clone();
-        self.store.set_total_cap(config.buffer_total);
+        let mut config = config.clone();
+        for (template, settings) in &self.config.templates {
+            config
+                .templates
+                .entry(template.clone())
+                .or_insert_with(|| settings.clone());
+        }
+        self.config = config;
+        self.store.set_total_cap(self.config.buffer_total);
         for (name, template) in live {
             self.store
                 .reconfigure(name, self.config.for_template(template));
