@@ -49,6 +49,8 @@ struct Stream {
     kind: StreamKind,
     /// Events or lines dropped since the client last kept up.
     dropped: u64,
+    /// Its last line was queued: nothing more goes on it.
+    ended: bool,
 }
 
 enum StreamKind {
@@ -337,7 +339,11 @@ impl Conn {
     fn start_stream(&mut self, kind: StreamKind) {
         self.read_done = true;
         self.clear_inbuf();
-        self.one_way = Some(Stream { kind, dropped: 0 });
+        self.one_way = Some(Stream {
+            kind,
+            dropped: 0,
+            ended: false,
+        });
     }
 
     /// True for a `watch` or a `logs` follower.
@@ -406,7 +412,7 @@ impl Conn {
     /// the next line that fits is preceded by one `lagged`).
     fn push_bounded(&mut self, line: &[u8]) -> bool {
         let unsent = self.out.len() - self.written;
-        let Some(stream) = self.one_way.as_mut() else {
+        let Some(stream) = self.one_way.as_mut().filter(|s| !s.ended) else {
             return false;
         };
         if unsent + line.len() > WATCH_QUEUE {
@@ -427,7 +433,8 @@ impl Conn {
 
     /// The stream's last line (the daemon is exiting): queued whatever the bound.
     pub fn push_last(&mut self, line: &[u8]) {
-        if self.one_way.is_some() {
+        if let Some(stream) = self.one_way.as_mut().filter(|s| !s.ended) {
+            stream.ended = true;
             self.out.extend_from_slice(line);
         }
     }
