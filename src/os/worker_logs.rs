@@ -412,7 +412,9 @@ impl WorkerLogs {
             Some(next) => {
                 self.oldest.insert((next.seq, id));
             }
-            None => self.maybe_empty.push(id),
+            // Forgotten at the end of the turn, unless a pipe of it is still open.
+            None if entry.pipes == 0 => self.maybe_empty.push(id),
+            None => {}
         }
         // Give back the memory of a ring that shrank a lot.
         if entry.lines.capacity() > 64 && entry.lines.len() < entry.lines.capacity() / 4 {
