@@ -29,6 +29,7 @@
 use crate::config::{OutputSettings, RateLimit};
 use crate::protocol::{LogLine, LogStream};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io::Write as _;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -355,7 +356,8 @@ impl WorkerLogs {
             }
             let batch = &mut entry.file_batch;
             batch.extend_from_slice(at.text().as_bytes());
-            batch.extend_from_slice(format!(" {pid} {} ", stream.as_str()).as_bytes());
+            // Writing to a Vec cannot fail.
+            let _ = write!(batch, " {pid} {} ", stream.as_str());
             batch.extend_from_slice(text.as_bytes());
             batch.push(b'\n');
             entry.file_lines += 1;
