@@ -99,4 +99,23 @@ pub enum Command {
     },
     /// Read the config file again and apply the difference
     Reload,
+    /// Print the last lines a worker wrote (kept across its restarts and after it stopped)
+    Logs {
+        name: String,
+        /// How many lines
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = dynsup_default_lines())]
+        lines: usize,
+        /// Then print each new line, across restarts, until interrupted or the daemon exits
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Start each line with the time the daemon read it (UTC)
+        #[arg(long)]
+        timestamps: bool,
+    },
+    /// Close and reopen every worker's log file (after an external logrotate moved them)
+    ReopenLogs,
+}
+
+fn dynsup_default_lines() -> usize {
+    crate::protocol::DEFAULT_LOG_LINES
 }

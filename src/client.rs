@@ -7,7 +7,12 @@
 
 use crate::cli::Command;
 use crate::exit_status::ExitStatus;
-use crate::protocol::{Event, ExitReport, Processes, Reply, Request, StopReport, WorkerInfo};
+use crate::protocol::{
+    Event, ExitReport, LogEvent, LogLine, LogStream, Processes, Reply, Request, StopReport,
+    WorkerInfo,
+};
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -16,6 +21,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub fn run(socket: &Path, command: Command, json: bool) -> ExitStatus {
     let count_all = matches!(command, Command::Count { all: true });
     let tree = matches!(command, Command::List { tree: true });
+    let timestamps = matches!(
+        command,
+        Command::Logs {
+            timestamps: true,
+            ..
+        }
+    );
     let wait_ready = match &command {
         Command::Start {
             name,
@@ -40,6 +52,9 @@ pub fn run(socket: &Path, command: Command, json: bool) -> ExitStatus {
     }
     if let Request::Watch { .. } = request {
         return watch(socket, &request, json);
+    }
+    if let Request::Logs { follow, .. } = request {
+        return logs(socket, &request, follow, LogFormat { json, timestamps });
     }
     let reply = match exchange(socket, &request) {
         Ok(reply) => reply,
@@ -135,6 +150,17 @@ fn to_request(command: Command) -> Option<Request> {
         Command::Whois { pid } => Request::Whois { pid },
         Command::Watch { names } => Request::Watch { names },
         Command::Reload => Request::Reload,
+        Command::Logs {
+            name,
+            lines,
+            follow,
+            ..
+        } => Request::Logs {
+            name,
+            lines,
+            follow,
+        },
+        Command::ReopenLogs => Request::ReopenLogs,
     })
 }
 
@@ -250,6 +276,122 @@ fn watch(socket: &Path, request: &Request, json: bool) -> ExitStatus {
     ExitStatus::Ok
 }
 
+/// How `dynsup logs` prints a line.
+#[derive(Clone, Copy)]
+struct LogFormat {
+    /// One JSON object per line (`at_ms`, `pid`, `stream`, `line`).
+    json: bool,
+    /// Start each line with its time.
+    timestamps: bool,
+}
+
+/// `dynsup logs`: print the reply's lines; with `follow`, then each line of the stream
+/// until the daemon says it is exiting (exit 0), the stream breaks (exit 1), or the
+/// user interrupts. A closed stdout (`| head`) ends it quietly.
+fn logs(socket: &Path, request: &Request, follow: bool, format: LogFormat) -> ExitStatus {
+    let shown = socket.display();
+    let stream = match connect_and_send(socket, request) {
+        Ok(stream) => stream,
+        Err(message) => {
+            eprintln!("dynsup: {message}");
+            return ExitStatus::Unreachable;
+        }
+    };
+    let mut reader = BufReader::new(&stream);
+    let mut first = String::new();
+    let reply = match reader.read_line(&mut first) {
+        Ok(n) if n > 0 => match serde_json::from_str::<Reply>(&first) {
+            Ok(reply) => reply,
+            Err(e) => {
+                eprintln!("dynsup: unreadable reply from {shown}: {e}");
+                return ExitStatus::Unreachable;
+            }
+        },
+        _ => {
+            eprintln!("dynsup: the daemon at {shown} closed the connection without replying");
+            return ExitStatus::Unreachable;
+        }
+    };
+    if !reply.ok {
+        let message = reply.error.map(|e| e.message).unwrap_or_default();
+        eprintln!("dynsup: {message}");
+        return ExitStatus::Error;
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for line in reply.log.as_deref().unwrap_or_default() {
+        if print_log_line(&mut out, line, format).is_err() {
+            return ExitStatus::Ok;
+        }
+    }
+    if out.flush().is_err() || !follow {
+        return ExitStatus::Ok;
+    }
+    let mut text = String::new();
+    loop {
+        text.clear();
+        match reader.read_line(&mut text) {
+            Ok(0) | Err(_) => {
+                eprintln!("dynsup: the daemon at {shown} closed the stream");
+                return ExitStatus::Error;
+            }
+            Ok(_) => {}
+        }
+        let printed = match serde_json::from_str::<LogEvent>(&text) {
+            Ok(LogEvent::Line(line)) => print_log_line(&mut out, &line, format),
+            Ok(LogEvent::Lagged { dropped }) => {
+                eprintln!("dynsup: (fell behind: {dropped} line(s) were dropped)");
+                Ok(())
+            }
+            Ok(LogEvent::Shutdown) => return ExitStatus::Ok,
+            Err(_) => Ok(()),
+        };
+        // Flush per line: a follower is usually watched, or piped into something.
+        if printed.and_then(|()| out.flush()).is_err() {
+            return ExitStatus::Ok;
+        }
+    }
+}
+
+fn print_log_line(out: &mut impl Write, line: &LogLine, format: LogFormat) -> std::io::Result<()> {
+    if format.json {
+        let json = serde_json::to_string(line).map_err(std::io::Error::other)?;
+        return writeln!(out, "{json}");
+    }
+    let mut text = String::new();
+    if format.timestamps {
+        let at = UNIX_EPOCH + std::time::Duration::from_millis(line.at_ms);
+        let _ = write!(text, "{} ", crate::logger::timestamp(at));
+    }
+    if line.stream == LogStream::Dynsup {
+        text.push_str("(dynsup) ");
+    }
+    text.push_str(&escape_controls(&line.line));
+    writeln!(out, "{text}")
+}
+
+/// `line` with every control character but tab written as an escape (`\x1b`,
+/// `\u{9b}`), so that nothing a worker writes can drive the reader's terminal.
+pub fn escape_controls(line: &str) -> Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && c != '\t';
+    if !line.chars().any(escaped) {
+        return Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        match c {
+            c if escaped(c) && (c as u32) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if escaped(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn describe_event(event: &Event) -> String {
     match event {
         Event::Started { name, pid } => format!("{name} started (pid {pid})"),
@@ -292,7 +434,10 @@ fn print_human(request: &Request, reply: &Reply) {
             reply.signal.as_deref().unwrap_or("?"),
             reply.pid.unwrap_or_default()
         ),
-        Request::Cast { .. } | Request::Watch { .. } => {}
+        Request::Cast { .. }
+        | Request::Watch { .. }
+        | Request::Logs { .. }
+        | Request::ReopenLogs => {}
         Request::List => print_table(reply.workers.as_deref().unwrap_or_default(), None),
         Request::WaitReady { name } => {
             println!("{name} is ready (pid {})", reply.pid.unwrap_or_default())
@@ -472,5 +617,21 @@ fn uptime(ms: u64) -> String {
         60..=3599 => format!("{}m{:02}s", secs / 60, secs % 60),
         3600..=86_399 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
         _ => format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_but_text_and_tabs_are_not() {
+        assert_eq!(escape_controls("plain\ttext é"), "plain\ttext é");
+        assert_eq!(
+            escape_controls("\u{1b}[2J\u{7}bell\r\u{0}"),
+            "\\x1b[2J\\x07bell\\x0d\\x00"
+        );
+        assert_eq!(escape_controls("csi\u{9b}31m"), "csi\\u{9b}31m");
+        assert_eq!(escape_controls("del\u{7f}"), "del\\x7f");
     }
 }

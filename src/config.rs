@@ -53,6 +53,10 @@ pub const KEYS: &[&str] = &[
     "supervisor.idle_timeout_ms",
     "supervisor.cgroup",
     "supervisor.cgroup_root",
+    "supervisor.log_buffer_total",
+    "supervisor.log_dir",
+    "supervisor.log_max_bytes",
+    "supervisor.log_keep",
     "templates.NAME.command",
     "templates.NAME.restart",
     "templates.NAME.shutdown_ms",
@@ -77,6 +81,13 @@ pub const KEYS: &[&str] = &[
     "templates.NAME.no_new_privs",
     "templates.NAME.ready",
     "templates.NAME.ready_timeout_ms",
+    "templates.NAME.log_buffer_bytes",
+    "templates.NAME.log_rate_limit",
+    "templates.NAME.log_rate_limit.lines",
+    "templates.NAME.log_rate_limit.per_ms",
+    "templates.NAME.log_dir",
+    "templates.NAME.log_max_bytes",
+    "templates.NAME.log_keep",
     "children.name",
     "children.template",
     "children.args",
@@ -109,6 +120,100 @@ pub struct Config {
     pub cgroup_root: Option<PathBuf>,
     pub templates: BTreeMap<String, Rc<Template>>,
     pub children: Vec<BootChild>,
+    /// What happens to the workers' output: kept in memory, rate-limited, written to
+    /// files.
+    pub logs: LogConfig,
+}
+
+/// The workers' output settings: the bound on all kept lines, and each template's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `[supervisor] log_buffer_total`: the bytes all names' kept lines may take.
+    pub buffer_total: usize,
+    /// Each template's settings, by template name.
+    pub templates: HashMap<String, Rc<OutputSettings>>,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            buffer_total: DEFAULT_LOG_BUFFER_TOTAL,
+            templates: HashMap::new(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// The output settings of workers of `template` (the defaults for a template the
+    /// config no longer has).
+    pub fn for_template(&self, template: &str) -> Rc<OutputSettings> {
+        self.templates
+            .get(template)
+            .cloned()
+            .unwrap_or_else(|| Rc::new(OutputSettings::default()))
+    }
+
+    /// True when some template writes files.
+    pub fn writes_files(&self) -> bool {
+        self.templates.values().any(|t| t.file.is_some())
+    }
+}
+
+/// `[supervisor] log_buffer_total` by default: 64 MiB.
+pub const DEFAULT_LOG_BUFFER_TOTAL: usize = 64 * 1024 * 1024;
+/// `log_buffer_bytes` by default: 256 KiB per name.
+pub const DEFAULT_LOG_BUFFER_BYTES: usize = 256 * 1024;
+/// `log_rate_limit` by default: 10,000 lines per second per name.
+pub const DEFAULT_LOG_RATE_LIMIT: RateLimit = RateLimit {
+    lines: 10_000,
+    per_ms: 1000,
+};
+/// `log_max_bytes` by default: 10 MiB.
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// `log_keep` by default: 5 older files.
+pub const DEFAULT_LOG_KEEP: u32 = 5;
+/// The smallest `log_max_bytes`.
+const MIN_LOG_MAX_BYTES: u64 = 1024;
+/// The largest `log_buffer_bytes` (and `log_buffer_total`): 1 GiB.
+const MAX_LOG_BUFFER: u64 = 1024 * 1024 * 1024;
+/// The most older files `log_keep` may ask for.
+const MAX_LOG_KEEP: u32 = 1000;
+
+/// What happens to a worker's output lines (a template's `log_*` keys, resolved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSettings {
+    /// The bytes of its last lines kept in memory for `logs` (0: none).
+    pub buffer_bytes: usize,
+    /// At most so many lines per window; beyond, lines are dropped and counted.
+    /// `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Where its lines are also written, if anywhere.
+    pub file: Option<FileSettings>,
+}
+
+impl Default for OutputSettings {
+    fn default() -> OutputSettings {
+        OutputSettings {
+            buffer_bytes: DEFAULT_LOG_BUFFER_BYTES,
+            rate_limit: Some(DEFAULT_LOG_RATE_LIMIT),
+            file: None,
+        }
+    }
+}
+
+/// `log_rate_limit = { lines = N, per_ms = M }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub lines: u32,
+    pub per_ms: u64,
+}
+
+/// A worker's log file: `dir/NAME.log`, rotated at `max_bytes`, `keep` older ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSettings {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub keep: u32,
 }
 
 /// The settings a running daemon cannot change: a reload that changes one of them
@@ -213,6 +318,10 @@ struct RawSupervisor {
     #[serde(default)]
     cgroup: bool,
     cgroup_root: Option<String>,
+    log_buffer_total: Option<Spanned<u64>>,
+    log_dir: Option<Spanned<String>>,
+    log_max_bytes: Option<Spanned<u64>>,
+    log_keep: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +351,11 @@ struct RawTemplate {
     no_new_privs: bool,
     ready: Option<Readiness>,
     ready_timeout_ms: Option<Spanned<u64>>,
+    log_buffer_bytes: Option<Spanned<u64>>,
+    log_rate_limit: Option<Spanned<toml::Value>>,
+    log_dir: Option<Spanned<toml::Value>>,
+    log_max_bytes: Option<Spanned<u64>>,
+    log_keep: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +407,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
 type Invalid = (Range<usize>, String);
 
 fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
+    let file_defaults = supervisor_file_defaults(&raw.supervisor)?;
     let max_seconds = match raw.supervisor.max_seconds {
         Some(s) if *s.get_ref() == 0 => {
             return Err((s.span(), "max_seconds must be at least 1".to_string()))
@@ -304,8 +419,17 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         max_restarts: Some(raw.supervisor.max_restarts.unwrap_or(3)),
         max_seconds,
     };
+    let mut logs = LogConfig {
+        buffer_total: match &raw.supervisor.log_buffer_total {
+            Some(total) => buffer_size(total, "log_buffer_total")?,
+            None => DEFAULT_LOG_BUFFER_TOTAL,
+        },
+        templates: HashMap::new(),
+    };
     let mut templates = BTreeMap::new();
     for (name, raw_template) in raw.templates {
+        let output = output_settings(&name, &raw_template, &file_defaults)?;
+        logs.templates.insert(name.clone(), Rc::new(output));
         let template = validate_template(name.clone(), raw_template, defaults)?;
         templates.insert(name, Rc::new(template));
     }
@@ -424,7 +548,172 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         state_file,
         templates,
         children,
+        logs,
     })
+}
+
+/// The `[supervisor]` file keys: the defaults of every template's `log_dir`,
+/// `log_max_bytes` and `log_keep`.
+struct FileDefaults {
+    dir: Option<PathBuf>,
+    max_bytes: u64,
+    keep: u32,
+}
+
+fn supervisor_file_defaults(raw: &RawSupervisor) -> Result<FileDefaults, Invalid> {
+    let dir = match &raw.log_dir {
+        Some(dir) => Some(writable_dir(dir.get_ref(), dir.span(), "log_dir")?),
+        None => None,
+    };
+    Ok(FileDefaults {
+        dir,
+        max_bytes: match &raw.log_max_bytes {
+            Some(max) => max_bytes(max, "log_max_bytes")?,
+            None => DEFAULT_LOG_MAX_BYTES,
+        },
+        keep: match &raw.log_keep {
+            Some(keep) => log_keep(keep, "log_keep")?,
+            None => DEFAULT_LOG_KEEP,
+        },
+    })
+}
+
+/// A template's output settings: its own `log_*` keys, else the `[supervisor]` ones,
+/// else the defaults.
+fn output_settings(
+    template: &str,
+    raw: &RawTemplate,
+    defaults: &FileDefaults,
+) -> Result<OutputSettings, Invalid> {
+    let key = |key: &str| format!("template {template:?}: {key}");
+    let buffer_bytes = match &raw.log_buffer_bytes {
+        Some(bytes) => buffer_size(bytes, &key("log_buffer_bytes"))?,
+        None => DEFAULT_LOG_BUFFER_BYTES,
+    };
+    let rate_limit = match &raw.log_rate_limit {
+        Some(limit) => rate_limit(limit, &key("log_rate_limit"))?,
+        None => Some(DEFAULT_LOG_RATE_LIMIT),
+    };
+    let dir = match &raw.log_dir {
+        None => defaults.dir.clone(),
+        Some(value) => match value.get_ref() {
+            toml::Value::Boolean(false) => None,
+            toml::Value::String(dir) => Some(writable_dir(dir, value.span(), &key("log_dir"))?),
+            _ => {
+                return Err((
+                    value.span(),
+                    format!(
+                        "{}: expected a directory (a string) or false",
+                        key("log_dir")
+                    ),
+                ))
+            }
+        },
+    };
+    let max_bytes = match &raw.log_max_bytes {
+        Some(max) => max_bytes(max, &key("log_max_bytes"))?,
+        None => defaults.max_bytes,
+    };
+    let keep = match &raw.log_keep {
+        Some(keep) => log_keep(keep, &key("log_keep"))?,
+        None => defaults.keep,
+    };
+    Ok(OutputSettings {
+        buffer_bytes,
+        rate_limit,
+        file: dir.map(|dir| FileSettings {
+            dir,
+            max_bytes,
+            keep,
+        }),
+    })
+}
+
+/// `log_buffer_bytes` or `log_buffer_total`: at most 1 GiB.
+fn buffer_size(value: &Spanned<u64>, key: &str) -> Result<usize, Invalid> {
+    match usize::try_from(*value.get_ref()) {
+        Ok(bytes) if *value.get_ref() <= MAX_LOG_BUFFER => Ok(bytes),
+        _ => Err((
+            value.span(),
+            format!("{key} must be at most {MAX_LOG_BUFFER} (1 GiB)"),
+        )),
+    }
+}
+
+fn max_bytes(value: &Spanned<u64>, key: &str) -> Result<u64, Invalid> {
+    match *value.get_ref() {
+        bytes if bytes >= MIN_LOG_MAX_BYTES => Ok(bytes),
+        _ => Err((
+            value.span(),
+            format!("{key} must be at least {MIN_LOG_MAX_BYTES}"),
+        )),
+    }
+}
+
+fn log_keep(value: &Spanned<u32>, key: &str) -> Result<u32, Invalid> {
+    match *value.get_ref() {
+        keep if keep <= MAX_LOG_KEEP => Ok(keep),
+        _ => Err((
+            value.span(),
+            format!("{key} must be at most {MAX_LOG_KEEP}"),
+        )),
+    }
+}
+
+/// `log_rate_limit = { lines = N, per_ms = M }` (both at least 1), or `"off"`.
+fn rate_limit(value: &Spanned<toml::Value>, key: &str) -> Result<Option<RateLimit>, Invalid> {
+    let bad = || {
+        (
+            value.span(),
+            format!("{key} must be \"off\" or {{ lines = N, per_ms = M }} with N and M at least 1 (such as {{ lines = 10000, per_ms = 1000 }})"),
+        )
+    };
+    match value.get_ref() {
+        toml::Value::String(off) if off == "off" => Ok(None),
+        toml::Value::Table(table) => {
+            if table.keys().any(|k| k != "lines" && k != "per_ms") {
+                return Err(bad());
+            }
+            let number = |field: &str| match table.get(field) {
+                Some(toml::Value::Integer(n)) if *n >= 1 => Some(*n),
+                _ => None,
+            };
+            let lines = number("lines").and_then(|n| u32::try_from(n).ok());
+            let per_ms = number("per_ms").and_then(|n| u64::try_from(n).ok());
+            match (lines, per_ms) {
+                (Some(lines), Some(per_ms)) if per_ms <= 86_400_000 => {
+                    Ok(Some(RateLimit { lines, per_ms }))
+                }
+                _ => Err(bad()),
+            }
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// A `log_dir`: an existing directory the daemon may create files in. Checked when the
+/// config is read, so an unusable one is a config error, not a surprise at the first
+/// line.
+fn writable_dir(dir: &str, span: Range<usize>, key: &str) -> Result<PathBuf, Invalid> {
+    use nix::unistd::{access, AccessFlags};
+    if dir.is_empty() || dir.contains('\0') {
+        return Err((span, format!("{key} must be a non-empty path")));
+    }
+    let path = PathBuf::from(dir);
+    let problem = match std::fs::metadata(&path) {
+        Err(e) => Some(e.to_string()),
+        Ok(meta) if !meta.is_dir() => Some("not a directory".to_string()),
+        Ok(_) => access(&path, AccessFlags::W_OK | AccessFlags::X_OK)
+            .err()
+            .map(|errno| std::io::Error::from(errno).to_string()),
+    };
+    match problem {
+        None => Ok(path),
+        Some(why) => Err((
+            span,
+            format!("{key}: the daemon cannot write log files in {dir}: {why}"),
+        )),
+    }
 }
 
 /// `max_connections_per_uid`, `reserved_connections` and `idle_timeout_ms`.
@@ -915,6 +1204,78 @@ mod tests {
             .to_string();
         assert!(
             e.starts_with("/nonexistent/dynsup.toml: cannot read"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn output_settings_default_and_override_per_template() {
+        let dir = std::env::temp_dir();
+        let dir = dir.to_str().unwrap();
+        let text = format!(
+            "[supervisor]\nlog_dir = {dir:?}\nlog_keep = 3\nlog_buffer_total = 1000000\n\
+             [templates.a]\ncommand = [\"x\"]\n\
+             [templates.b]\ncommand = [\"x\"]\nlog_dir = false\nlog_rate_limit = \"off\"\nlog_buffer_bytes = 0\n\
+             [templates.c]\ncommand = [\"x\"]\nlog_max_bytes = 2048\nlog_rate_limit = {{ lines = 5, per_ms = 100 }}\n"
+        );
+        let config = parse(&text, "t").unwrap();
+        assert_eq!(config.logs.buffer_total, 1_000_000);
+        let a = config.logs.for_template("a");
+        assert_eq!(a.buffer_bytes, DEFAULT_LOG_BUFFER_BYTES);
+        assert_eq!(a.rate_limit, Some(DEFAULT_LOG_RATE_LIMIT));
+        let file = a.file.clone().unwrap();
+        assert_eq!((file.max_bytes, file.keep), (DEFAULT_LOG_MAX_BYTES, 3));
+        let b = config.logs.for_template("b");
+        assert_eq!(
+            (b.buffer_bytes, b.rate_limit, b.file.is_some()),
+            (0, None, false)
+        );
+        let c = config.logs.for_template("c");
+        assert_eq!(
+            c.rate_limit,
+            Some(RateLimit {
+                lines: 5,
+                per_ms: 100
+            })
+        );
+        assert_eq!(c.file.clone().unwrap().max_bytes, 2048);
+        assert!(config.logs.writes_files());
+        assert!(!builtin().logs.writes_files());
+        assert_eq!(
+            builtin().logs.for_template("worker"),
+            Rc::new(OutputSettings::default())
+        );
+    }
+
+    #[test]
+    fn bad_output_settings_point_at_the_value() {
+        let e = err("[templates.w]\ncommand=[\"x\"]\nlog_rate_limit = { lines = 10 }\n");
+        assert!(
+            e.starts_with("t.toml:3:18: template \"w\": log_rate_limit must be"),
+            "{e}"
+        );
+        let e = err("[templates.w]\ncommand=[\"x\"]\nlog_rate_limit = { lines = 1, per_ms = 1, burst = 2 }\n");
+        assert!(e.starts_with("t.toml:3:18: "), "{e}");
+        let e = err("[templates.w]\ncommand=[\"x\"]\nlog_rate_limit = \"on\"\n");
+        assert!(e.starts_with("t.toml:3:18: "), "{e}");
+        let e = err("[supervisor]\nlog_keep = 1001\n");
+        assert!(
+            e.starts_with("t.toml:2:12: log_keep must be at most 1000"),
+            "{e}"
+        );
+        let e = err("[supervisor]\nlog_buffer_total = 2000000000\n");
+        assert!(
+            e.starts_with("t.toml:2:20: log_buffer_total must be at most"),
+            "{e}"
+        );
+        let e = err("[supervisor]\nlog_dir = \"\"\n");
+        assert!(
+            e.starts_with("t.toml:2:11: log_dir must be a non-empty path"),
+            "{e}"
+        );
+        let e = err("[supervisor]\nlog_dir = \"/nonexistent/x\"\n");
+        assert!(
+            e.contains("cannot write log files in /nonexistent/x: No such file"),
             "{e}"
         );
     }

@@ -126,6 +126,7 @@ fn run_logged(args: DaemonArgs) -> ExitStatus {
         access,
         max_connections: config.max_connections,
         no_restore: args.no_restore,
+        logs: config.logs.clone(),
     };
     let status = match Reactor::new(listener, core, ctx, settings) {
         Ok(mut reactor) => {

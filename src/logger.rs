@@ -126,7 +126,10 @@ thread_local! {
 
 /// `2026-11-24T16:34:00.123Z` (24 bytes), appended to `out`.
 fn append_timestamp(out: &mut Vec<u8>, at: SystemTime) {
-    let ms = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    let ms = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
     LAST_STAMP.with(|cell| {
         let mut last = cell.borrow_mut();
         if last.0 != ms {

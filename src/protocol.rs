@@ -89,6 +89,30 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
     },
+    /// The last `lines` lines a worker name wrote (kept across its restarts and after
+    /// it stopped), oldest first; with `follow`, the connection then becomes a stream
+    /// of the lines it writes from now on ([`LogEvent`]).
+    Logs {
+        name: String,
+        #[serde(default = "default_log_lines")]
+        lines: usize,
+        #[serde(default, skip_serializing_if = "is_false")]
+        follow: bool,
+    },
+    /// Close and reopen every worker's log file (after an external logrotate renamed
+    /// them).
+    ReopenLogs,
+}
+
+/// How many lines `logs` returns when the request does not say.
+pub const DEFAULT_LOG_LINES: usize = 50;
+
+fn default_log_lines() -> usize {
+    DEFAULT_LOG_LINES
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Request {
@@ -109,6 +133,8 @@ impl Request {
             Request::Reload => Cmd::Reload,
             Request::WaitReady { .. } => Cmd::WaitReady,
             Request::Ps { .. } => Cmd::Ps,
+            Request::Logs { .. } => Cmd::Logs,
+            Request::ReopenLogs => Cmd::ReopenLogs,
         }
     }
 }
@@ -132,11 +158,13 @@ pub enum Cmd {
     Reload,
     WaitReady,
     Ps,
+    Logs,
+    ReopenLogs,
 }
 
 impl Cmd {
     /// Every command, in documentation order.
-    pub const ALL: [Cmd; 14] = [
+    pub const ALL: [Cmd; 16] = [
         Cmd::Start,
         Cmd::Stop,
         Cmd::Kill,
@@ -151,6 +179,8 @@ impl Cmd {
         Cmd::Reload,
         Cmd::WaitReady,
         Cmd::Ps,
+        Cmd::Logs,
+        Cmd::ReopenLogs,
     ];
 
     /// The wire name: the value of `"cmd"` (serde's snake_case of the variant).
@@ -170,6 +200,8 @@ impl Cmd {
             Cmd::Reload => "reload",
             Cmd::WaitReady => "wait_ready",
             Cmd::Ps => "ps",
+            Cmd::Logs => "logs",
+            Cmd::ReopenLogs => "reopen_logs",
         }
     }
 
@@ -188,14 +220,16 @@ impl Cmd {
             | Cmd::Whois
             | Cmd::Watch
             | Cmd::Ps
-            | Cmd::WaitReady => true,
+            | Cmd::WaitReady
+            | Cmd::Logs => true,
             Cmd::Start
             | Cmd::Stop
             | Cmd::Kill
             | Cmd::Cast
             | Cmd::Shutdown
             | Cmd::Restart
-            | Cmd::Reload => false,
+            | Cmd::Reload
+            | Cmd::ReopenLogs => false,
         }
     }
 }
@@ -528,6 +562,58 @@ impl Event {
     }
 }
 
+/// One line a worker wrote, as `logs` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When the daemon read it, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The process that wrote it (the worker's pid at the time).
+    pub pid: i32,
+    pub stream: LogStream,
+    /// The line as written, without its newline (invalid UTF-8 replaced by U+FFFD).
+    pub line: String,
+}
+
+/// Where a kept line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    /// The worker's stdout and stderr (they share one pipe).
+    Output,
+    /// A note of the daemon's in the worker's log: how many lines it dropped.
+    Dynsup,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Output => "output",
+            LogStream::Dynsup => "dynsup",
+        }
+    }
+}
+
+/// One line of a `logs` stream (`follow`), after the reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LogEvent {
+    /// A line the worker wrote.
+    Line(LogLine),
+    /// This follower did not read fast enough; `dropped` lines were discarded.
+    Lagged { dropped: u64 },
+    /// The daemon is exiting: its workers' last lines were sent; the stream ends.
+    Shutdown,
+}
+
+impl LogEvent {
+    /// One JSON line, newline included.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+}
+
 /// One reply line. `ok` says which fields to read: on failure only `error`; on success
 /// the fields the command documents (`pid` for start/lookup/kill, `count`, `workers`,
 /// `stopped`, and so on). Unset fields are omitted from the JSON.
@@ -571,6 +657,9 @@ pub struct Reply {
     /// `ps`: processes per worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<Vec<Processes>>,
+    /// `logs`: the worker's last lines, oldest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<Vec<LogLine>>,
 }
 
 impl Reply {
@@ -611,7 +700,13 @@ impl Reply {
 /// unknown, a field missing or mistyped, or a value out of range.
 pub fn decode_request(line: &[u8]) -> Result<Request, String> {
     match serde_json::from_slice::<Request>(line) {
-        Ok(req @ (Request::Count | Request::List | Request::Shutdown | Request::Reload)) => {
+        Ok(
+            req @ (Request::Count
+            | Request::List
+            | Request::Shutdown
+            | Request::Reload
+            | Request::ReopenLogs),
+        ) => {
             // serde's deny_unknown_fields does not reach the fieldless variants of an
             // internally tagged enum; check them by hand so a typo is never ignored.
             reject_extra_fields(line)?;
@@ -776,6 +871,12 @@ mod tests {
             Request::Reload,
             Request::WaitReady { name: name() },
             Request::Ps { name: None },
+            Request::Logs {
+                name: name(),
+                lines: 5,
+                follow: true,
+            },
+            Request::ReopenLogs,
         ];
         for req in &one_of_each {
             let json = serde_json::to_value(req).unwrap();
@@ -830,6 +931,51 @@ mod tests {
             String::from_utf8(err.encode()).unwrap(),
             "{\"ok\":false,\"error\":{\"kind\":\"not_found\",\"message\":\"worker_9 is not registered\"}}\n"
         );
+    }
+
+    #[test]
+    fn logs_defaults_to_fifty_lines_without_follow() {
+        assert_eq!(
+            decode_request(br#"{"cmd":"logs","name":"w"}"#),
+            Ok(Request::Logs {
+                name: "w".into(),
+                lines: DEFAULT_LOG_LINES,
+                follow: false,
+            })
+        );
+        assert_eq!(
+            decode_request(br#"{"cmd":"logs","name":"w","lines":0,"follow":true}"#),
+            Ok(Request::Logs {
+                name: "w".into(),
+                lines: 0,
+                follow: true,
+            })
+        );
+        let err = decode_request(br#"{"cmd":"logs","name":"w","lines":-1}"#).unwrap_err();
+        assert!(err.contains("invalid value"), "{err}");
+        let err = decode_request(br#"{"cmd":"reopen_logs","name":"w"}"#).unwrap_err();
+        assert!(err.contains("unknown field `name`"), "{err}");
+        assert!(Cmd::Logs.read_only());
+        assert!(!Cmd::ReopenLogs.read_only());
+    }
+
+    #[test]
+    fn log_stream_lines_are_tagged_events() {
+        let line = LogEvent::Line(LogLine {
+            at_ms: 7,
+            pid: 42,
+            stream: LogStream::Output,
+            line: "hi \u{1b}[2J".into(),
+        });
+        assert_eq!(
+            String::from_utf8(line.encode()).unwrap(),
+            "{\"event\":\"line\",\"at_ms\":7,\"pid\":42,\"stream\":\"output\",\"line\":\"hi \\u001b[2J\"}\n"
+        );
+        assert_eq!(
+            LogEvent::Lagged { dropped: 3 }.encode(),
+            Event::Lagged { dropped: 3 }.encode()
+        );
+        assert_eq!(LogEvent::Shutdown.encode(), b"{\"event\":\"shutdown\"}\n");
     }
 
     #[test]

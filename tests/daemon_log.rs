@@ -19,13 +19,16 @@ const FLOOD: &str = r#"
 [templates.flood]
 command = ["yes", "flood-line"]
 restart = "transient"
+log_rate_limit = "off"
 "#;
 
-/// Template `burst`: 400 000 lines as fast as it can, then it exits.
+/// Template `burst`: 400 000 lines as fast as it can, then it exits; no rate limit, so
+/// every line reaches the daemon's stderr queue.
 const BURST: &str = r#"
 [templates.burst]
 command = ["sh", "-c", "yes burst-line | head -n 400000"]
 restart = "transient"
+log_rate_limit = "off"
 "#;
 const BURST_LINES: usize = 400_000;
 

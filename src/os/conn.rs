@@ -13,10 +13,15 @@
 //! The connection takes requests one at a time ([`Conn::next_request`]), so the router
 //! can weigh each one against the connection's share of a loop turn, and the bounds
 //! are checked again before every request.
+//!
+//! A connection may end as a one-way stream: of events (`watch`) or of one worker's
+//! output lines (`logs` with `follow`). Either is bounded the same way: at most
+//! [`WATCH_QUEUE`] unsent bytes; what does not fit is dropped, counted, and announced by
+//! one `lagged` line before the next that fits.
 
 use crate::access::Access;
 use crate::os::process::Peer;
-use crate::protocol::{decode_request, Event, Request, MAX_REQUEST_LINE};
+use crate::protocol::{decode_request, Event, LogEvent, Request, MAX_REQUEST_LINE};
 use mio::net::UnixStream;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Write};
@@ -30,7 +35,8 @@ const MAX_IN_FLIGHT: u64 = 1024;
 pub const MAX_QUEUED: usize = 1024 * 1024;
 /// After an oversized line, read and drop at most this much before closing hard.
 const DISCARD_LIMIT: usize = 16 * 1024 * 1024;
-/// A watcher's queue: events beyond this many unsent bytes are dropped (and counted).
+/// A stream's queue (a watcher's, a log follower's): events or lines beyond this many
+/// unsent bytes are dropped (and counted).
 pub const WATCH_QUEUE: usize = 256 * 1024;
 /// An empty buffer larger than this is given back to the allocator, so a connection
 /// that once had a burst does not keep its memory while it lives.
@@ -38,12 +44,20 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// How much one `read` takes from the socket.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// A connection that became an event stream (`watch`).
-struct Watch {
-    /// Only events about these names; all when empty.
-    names: HashSet<String>,
-    /// Events dropped since the watcher last kept up.
+/// A connection that became a one-way stream.
+struct Stream {
+    kind: StreamKind,
+    /// Events or lines dropped since the client last kept up.
     dropped: u64,
+    /// Its last line was queued: nothing more goes on it.
+    ended: bool,
+}
+
+enum StreamKind {
+    /// `watch`: only events about these names; all when empty.
+    Events { names: HashSet<String> },
+    /// `logs` with `follow`: the lines of `name` from sequence number `next` on.
+    Log { name: String, next: u64 },
 }
 
 pub struct Conn {
@@ -73,7 +87,7 @@ pub struct Conn {
     last_active: Instant,
     /// Registered for writability (only while output waits).
     pub want_write: bool,
-    watch: Option<Watch>,
+    one_way: Option<Stream>,
     /// What the peer may do (`Full` or `ReadOnly`; a denied peer is never registered).
     pub access: Access,
     /// Who is at the other end (`SO_PEERCRED`, read at connect).
@@ -115,7 +129,7 @@ impl Conn {
             paused: false,
             last_active: Instant::now(),
             want_write: false,
-            watch: None,
+            one_way: None,
             access,
             peer,
         }
@@ -131,7 +145,7 @@ impl Conn {
     }
 
     fn takes_requests(&self) -> bool {
-        !self.read_done && !self.closing && self.watch.is_none()
+        !self.read_done && !self.closing && self.one_way.is_none()
     }
 
     /// The next request, with its sequence number: from a complete line already
@@ -139,7 +153,7 @@ impl Conn {
     /// is drained (readiness will say when more comes), the client is done, or the
     /// bounds stop reading (then [`Conn::resume`] says when to come back).
     pub fn next_request(&mut self) -> Option<(u64, Result<Request, String>)> {
-        if self.closing || self.watch.is_some() {
+        if self.closing || self.one_way.is_some() {
             // No more requests: drop what arrives, but notice when the client leaves.
             self.discard();
             return None;
@@ -256,7 +270,7 @@ impl Conn {
             match self.stream.read(&mut chunk) {
                 // A watcher that shuts down its writing side (`echo ... | socat`) still
                 // reads: it is closed when it hangs up or a write fails, not here.
-                Ok(0) if self.watch.is_some() => return,
+                Ok(0) if self.one_way.is_some() => return,
                 Ok(0) => {
                     self.discarded = DISCARD_LIMIT;
                     return;
@@ -308,22 +322,50 @@ impl Conn {
 
     /// Turn the connection into an event stream; later input is ignored.
     pub fn start_watching(&mut self, names: Vec<String>) {
-        self.read_done = true;
-        self.clear_inbuf();
-        self.watch = Some(Watch {
+        self.start_stream(StreamKind::Events {
             names: names.into_iter().collect(),
-            dropped: 0,
         });
     }
 
-    pub fn is_watching(&self) -> bool {
-        self.watch.is_some()
+    /// Turn the connection into a stream of `name`'s output lines from sequence
+    /// number `next` on; later input is ignored.
+    pub fn start_following(&mut self, name: &str, next: u64) {
+        self.start_stream(StreamKind::Log {
+            name: name.to_string(),
+            next,
+        });
+    }
+
+    fn start_stream(&mut self, kind: StreamKind) {
+        self.read_done = true;
+        self.clear_inbuf();
+        self.one_way = Some(Stream {
+            kind,
+            dropped: 0,
+            ended: false,
+        });
+    }
+
+    /// True for a `watch` or a `logs` follower.
+    pub fn is_streaming(&self) -> bool {
+        self.one_way.is_some()
+    }
+
+    /// The worker whose lines this connection follows, if it does.
+    pub fn following(&self) -> Option<&str> {
+        match &self.one_way {
+            Some(Stream {
+                kind: StreamKind::Log { name, .. },
+                ..
+            }) => Some(name),
+            _ => None,
+        }
     }
 
     /// When it became idle: not a watcher, no reply owed, nothing to send, not
     /// closing — since its last byte either way. `None` while it is busy.
     pub fn idle_since(&self) -> Option<Instant> {
-        let busy = self.watch.is_some()
+        let busy = self.one_way.is_some()
             || self.closing
             || self.next_seq != self.next_to_send
             || self.has_unsent();
@@ -334,27 +376,67 @@ impl Conn {
     /// is dropped and counted; the next event that fits is preceded by one `lagged`.
     /// Returns true when bytes were queued.
     pub fn push_event(&mut self, event: &Event, line: &[u8]) -> bool {
-        let Some(watch) = self.watch.as_mut() else {
+        let Some(Stream {
+            kind: StreamKind::Events { names },
+            ..
+        }) = &self.one_way
+        else {
             return false;
         };
         if let Some(name) = event.name() {
-            if !watch.names.is_empty() && !watch.names.contains(name) {
+            if !names.is_empty() && !names.contains(name) {
                 return false;
             }
         }
-        if self.out.len() - self.written + line.len() > WATCH_QUEUE {
-            watch.dropped += 1;
+        self.push_bounded(line)
+    }
+
+    /// Queue an output line of sequence number `seq` for a follower (one it has not
+    /// had yet), within the same bound as events. Returns true when bytes were queued.
+    pub fn push_log(&mut self, seq: u64, line: &[u8]) -> bool {
+        let Some(Stream {
+            kind: StreamKind::Log { next, .. },
+            ..
+        }) = &mut self.one_way
+        else {
+            return false;
+        };
+        if seq < *next {
             return false;
         }
-        if watch.dropped > 0 {
-            let lagged = Event::Lagged {
-                dropped: watch.dropped,
+        *next = seq + 1;
+        self.push_bounded(line)
+    }
+
+    /// Queue `line` on the stream unless the queue is full (then it is counted, and
+    /// the next line that fits is preceded by one `lagged`).
+    fn push_bounded(&mut self, line: &[u8]) -> bool {
+        let unsent = self.out.len() - self.written;
+        let Some(stream) = self.one_way.as_mut().filter(|s| !s.ended) else {
+            return false;
+        };
+        if unsent + line.len() > WATCH_QUEUE {
+            stream.dropped += 1;
+            return false;
+        }
+        if stream.dropped > 0 {
+            // The same line for both kinds of stream.
+            let lagged = LogEvent::Lagged {
+                dropped: stream.dropped,
             };
             self.out.extend_from_slice(&lagged.encode());
-            watch.dropped = 0;
+            stream.dropped = 0;
         }
         self.out.extend_from_slice(line);
         true
+    }
+
+    /// The stream's last line (the daemon is exiting): queued whatever the bound.
+    pub fn push_last(&mut self, line: &[u8]) {
+        if let Some(stream) = self.one_way.as_mut().filter(|s| !s.ended) {
+            stream.ended = true;
+            self.out.extend_from_slice(line);
+        }
     }
 
     /// Put the reply to request `seq` in line; it is written once those before it are.
@@ -405,7 +487,7 @@ impl Conn {
             self.written = 0;
         }
         let owed = self.next_seq - self.next_to_send;
-        if self.watch.is_some() && self.discarded >= DISCARD_LIMIT {
+        if self.one_way.is_some() && self.discarded >= DISCARD_LIMIT {
             // The watcher flooded us with input it had no business sending.
             return ConnStatus::Close;
         }
@@ -416,7 +498,7 @@ impl Conn {
                 return ConnStatus::Close;
             }
         } else if self.read_done
-            && self.watch.is_none()
+            && self.one_way.is_none()
             && !self.closing
             && !self.has_unsent()
             && owed == 0

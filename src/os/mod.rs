@@ -9,8 +9,12 @@
 //! - [`notify`]: sd_notify to systemd (READY, STATUS, STOPPING, WATCHDOG).
 //! - [`cgroup`]: per-worker cgroup v2 groups (join, kill, list).
 //! - [`conn`]: one client connection: bounded line reader, replies in request order.
-//! - [`pipes`]: a worker's output pipe (stdout and stderr) logged line by line, and the
-//!   bounded stdin mailbox.
+//! - [`pipes`]: a worker's output pipe (stdout and stderr) read and split into lines,
+//!   and the bounded stdin mailbox.
+//! - [`worker_logs`]: each worker name's output: its rate limit, its last lines kept
+//!   for `logs`, and where each line goes.
+//! - [`log_files`]: the workers' log files, rotated by size, written by a thread of
+//!   their own behind a bounded queue.
 //! - [`state_file`]: the durable list of dynamic workers.
 //! - [`limits`]: the daemon's own resource limits (the open-files soft limit raised).
 //! - [`ready`]: the notify socket served to workers (`ready = "notify"`).
@@ -20,6 +24,7 @@ pub mod cgroup;
 pub mod conn;
 pub mod limits;
 pub mod listener;
+pub mod log_files;
 pub mod notify;
 pub mod pipes;
 pub mod process;
@@ -28,3 +33,4 @@ pub mod ready;
 #[allow(unsafe_code)]
 pub mod spawn;
 pub mod state_file;
+pub mod worker_logs;

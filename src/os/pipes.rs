@@ -1,24 +1,30 @@
-//! Worker pipes: the output pipe (the worker's stdout and stderr share it) logged line
-//! by line, and the stdin mailbox.
+//! Worker pipes: the output pipe (the worker's stdout and stderr share it) read and
+//! split into lines, and the stdin mailbox.
 //!
-//! Both sides are non-blocking and bounded. An output line longer than
-//! [`MAX_OUTPUT_LINE`] is logged in pieces; a partial last line is logged at EOF, so
-//! nothing a worker printed is lost when it exits (the pipe is drained to EOF even
-//! after the process was reaped). The mailbox holds at most [`MAILBOX_CAPACITY`] bytes;
-//! a cast that does not fit is refused whole.
+//! Both sides are non-blocking and bounded. A pipe is read at most [`READ_BUDGET`]
+//! bytes per loop turn. Each line goes through its name's rate limit
+//! ([`WorkerLogs::admit`]); past it, every line that ends in the chunk just read is
+//! dropped and counted in one pass over its bytes, without being looked at. An output
+//! line longer than [`MAX_OUTPUT_LINE`] is cut in pieces; a partial last line is taken
+//! at EOF, so nothing a worker printed is lost when it exits (the pipe is drained to
+//! EOF even after the process was reaped). The mailbox holds at most
+//! [`MAILBOX_CAPACITY`] bytes; a cast that does not fit is refused whole.
 
+use crate::os::worker_logs::{NameId, Stamp, WorkerLogs};
 use mio::unix::pipe::{Receiver, Sender};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
 
-/// Longest output line logged in one piece.
+/// Longest output line taken in one piece.
 pub const MAX_OUTPUT_LINE: usize = 16 * 1024;
 /// Bytes a worker's stdin buffer may hold.
 pub const MAILBOX_CAPACITY: usize = 1024 * 1024;
 
-/// Bytes read from one pipe per wake-up before other sources get their turn.
-const READ_BUDGET: usize = 256 * 1024;
+/// Bytes read from one pipe per loop turn before other sources get their turn.
+pub const READ_BUDGET: usize = 64 * 1024;
+/// Bytes read by one `read`.
+const READ_CHUNK: usize = 16 * 1024;
 
 pub enum Drained {
     /// Nothing more to read now.
@@ -32,30 +38,42 @@ pub enum Drained {
 pub struct OutputPipe {
     pub pipe: Receiver,
     name: Rc<str>,
+    /// The name's entry in the output store (valid while this pipe is open).
+    id: NameId,
+    /// The worker's pid, written with each of its lines.
+    pid: i32,
     partial: Vec<u8>,
 }
 
 impl OutputPipe {
-    pub fn new(pipe: Receiver, name: Rc<str>) -> OutputPipe {
+    pub fn new(pipe: Receiver, name: Rc<str>, id: NameId, pid: i32) -> OutputPipe {
         OutputPipe {
             pipe,
             name,
+            id,
+            pid,
             partial: Vec::new(),
         }
     }
 
-    /// Read what is there and log each complete line as `[name] line`.
-    pub fn drain(&mut self) -> Drained {
-        let mut chunk = [0u8; 16 * 1024];
+    /// The name's entry in the output store.
+    pub fn id(&self) -> NameId {
+        self.id
+    }
+
+    /// Read what is there, up to the budget, and hand each complete line to `logs`.
+    pub fn drain(&mut self, logs: &mut WorkerLogs) -> Drained {
+        let mut at = Stamp::now();
+        let mut chunk = [0u8; READ_CHUNK];
         let mut total = 0;
         loop {
             match self.pipe.read(&mut chunk) {
                 Ok(0) => {
-                    self.flush_partial();
+                    self.flush_partial(logs, &mut at);
                     return Drained::Eof;
                 }
                 Ok(n) => {
-                    self.take(&chunk[..n]);
+                    self.take(&chunk[..n], logs, &mut at);
                     total += n;
                     if total >= READ_BUDGET {
                         return Drained::More;
@@ -65,48 +83,68 @@ impl OutputPipe {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("{}: output pipe failed: {e}", self.name);
-                    self.flush_partial();
+                    self.flush_partial(logs, &mut at);
                     return Drained::Eof;
                 }
             }
         }
     }
 
-    fn take(&mut self, mut bytes: &[u8]) {
+    fn take(&mut self, mut bytes: &[u8], logs: &mut WorkerLogs, at: &mut Stamp) {
         while let Some(newline) = bytes.iter().position(|&b| b == b'\n') {
+            if !logs.admit(self.id, at) {
+                // Over the rate limit: every line that ends in this chunk is dropped,
+                // counted in one pass. What follows the last newline starts a line of
+                // its own, judged when it ends.
+                let last = bytes.iter().rposition(|&b| b == b'\n').unwrap_or(newline);
+                let ended = bytes[..=last].iter().filter(|&&b| b == b'\n').count();
+                logs.drop_lines(self.id, ended as u64);
+                self.partial.clear();
+                bytes = &bytes[last + 1..];
+                break;
+            }
             let (line, rest) = bytes.split_at(newline);
             if self.partial.is_empty() {
-                self.emit(line);
+                logs.push(self.id, self.pid, line, at);
             } else {
-                self.partial.extend_from_slice(line);
-                self.emit(&self.partial);
-                self.partial.clear();
+                self.extend_partial(line, logs, at);
+                if !self.partial.is_empty() {
+                    logs.push(self.id, self.pid, &self.partial, at);
+                    self.partial.clear();
+                }
             }
             bytes = &rest[1..];
         }
+        self.extend_partial(bytes, logs, at);
+    }
+
+    /// Add to the line being read; a piece that reaches [`MAX_OUTPUT_LINE`] is a line
+    /// of its own (through the rate limit).
+    fn extend_partial(&mut self, mut bytes: &[u8], logs: &mut WorkerLogs, at: &mut Stamp) {
         while !bytes.is_empty() {
             let room = MAX_OUTPUT_LINE - self.partial.len();
             let (piece, rest) = bytes.split_at(room.min(bytes.len()));
             self.partial.extend_from_slice(piece);
             bytes = rest;
             if self.partial.len() == MAX_OUTPUT_LINE {
-                self.flush_partial();
+                self.flush_partial(logs, at);
             }
         }
     }
 
-    fn flush_partial(&mut self) {
-        if !self.partial.is_empty() {
-            self.emit(&self.partial);
-            self.partial.clear();
+    fn flush_partial(&mut self, logs: &mut WorkerLogs, at: &mut Stamp) {
+        if self.partial.is_empty() {
+            return;
         }
-    }
-
-    fn emit(&self, line: &[u8]) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let line = String::from_utf8_lossy(line);
-        let (level, line) = crate::logger::split_priority(&line);
-        crate::logger::worker_line(&self.name, level, line);
+        if logs.admit(self.id, at) {
+            logs.push(self.id, self.pid, &self.partial, at);
+        } else {
+            logs.drop_lines(self.id, 1);
+        }
+        self.partial.clear();
+        if self.partial.capacity() > MAX_OUTPUT_LINE {
+            self.partial = Vec::new();
+        }
     }
 }
 

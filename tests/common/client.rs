@@ -103,6 +103,15 @@ pub fn wait_ready_req(name: &str) -> Request {
     }
 }
 
+/// `logs`: the last `lines` lines of `name`; with `follow`, a stream follows the reply.
+pub fn logs_req(name: &str, lines: usize, follow: bool) -> Request {
+    Request::Logs {
+        name: name.to_string(),
+        lines,
+        follow,
+    }
+}
+
 pub fn watch_req(names: &[&str]) -> Request {
     Request::Watch {
         names: names.iter().map(|s| s.to_string()).collect(),

@@ -5,12 +5,12 @@
 //! process behind.
 
 use super::cli::{cli_command, run, CliProcess};
-use super::client::{error_kind, lookup_req, start_cmd_req, start_req, Client, ToLine};
+use super::client::{error_kind, logs_req, lookup_req, start_cmd_req, start_req, Client, ToLine};
 use super::dirs::TestDir;
 use super::log::log_tail_of;
 use super::proc::{children_of, is_alive, is_gone, send_signal, settled, stat, zombie_children_of};
 use super::wait::{try_wait_until, DEADLINE};
-use dynsup::protocol::{Counts, ErrorKind, Reply, Request, WorkerInfo};
+use dynsup::protocol::{Counts, ErrorKind, LogLine, Reply, Request, WorkerInfo};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::fs;
@@ -321,6 +321,37 @@ impl TestDaemon {
     #[track_caller]
     pub fn list_one(&self, name: &str) -> Option<WorkerInfo> {
         self.list().into_iter().find(|w| w.name == name)
+    }
+
+    /// `logs`: the last `n` kept lines of `name` (which must be known).
+    #[track_caller]
+    pub fn logs(&self, name: &str, n: usize) -> Vec<LogLine> {
+        let reply = self.request_ok(&logs_req(name, n, false));
+        match reply.log {
+            Some(lines) => lines,
+            None => panic!("logs reply without log: {reply:?}"),
+        }
+    }
+
+    /// The text of the last `n` kept lines of `name`.
+    #[track_caller]
+    pub fn log_texts(&self, name: &str, n: usize) -> Vec<String> {
+        self.logs(name, n).into_iter().map(|l| l.line).collect()
+    }
+
+    /// Waits until one of the last `n` kept lines of `name` is `line`.
+    #[track_caller]
+    pub fn wait_kept_line(&self, name: &str, n: usize, line: &str) {
+        self.wait_until(
+            DEADLINE,
+            &format!("`{line}` among the last {n} kept lines of {name}"),
+            || {
+                self.log_texts(name, n)
+                    .iter()
+                    .any(|l| l == line)
+                    .then_some(())
+            },
+        )
     }
 
     /// `ps` for one worker (or all): name -> pids.

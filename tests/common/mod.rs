@@ -52,8 +52,8 @@ pub use self::{
 };
 #[allow(unused_imports)]
 pub use dynsup::protocol::{
-    Counts, ErrorKind, Event, ExitReport, LastExit, ReloadReport, Reply, Request, StopReport,
-    WorkerInfo, WorkerStateName,
+    Counts, ErrorKind, Event, ExitReport, LastExit, LogEvent, LogLine, LogStream, ReloadReport,
+    Reply, Request, StopReport, WorkerInfo, WorkerStateName,
 };
 #[allow(unused_imports)]
 pub use nix::sys::signal::Signal;

@@ -198,6 +198,13 @@ pub fn rss_kib(pid: i32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status (or no such process)"))
 }
 
+/// The peak resident set size of `pid` so far, in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: i32) -> u64 {
+    status_field(pid, "VmHWM")
+        .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status (or no such process)"))
+}
+
 /// The pids of a process in each PID namespace it belongs to, outermost first
 /// (`NSpid`).
 pub fn ns_pids(pid: i32) -> Vec<i32> {

@@ -1,6 +1,7 @@
 //! Carrying out the core's actions, in the order the core returned them: spawn (and
-//! feed the result back at once), signal, cast to a mailbox, clean up after a reap,
-//! deliver a reply, broadcast an event, save the state file, begin the exit.
+//! feed the result back at once), signal, cast to a mailbox, clean up after a reap
+//! (taking what the worker wrote), deliver a reply, broadcast an event, save the state
+//! file, begin the exit.
 
 use super::leftovers::Leftovers;
 use super::{Exiting, Reactor};
@@ -51,9 +52,13 @@ impl Reactor {
             Action::Spawn { instance, spec } => {
                 // Answered before anything else: the pid is in the registry before
                 // `waitpid` can return it.
-                let spawned = self
-                    .workers
-                    .spawn(instance, &spec, &self.cgroups, &mut self.poller);
+                let spawned = self.workers.spawn(
+                    instance,
+                    &spec,
+                    &self.cgroups,
+                    &mut self.poller,
+                    &mut self.logs,
+                );
                 let input = match spawned {
                     Ok(pid) => Input::Spawned { instance, pid },
                     Err(error) => Input::SpawnFailed {
@@ -124,7 +129,8 @@ impl Reactor {
     fn reaped(&mut self, instance: InstanceId, pid: i32) {
         let name = self.workers.forget(instance).map(|pipes| {
             let name = pipes.name.clone();
-            self.workers.after_reap(pipes, &mut self.poller);
+            self.workers
+                .after_reap(pipes, &mut self.poller, &mut self.logs.store);
             name
         });
         let left = match &name {
@@ -166,8 +172,9 @@ impl Reactor {
         }
     }
 
-    /// Every worker is gone: stop accepting, and let `run` give the clients a moment
-    /// to read their last replies.
+    /// Every worker is gone: stop accepting, end the log followers' streams (after the
+    /// workers' last lines), and let `run` give the clients a moment to read their last
+    /// replies.
     fn begin_exit(&mut self, code: i32) {
         if self.exiting.is_none() {
             self.exiting = Some(Exiting {
@@ -175,6 +182,7 @@ impl Reactor {
                 since: Instant::now(),
             });
             self.clients.stop_listening(self.poller.registry());
+            self.end_log_streams();
         }
     }
 }

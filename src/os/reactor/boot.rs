@@ -262,10 +262,12 @@ impl Reactor {
     }
 
     /// The daemon-wide settings a reload can apply at once (log level, who may
-    /// connect, how many), and a warning for each one it cannot.
+    /// connect, how many, the workers' output settings), and a warning for each one it
+    /// cannot.
     fn apply_settings(&mut self, config: &Config) {
         crate::logger::set_config_level(config.log_level);
         self.clients.apply_config(config);
+        self.logs.apply_config(&config.logs, self.workers.live());
         self.files.warn_fixed_changes(config);
     }
 }

@@ -1,8 +1,9 @@
 //! The clients of the control socket: accepting and admitting connections (room,
 //! `SO_PEERCRED` access, the share of one uid), reading their requests one at a time,
 //! the read-only check, replies in request order, flushing with writable interest only
-//! while bytes wait, the watchers that `watch` turned into event streams, and the two
-//! timers of the socket: accepting again after the fd limit stopped it, and closing
+//! while bytes wait, the watchers that `watch` turned into event streams and the
+//! followers of a worker's output (`logs` with `follow`), and the two timers of the
+//! socket: accepting again after the fd limit stopped it, and closing
 //! idle connections.
 
 use super::Poller;
@@ -10,7 +11,7 @@ use crate::access::{Access, AccessPolicy};
 use crate::config::Config;
 use crate::os::conn::{Conn, ConnStatus};
 use crate::os::process;
-use crate::protocol::{Cmd, ErrorKind, Event, Reply, Request};
+use crate::protocol::{Cmd, ErrorKind, Event, LogEvent, Reply, Request};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 use std::collections::HashMap;
@@ -31,6 +32,8 @@ pub(super) struct Clients {
     by_uid: HashMap<u32, usize>,
     /// Connections that turned into event streams.
     watchers: Vec<Token>,
+    /// Connections that follow a worker's output, by worker name.
+    followers: HashMap<String, Vec<Token>>,
     /// Connections that got replies or events since they were last flushed.
     dirty: Vec<Token>,
     /// Who may connect, and how many connections each uid may hold (a reload replaces
@@ -66,6 +69,7 @@ impl Clients {
             conns: HashMap::new(),
             by_uid: HashMap::new(),
             watchers: Vec::new(),
+            followers: HashMap::new(),
             dirty: Vec::new(),
             access,
             max_connections,
@@ -265,6 +269,66 @@ impl Clients {
         self.deliver(token, seq, &reply);
     }
 
+    /// `logs` with `follow`: the connection becomes a stream of `name`'s lines from
+    /// sequence number `next` on, once every earlier request on it is answered (so its
+    /// lines cannot overtake those replies). The `bad_request` message if it cannot.
+    pub(super) fn follow(
+        &mut self,
+        token: Token,
+        seq: u64,
+        name: &str,
+        next: u64,
+    ) -> Result<(), &'static str> {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Ok(());
+        };
+        if !conn.is_next(seq) {
+            return Err("logs with follow must wait until the earlier requests on this connection are answered");
+        }
+        conn.start_following(name, next);
+        self.followers
+            .entry(name.to_string())
+            .or_default()
+            .push(token);
+        Ok(())
+    }
+
+    /// Whether any connection follows `name`'s output.
+    pub(super) fn has_followers(&self, name: &str) -> bool {
+        self.followers.contains_key(name)
+    }
+
+    /// Queue `name`'s new lines (sequence number, encoded line) on each of its
+    /// followers.
+    pub(super) fn push_log_lines(&mut self, name: &str, lines: &[(u64, Vec<u8>)]) {
+        let Some(tokens) = self.followers.get(name) else {
+            return;
+        };
+        for token in tokens {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            let mut queued = false;
+            for (seq, line) in lines {
+                queued |= conn.push_log(*seq, line);
+            }
+            if queued {
+                self.dirty.push(*token);
+            }
+        }
+    }
+
+    /// The daemon is exiting: each follower's stream ends with `shutdown`.
+    pub(super) fn end_log_streams(&mut self) {
+        let line = LogEvent::Shutdown.encode();
+        for token in self.followers.values().flatten() {
+            if let Some(conn) = self.conns.get_mut(token) {
+                conn.push_last(&line);
+                self.dirty.push(*token);
+            }
+        }
+    }
+
     /// Queue an event on every watcher that wants it (encoded once).
     pub(super) fn broadcast(&mut self, event: &Event) {
         if self.watchers.is_empty() {
@@ -378,7 +442,14 @@ impl Clients {
                 self.by_uid.remove(&conn.peer.uid);
             }
         }
-        if conn.is_watching() {
+        if let Some(name) = conn.following() {
+            if let Some(tokens) = self.followers.get_mut(name) {
+                tokens.retain(|&t| t != token);
+                if tokens.is_empty() {
+                    self.followers.remove(name);
+                }
+            }
+        } else if conn.is_streaming() {
             self.watchers.retain(|&t| t != token);
         }
         if let Some(retry) = &mut self.accept_retry {
@@ -396,7 +467,7 @@ impl Clients {
         };
         let mut idle = Vec::new();
         for (&token, conn) in &self.conns {
-            if conn.is_watching() {
+            if conn.is_streaming() {
                 continue;
             }
             // A busy connection becomes idle no sooner than a full timeout from now.

@@ -4,8 +4,8 @@
 //! via signal-hook-mio), the listening socket, the workers' notify socket, client
 //! connections, and each worker's output pipe (its stdout and stderr share one) and,
 //! while bytes wait, its stdin. The poll timeout is the earliest of the core's next
-//! deadline, a due message to systemd and the exit grace, or none: an idle daemon
-//! sleeps in `epoll_wait` until something happens.
+//! deadline, a due message to systemd, a due note of dropped output lines and the exit
+//! grace, or none: an idle daemon sleeps in `epoll_wait` until something happens.
 //!
 //! Each readiness becomes an [`Input`] for the core; the core's `Action`s are carried
 //! out in order. A spawn is carried out synchronously and its result fed back before
@@ -28,6 +28,8 @@
 //! - `router`: a connection's requests, each handled by the OS or passed to the core;
 //! - `clients`: accepting and admitting connections, replies, flushing, watchers;
 //! - `workers_io`: spawning a worker instance, and its output pipe and stdin mailbox;
+//! - `logs`: the workers' output after their pipes (kept lines, rate limits, files),
+//!   the `logs` and `reopen_logs` requests, and each turn's end for output;
 //! - `worker_cgroups`: the workers' cgroups, from before the spawn to removal;
 //! - `boot`: the boot children, the state file (restore, save), and reload.
 
@@ -35,6 +37,7 @@ mod actions;
 mod boot;
 mod clients;
 mod leftovers;
+mod logs;
 mod router;
 mod worker_cgroups;
 mod workers_io;
@@ -42,6 +45,7 @@ mod workers_io;
 use self::boot::Files;
 use self::clients::Clients;
 use self::leftovers::Leftovers;
+use self::logs::Logs;
 use self::worker_cgroups::WorkerCgroups;
 use self::workers_io::WorkerIo;
 use super::cgroup::Cgroups;
@@ -50,7 +54,7 @@ use super::process;
 use super::ready::NotifySocket;
 use super::spawn::{SpawnContext, Spawner};
 use crate::access::AccessPolicy;
-use crate::config::FixedSettings;
+use crate::config::{FixedSettings, LogConfig};
 use crate::core::{Input, Supervisor, Time};
 use crate::signal::Signal;
 use mio::net::UnixListener;
@@ -81,6 +85,8 @@ pub struct Reactor {
     poller: Poller,
     clients: Clients,
     workers: WorkerIo,
+    /// The workers' output once read: kept lines, rate limits, files, followers.
+    logs: Logs,
     cgroups: WorkerCgroups,
     /// What is left of ended workers' process groups, until it is gone.
     leftovers: Leftovers,
@@ -107,6 +113,8 @@ pub struct Settings {
     pub fixed: FixedSettings,
     /// `--no-restore`: the state file's workers are registered as failed, not started.
     pub no_restore: bool,
+    /// What happens to the workers' output (a reload replaces it).
+    pub logs: LogConfig,
 }
 
 /// epoll, and what every room needs from it: registration, fresh tokens and the retry
@@ -217,6 +225,7 @@ impl Reactor {
             },
             clients: Clients::new(listener, settings.access, settings.max_connections),
             workers: WorkerIo::new(settings.spawner, ctx),
+            logs: Logs::new(settings.logs),
             cgroups: WorkerCgroups::new(settings.cgroups),
             leftovers: Leftovers::default(),
             reap_more: false,
@@ -251,7 +260,8 @@ impl Reactor {
         loop {
             if let Some(exiting) = self.exiting {
                 if self.clients.all_sent() || exiting.since.elapsed() >= EXIT_GRACE {
-                    self.workers.drain_outputs();
+                    self.workers.drain_outputs(&mut self.logs.store);
+                    self.logs.finish();
                     self.cgroups.remove_all_at_exit();
                     return Ok(exiting.code);
                 }
@@ -288,7 +298,9 @@ impl Reactor {
                     LISTENER => self.clients.accept(&mut self.poller),
                     NOTIFY => self.on_worker_notify(),
                     token if self.clients.has(token) => self.on_conn(token),
-                    token => self.workers.on_ready(token, &mut self.poller),
+                    token => self
+                        .workers
+                        .on_ready(token, &mut self.poller, &mut self.logs.store),
                 }
             }
             if self
@@ -315,6 +327,8 @@ impl Reactor {
                 let core = &self.core;
                 self.systemd.on_wake(|| status_line(core));
             }
+            // The turn's output: drop notes due, followers, files, drop counts.
+            self.end_log_turn();
             // Before replies go out: an answered start or stop is on disk first (or
             // its reply says it is not).
             let written = self.files.write_if_dirty(&self.core);
@@ -346,7 +360,11 @@ impl Reactor {
             .clients
             .next_wake()
             .map(|at| at.saturating_duration_since(Instant::now()));
-        [deadline, grace, systemd, leftovers, clients]
+        let log_notes = self
+            .logs
+            .next_wake()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        [deadline, grace, systemd, leftovers, clients, log_notes]
             .into_iter()
             .flatten()
             .min()

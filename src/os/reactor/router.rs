@@ -1,6 +1,7 @@
 //! The request router: every request read from a connection comes through here, and
-//! one exhaustive `match` decides who answers it. `watch`, `ps` and `reload` are
-//! answered here (with the core's help for `ps` and `reload`); `whois` gets its pid's
+//! one exhaustive `match` decides who answers it. `watch`, `ps`, `reload`, `logs` and
+//! `reopen_logs` are answered here (with the core's help for `ps` and `reload`, and
+//! the output room `logs.rs` for the last two); `whois` gets its pid's
 //! process group from /proc; every request the core answers becomes its `Command`,
 //! each variant spelled out, and goes in through [`Reactor::command`].
 //!
@@ -70,6 +71,13 @@ impl Reactor {
             }
             // The config file is read and validated, then fed as `Input::Reload`.
             Request::Reload => self.reload(Some(from)),
+            // A worker's kept output (and, with `follow`, a stream of it): `logs.rs`.
+            Request::Logs {
+                name,
+                lines,
+                follow,
+            } => self.logs_request(token, seq, from, name, lines, follow),
+            Request::ReopenLogs => self.reopen_logs(from),
             // The core answers; the pid's process group, read from /proc, goes with it.
             Request::Whois { pid } => {
                 let group = process::process_group(pid);

@@ -1,13 +1,15 @@
 //! Each worker instance's I/O, from the spawn that creates it to the reap that ends it:
-//! its output pipe (stdout and stderr share one), logged as `[name] line` and drained
-//! to EOF even after the reap, and its stdin mailbox, watched for writability only
-//! while bytes wait.
+//! its output pipe (stdout and stderr share one), whose lines go to the output store
+//! (`logs.rs`), drained to EOF even after the reap, and its stdin mailbox, watched for
+//! writability only while bytes wait.
 
+use super::logs::Logs;
 use super::worker_cgroups::WorkerCgroups;
 use super::Poller;
 use crate::core::{ChildSpec, InstanceId};
 use crate::os::pipes::{CastError, Drained, Mailbox, OutputPipe, MAILBOX_CAPACITY};
 use crate::os::spawn::{self, ExecPlan, SpawnContext, SpawnError, Spawner};
+use crate::os::worker_logs::WorkerLogs;
 use crate::protocol::{ErrorKind, Reply};
 use mio::unix::pipe::{Receiver, Sender};
 use mio::{Interest, Registry, Token};
@@ -27,9 +29,14 @@ pub(super) struct WorkerIo {
     ctx: SpawnContext,
 }
 
-/// A live instance: its worker's name and its pipes' tokens.
+/// How many times an output pipe is read at exit at most (a descendant that keeps
+/// writing must not keep the daemon from exiting).
+const EXIT_READS: usize = 16;
+
+/// A live instance: its worker's name and template, and its pipes' tokens.
 pub(super) struct InstancePipes {
     pub(super) name: Rc<str>,
+    template: String,
     mailbox: Token,
     /// None when the output pipe could not be watched (its output is lost).
     output: Option<Token>,
@@ -54,6 +61,7 @@ impl WorkerIo {
         spec: &ChildSpec,
         cgroups: &WorkerCgroups,
         poller: &mut Poller,
+        logs: &mut Logs,
     ) -> Result<i32, SpawnError> {
         let plan = ExecPlan::new(spec, &self.ctx).map_err(SpawnError::other)?;
         let cgroup_procs = cgroups.prepare(&spec.name)?;
@@ -71,8 +79,9 @@ impl WorkerIo {
             .register(&mut pipe, token, Interest::READABLE)
         {
             Ok(()) => {
+                let id = logs.open_pipe(&name, &spec.template.name);
                 self.outputs
-                    .insert(token, OutputPipe::new(pipe, name.clone()));
+                    .insert(token, OutputPipe::new(pipe, name.clone(), id, child.pid));
                 Some(token)
             }
             // The worker runs on; only its output is lost (dropping the pipe closes
@@ -89,6 +98,7 @@ impl WorkerIo {
             instance,
             InstancePipes {
                 name,
+                template: spec.template.name.clone(),
                 mailbox,
                 output,
             },
@@ -134,9 +144,9 @@ impl WorkerIo {
     }
 
     /// A pipe is ready: read an output pipe, or write a mailbox's waiting bytes.
-    pub(super) fn on_ready(&mut self, token: Token, poller: &mut Poller) {
+    pub(super) fn on_ready(&mut self, token: Token, poller: &mut Poller, logs: &mut WorkerLogs) {
         if self.outputs.contains_key(&token) {
-            self.on_output(token, poller);
+            self.on_output(token, poller, logs);
         } else if let Some(mailbox) = self.mailboxes.get_mut(&token) {
             let waiting = mailbox.flush();
             // Nothing left to write (or the worker is gone): stop watching.
@@ -147,19 +157,28 @@ impl WorkerIo {
         }
     }
 
-    fn on_output(&mut self, token: Token, poller: &mut Poller) {
+    fn on_output(&mut self, token: Token, poller: &mut Poller, logs: &mut WorkerLogs) {
         let Some(pipe) = self.outputs.get_mut(&token) else {
             return;
         };
-        match pipe.drain() {
+        match pipe.drain(logs) {
             Drained::WouldBlock => {}
             Drained::More => poller.retry(token),
             Drained::Eof => {
                 if let Some(mut pipe) = self.outputs.remove(&token) {
                     let _ = poller.registry().deregister(&mut pipe.pipe);
+                    logs.close_pipe(pipe.id());
                 }
             }
         }
+    }
+
+    /// Each live instance's worker name and template (a reload applies their new output
+    /// settings).
+    pub(super) fn live(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.instances
+            .values()
+            .map(|pipes| (&*pipes.name, pipes.template.as_str()))
     }
 
     /// The instance was reaped: it has no live process any more.
@@ -167,8 +186,13 @@ impl WorkerIo {
         self.instances.remove(&instance)
     }
 
-    /// Close the reaped instance's stdin, and log what it wrote.
-    pub(super) fn after_reap(&mut self, pipes: InstancePipes, poller: &mut Poller) {
+    /// Close the reaped instance's stdin, and take what it wrote.
+    pub(super) fn after_reap(
+        &mut self,
+        pipes: InstancePipes,
+        poller: &mut Poller,
+        logs: &mut WorkerLogs,
+    ) {
         if let Some(mut mailbox) = self.mailboxes.remove(&pipes.mailbox) {
             if mailbox.registered {
                 let _ = poller.registry().deregister(&mut mailbox.pipe);
@@ -178,15 +202,20 @@ impl WorkerIo {
         // before anything else (a shutdown may end the loop next). Descendants may
         // still hold the pipe open; it goes on being read.
         if let Some(token) = pipes.output {
-            self.on_output(token, poller);
+            self.on_output(token, poller, logs);
         }
     }
 
-    /// Log what is left in every output pipe (at exit: every worker is reaped, so
-    /// this only reads what is already buffered).
-    pub(super) fn drain_outputs(&mut self) {
+    /// Take what is left in every output pipe (at exit: every worker is reaped, so
+    /// this reads what is already buffered, and at most a few budgets of a descendant
+    /// that goes on writing).
+    pub(super) fn drain_outputs(&mut self, logs: &mut WorkerLogs) {
         for pipe in self.outputs.values_mut() {
-            while let Drained::More = pipe.drain() {}
+            for _ in 0..EXIT_READS {
+                if !matches!(pipe.drain(logs), Drained::More) {
+                    break;
+                }
+            }
         }
     }
 }
