@@ -2,7 +2,7 @@
 //! split into lines, and the stdin mailbox.
 //!
 //! Both sides are non-blocking and bounded. A pipe is read at most [`READ_BUDGET`]
-//! bytes per loop turn. Each line goes through its name's rate limit
+//! bytes, and about [`LINE_BUDGET`] taken lines, per loop turn. Each line goes through its name's rate limit
 //! ([`WorkerLogs::admit`]); past it, every line that ends in the chunk just read is
 //! dropped and counted in one pass over its bytes, without being looked at. An output
 //! line longer than [`MAX_OUTPUT_LINE`] is cut in pieces; a partial last line is taken
@@ -23,8 +23,12 @@ pub const MAILBOX_CAPACITY: usize = 1024 * 1024;
 
 /// Bytes read from one pipe per loop turn before other sources get their turn.
 pub const READ_BUDGET: usize = 64 * 1024;
-/// Bytes read by one `read`.
-const READ_CHUNK: usize = 16 * 1024;
+/// Lines taken (kept, logged, written to files) from one pipe per loop turn: the cost of
+/// a line is per line, so a flood of short lines is bounded by this, not by bytes.
+/// Lines dropped by the rate limit are counted in one pass and do not count here.
+pub const LINE_BUDGET: usize = 1024;
+/// Bytes read by one `read` (at most this many lines can end in one read).
+const READ_CHUNK: usize = 4 * 1024;
 
 pub enum Drained {
     /// Nothing more to read now.
@@ -66,6 +70,7 @@ impl OutputPipe {
         let mut at = Stamp::now();
         let mut chunk = [0u8; READ_CHUNK];
         let mut total = 0;
+        let mut lines = 0;
         loop {
             match self.pipe.read(&mut chunk) {
                 Ok(0) => {
@@ -73,9 +78,9 @@ impl OutputPipe {
                     return Drained::Eof;
                 }
                 Ok(n) => {
-                    self.take(&chunk[..n], logs, &mut at);
+                    lines += self.take(&chunk[..n], logs, &mut at);
                     total += n;
-                    if total >= READ_BUDGET {
+                    if total >= READ_BUDGET || lines >= LINE_BUDGET {
                         return Drained::More;
                     }
                 }
@@ -90,7 +95,9 @@ impl OutputPipe {
         }
     }
 
-    fn take(&mut self, mut bytes: &[u8], logs: &mut WorkerLogs, at: &mut Stamp) {
+    /// Split `bytes` into lines; returns how many were taken (not dropped).
+    fn take(&mut self, mut bytes: &[u8], logs: &mut WorkerLogs, at: &mut Stamp) -> usize {
+        let mut taken = 0;
         while let Some(newline) = bytes.iter().position(|&b| b == b'\n') {
             if !logs.admit(self.id, at) {
                 // Over the rate limit: every line that ends in this chunk is dropped,
@@ -104,6 +111,7 @@ impl OutputPipe {
                 break;
             }
             let (line, rest) = bytes.split_at(newline);
+            taken += 1;
             if self.partial.is_empty() {
                 logs.push(self.id, self.pid, line, at);
             } else {
@@ -116,6 +124,7 @@ impl OutputPipe {
             bytes = &rest[1..];
         }
         self.extend_partial(bytes, logs, at);
+        taken
     }
 
     /// Add to the line being read; a piece that reaches [`MAX_OUTPUT_LINE`] is a line
