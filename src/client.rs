@@ -223,35 +223,48 @@ pub fn exchange_all(socket: &Path, requests: &[Request]) -> Result<Vec<Reply>, S
     Ok(replies)
 }
 
-/// Subscribe and print events until the daemon closes the stream.
-fn watch(socket: &Path, request: &Request, json: bool) -> ExitStatus {
+/// Send a request that turns the connection into a stream (`watch`, `logs -f`) and
+/// read its first reply: the reader for what follows and that reply, or (after the
+/// message is printed) the exit status — an error reply is `Error`, no daemon or no
+/// reply `Unreachable`.
+fn open_stream(
+    socket: &Path,
+    request: &Request,
+) -> Result<(BufReader<UnixStream>, Reply), ExitStatus> {
     let shown = socket.display();
-    let stream = match connect_and_send(socket, request) {
-        Ok(stream) => stream,
-        Err(message) => {
-            eprintln!("dynsup: {message}");
-            return ExitStatus::Unreachable;
-        }
-    };
-    let mut lines = BufReader::new(&stream).lines();
-    match lines.next() {
-        Some(Ok(line)) => match serde_json::from_str::<Reply>(&line) {
-            Ok(reply) if reply.ok => {}
+    let stream = connect_and_send(socket, request).map_err(|message| {
+        eprintln!("dynsup: {message}");
+        ExitStatus::Unreachable
+    })?;
+    let mut reader = BufReader::new(stream);
+    let mut first = String::new();
+    match reader.read_line(&mut first) {
+        Ok(n) if n > 0 => match serde_json::from_str::<Reply>(&first) {
+            Ok(reply) if reply.ok => Ok((reader, reply)),
             Ok(reply) => {
                 let message = reply.error.map(|e| e.message).unwrap_or_default();
                 eprintln!("dynsup: {message}");
-                return ExitStatus::Error;
+                Err(ExitStatus::Error)
             }
             Err(e) => {
                 eprintln!("dynsup: unreadable reply from {shown}: {e}");
-                return ExitStatus::Unreachable;
+                Err(ExitStatus::Unreachable)
             }
         },
         _ => {
             eprintln!("dynsup: the daemon at {shown} closed the connection without replying");
-            return ExitStatus::Unreachable;
+            Err(ExitStatus::Unreachable)
         }
     }
+}
+
+/// Subscribe and print events until the daemon closes the stream.
+fn watch(socket: &Path, request: &Request, json: bool) -> ExitStatus {
+    let (reader, _reply) = match open_stream(socket, request) {
+        Ok(opened) => opened,
+        Err(status) => return status,
+    };
+    let lines = reader.lines();
     let stdout = std::io::stdout();
     for line in lines {
         let Ok(line) = line else { break };
@@ -290,33 +303,10 @@ struct LogFormat {
 /// user interrupts. A closed stdout (`| head`) ends it quietly.
 fn logs(socket: &Path, request: &Request, follow: bool, format: LogFormat) -> ExitStatus {
     let shown = socket.display();
-    let stream = match connect_and_send(socket, request) {
-        Ok(stream) => stream,
-        Err(message) => {
-            eprintln!("dynsup: {message}");
-            return ExitStatus::Unreachable;
-        }
+    let (mut reader, reply) = match open_stream(socket, request) {
+        Ok(opened) => opened,
+        Err(status) => return status,
     };
-    let mut reader = BufReader::new(&stream);
-    let mut first = String::new();
-    let reply = match reader.read_line(&mut first) {
-        Ok(n) if n > 0 => match serde_json::from_str::<Reply>(&first) {
-            Ok(reply) => reply,
-            Err(e) => {
-                eprintln!("dynsup: unreadable reply from {shown}: {e}");
-                return ExitStatus::Unreachable;
-            }
-        },
-        _ => {
-            eprintln!("dynsup: the daemon at {shown} closed the connection without replying");
-            return ExitStatus::Unreachable;
-        }
-    };
-    if !reply.ok {
-        let message = reply.error.map(|e| e.message).unwrap_or_default();
-        eprintln!("dynsup: {message}");
-        return ExitStatus::Error;
-    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for line in reply.log.as_deref().unwrap_or_default() {

@@ -104,8 +104,12 @@ pub fn cpu_ticks(pid: i32) -> Option<u64> {
 }
 
 fn status_field(pid: i32, key: &str) -> Option<u64> {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
+    keyed_number(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?, key)
+}
+
+/// The number after `key:` in a `/proc` file of `key: value` lines.
+fn keyed_number(text: &str, key: &str) -> Option<u64> {
+    text.lines()
         .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?
         .split_whitespace()
         .nth(1)?
@@ -330,15 +334,7 @@ pub fn kill(pid: i32, sig: i32) -> bool {
 /// write-like calls that succeeded, and the number of write-like calls.
 pub fn io_of(pid: i32) -> Option<(u64, u64)> {
     let s = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
-    let field = |key: &str| -> Option<u64> {
-        s.lines()
-            .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
-    Some((field("wchar")?, field("syscw")?))
+    Some((keyed_number(&s, "wchar")?, keyed_number(&s, "syscw")?))
 }
 
 /// Peak resident set (VmHWM), KiB.

@@ -2,8 +2,8 @@
 //! (`/run/systemd/journal/socket`; the daemon is pointed at it with
 //! `DYNSUP_JOURNAL_SOCKET`), and a reader of the native protocol's entries.
 
+use super::notify::recv_datagram;
 use super::wait::each_moment_until;
-use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -82,27 +82,11 @@ impl JournalListener {
 
     /// The next entry within `timeout`, if any.
     pub fn recv(&mut self, timeout: Duration) -> Option<JournalEntry> {
-        self.socket
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
-            .expect("set_read_timeout");
-        let mut buf = vec![0u8; 256 * 1024];
-        match self.socket.recv(&mut buf) {
-            Ok(n) => {
-                let entry = parse_journal_entry(&buf[..n])
-                    .unwrap_or_else(|e| panic!("a malformed journal entry ({e}): {:?}", &buf[..n]));
-                self.entries.push(entry.clone());
-                Some(entry)
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                None
-            }
-            Err(e) => panic!("recv on the journal socket: {e}"),
-        }
+        let bytes = recv_datagram(&self.socket, timeout, 256 * 1024, "the journal socket")?;
+        let entry = parse_journal_entry(&bytes)
+            .unwrap_or_else(|e| panic!("a malformed journal entry ({e}): {bytes:?}"));
+        self.entries.push(entry.clone());
+        Some(entry)
     }
 
     /// Reads entries until one satisfies `pred` (it is returned); panics after

@@ -46,27 +46,10 @@ impl NotifyListener {
 
     /// The next message within `timeout`, if any.
     pub fn recv(&mut self, timeout: Duration) -> Option<String> {
-        let timeout = timeout.max(Duration::from_millis(1));
-        self.socket
-            .set_read_timeout(Some(timeout))
-            .expect("set_read_timeout");
-        let mut buf = vec![0u8; 65536];
-        match self.socket.recv(&mut buf) {
-            Ok(n) => {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                self.received.push((text.clone(), Instant::now()));
-                Some(text)
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                None
-            }
-            Err(e) => panic!("recv on the notify socket: {e}"),
-        }
+        let bytes = recv_datagram(&self.socket, timeout, 65536, "the notify socket")?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        self.received.push((text.clone(), Instant::now()));
+        Some(text)
     }
 
     /// Reads messages until one satisfies `pred` (it is returned); panics after
@@ -126,4 +109,33 @@ pub fn send_notify(address: &str, message: &str) -> io::Result<()> {
     UnixDatagram::unbound()?
         .send_to_addr(message.as_bytes(), &addr)
         .map(drop)
+}
+
+/// The next datagram on `socket` within `timeout` (at most `max` bytes), if any;
+/// panics on an error other than a timeout, naming `what`.
+pub fn recv_datagram(
+    socket: &UnixDatagram,
+    timeout: Duration,
+    max: usize,
+    what: &str,
+) -> Option<Vec<u8>> {
+    socket
+        .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+        .expect("set_read_timeout");
+    let mut buf = vec![0u8; max];
+    match socket.recv(&mut buf) {
+        Ok(n) => {
+            buf.truncate(n);
+            Some(buf)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            None
+        }
+        Err(e) => panic!("recv on {what}: {e}"),
+    }
 }
