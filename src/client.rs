@@ -144,7 +144,10 @@ fn to_request(command: Command) -> Option<Request> {
         Command::List { .. } => Request::List,
         Command::Shutdown => Request::Shutdown,
         Command::Restart { name, timeout } => Request::Restart {
-            name,
+            name: Some(name),
+            template: None,
+            all: false,
+            rolling: false,
             timeout_ms: timeout,
         },
         Command::Whois { pid } => Request::Whois { pid },
@@ -398,6 +401,13 @@ fn describe_event(event: &Event) -> String {
         Event::IntensityTripped { name } => {
             format!("{name} reached the restart intensity: the daemon is shutting down")
         }
+        Event::Waiting { name, on } => format!("{name} waits for {}", on.join(", ")),
+        Event::Unhealthy {
+            name,
+            failures,
+            message,
+        } => format!("{name} failed its health check ({failures} in a row): {message}"),
+        Event::Healthy { name } => format!("{name} passes its health check again"),
         Event::Shutdown => "the daemon is shutting down".to_string(),
         Event::Lagged { dropped } => {
             format!("(this watcher fell behind: {dropped} event(s) were dropped)")
@@ -438,9 +448,12 @@ fn print_human(request: &Request, reply: &Reply) {
                 println!("{}: {}", p.name, pids.join(" "));
             }
         }
-        Request::Restart { name, .. } => {
+        Request::Restart {
+            name: Some(name), ..
+        } => {
             println!("{name} restarted (pid {})", reply.pid.unwrap_or_default())
         }
+        Request::Restart { .. } | Request::Health => {}
         Request::Whois { .. } => println!("{}", reply.name.as_deref().unwrap_or_default()),
         Request::Reload => {
             let Some(r) = &reply.reload else { return };

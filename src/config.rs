@@ -479,6 +479,8 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
             name,
             template,
             args: child.args,
+            after: Vec::new(),
+            critical: false,
         });
     }
     let socket = raw.supervisor.socket.map(|s| PathBuf::from(s.into_inner()));
@@ -911,6 +913,7 @@ fn validate_template(
         no_new_privs: raw.no_new_privs,
         ready: raw.ready.unwrap_or(Readiness::Exec),
         ready_timeout_ms,
+        ..Template::new("", Vec::new())
     })
 }
 

@@ -133,7 +133,6 @@ fn run_logged(args: DaemonArgs) -> ExitStatus {
             reactor.boot(&config.children);
             if !reactor.is_shutting_down() {
                 log::info!("listening on {}", socket.display());
-                reactor.ready();
             }
             match reactor.run() {
                 Ok(code) => ExitStatus::after_shutdown(code),

@@ -63,9 +63,21 @@ pub enum Request {
     /// Stop every worker and exit the daemon.
     Shutdown,
     /// Stop a worker (as `stop` does), then start it again with the same spec. An
-    /// operator action: not counted as a crash.
+    /// operator action: not counted as a crash. Exactly one of `name`, `template` and
+    /// `all` says which; `template` and `all` need `rolling`.
     Restart {
-        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Every running instance of this template.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        /// Every running worker.
+        #[serde(default, skip_serializing_if = "is_false")]
+        all: bool,
+        /// One at a time, each once the one before it is ready again; answered at the
+        /// end (or when one fails to get ready, which stops the roll).
+        #[serde(default, skip_serializing_if = "is_false")]
+        rolling: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
     },
@@ -102,6 +114,9 @@ pub enum Request {
     /// Close and reopen every worker's log file (after an external logrotate renamed
     /// them).
     ReopenLogs,
+    /// Whether every boot child and every critical worker is running and ready (and
+    /// passing its health check): for container and orchestrator probes.
+    Health,
 }
 
 /// How many lines `logs` returns when the request does not say.
@@ -135,6 +150,7 @@ impl Request {
             Request::Ps { .. } => Cmd::Ps,
             Request::Logs { .. } => Cmd::Logs,
             Request::ReopenLogs => Cmd::ReopenLogs,
+            Request::Health => Cmd::Health,
         }
     }
 }
@@ -160,11 +176,12 @@ pub enum Cmd {
     Ps,
     Logs,
     ReopenLogs,
+    Health,
 }
 
 impl Cmd {
     /// Every command, in documentation order.
-    pub const ALL: [Cmd; 16] = [
+    pub const ALL: [Cmd; 17] = [
         Cmd::Start,
         Cmd::Stop,
         Cmd::Kill,
@@ -181,6 +198,7 @@ impl Cmd {
         Cmd::Ps,
         Cmd::Logs,
         Cmd::ReopenLogs,
+        Cmd::Health,
     ];
 
     /// The wire name: the value of `"cmd"` (serde's snake_case of the variant).
@@ -202,6 +220,7 @@ impl Cmd {
             Cmd::Ps => "ps",
             Cmd::Logs => "logs",
             Cmd::ReopenLogs => "reopen_logs",
+            Cmd::Health => "health",
         }
     }
 
@@ -221,7 +240,8 @@ impl Cmd {
             | Cmd::Watch
             | Cmd::Ps
             | Cmd::WaitReady
-            | Cmd::Logs => true,
+            | Cmd::Logs
+            | Cmd::Health => true,
             Cmd::Start
             | Cmd::Stop
             | Cmd::Kill
@@ -282,6 +302,10 @@ pub enum ErrorKind {
     /// The change was made (a worker started or stopped), but the state file could not
     /// be written: after a daemon restart it would be lost. The message says which.
     NotRecorded,
+    /// `start` of a worker whose `after` names a worker that is not registered, or
+    /// that did not become running and ready within the new worker's
+    /// `ready_timeout_ms`.
+    DependencyNotRunning,
 }
 
 impl ErrorKind {
@@ -303,6 +327,7 @@ impl ErrorKind {
         ErrorKind::TooManyConnections,
         ErrorKind::NotReady,
         ErrorKind::NotRecorded,
+        ErrorKind::DependencyNotRunning,
     ];
 
     /// The wire string of this kind.
@@ -324,6 +349,7 @@ impl ErrorKind {
             ErrorKind::TooManyConnections => "too_many_connections",
             ErrorKind::NotReady => "not_ready",
             ErrorKind::NotRecorded => "not_recorded",
+            ErrorKind::DependencyNotRunning => "dependency_not_running",
         }
     }
 }
@@ -400,6 +426,9 @@ pub enum WorkerStateName {
     /// Gave up after its own restart limit (`on_limit = "give_up"`); stays listed with
     /// its last exit until stopped or started again.
     Failed,
+    /// Not started yet: a worker it is `after` is not running and ready
+    /// (`waiting_for` in `list` names them).
+    Waiting,
 }
 
 impl WorkerStateName {
@@ -412,6 +441,7 @@ impl WorkerStateName {
             WorkerStateName::Restarting => "restarting",
             WorkerStateName::Backoff => "backoff",
             WorkerStateName::Failed => "failed",
+            WorkerStateName::Waiting => "waiting",
         }
     }
 }
@@ -457,6 +487,30 @@ pub struct WorkerInfo {
     /// the daemon's own log could not keep up); absent when none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub log_dropped: u64,
+    /// In `waiting`: the workers it is `after` that are not running and ready yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+    /// Its health check's last result (templates with `health` only), since its
+    /// current process became ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthInfo>,
+    /// Its end (given up, or ended for good) shuts the daemon down.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub critical: bool,
+}
+
+/// A worker's last health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthInfo {
+    /// The last check passed.
+    pub ok: bool,
+    /// Failed checks in a row (0 after a pass).
+    pub failures: u32,
+    /// When the last check ended, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// What the last check said: `exit 0`, `exit 1: <its first output line>`, `timed
+    /// out after 2000 ms`, ...
+    pub message: String,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -476,6 +530,10 @@ pub struct Processes {
 pub struct LastExit {
     pub reason: String,
     pub at_ms: u64,
+    /// How the process ended, when it had one (a `watchdog` or `health` kill, say, has
+    /// `signal SIGABRT` here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitReport>,
 }
 
 /// `count` in OTP's `count_children` shape.
@@ -489,6 +547,9 @@ pub struct Counts {
     pub backoff: usize,
     pub failed: usize,
     pub stopping: usize,
+    /// Waiting for the workers they are `after`.
+    #[serde(default)]
+    pub waiting: usize,
 }
 
 /// What `reload` did.
@@ -533,6 +594,17 @@ pub enum Event {
     Failed { name: String, reason: String },
     /// The supervisor-wide restart intensity was reached; the daemon is shutting down.
     IntensityTripped { name: String },
+    /// The worker waits for the workers it is `after` (`on`) before it starts.
+    Waiting { name: String, on: Vec<String> },
+    /// A health check failed (`failures` in a row); at the template's `failures` the
+    /// worker is killed and the restart rule applies.
+    Unhealthy {
+        name: String,
+        failures: u32,
+        message: String,
+    },
+    /// A health check passed after one or more failed.
+    Healthy { name: String },
     /// The daemon is shutting down.
     Shutdown,
     /// This watcher did not read fast enough; `dropped` events were discarded.
@@ -549,7 +621,10 @@ impl Event {
             | Event::Restarting { name, .. }
             | Event::Stopped { name, .. }
             | Event::Failed { name, .. }
-            | Event::IntensityTripped { name } => Some(name),
+            | Event::IntensityTripped { name }
+            | Event::Waiting { name, .. }
+            | Event::Unhealthy { name, .. }
+            | Event::Healthy { name } => Some(name),
             Event::Shutdown | Event::Lagged { .. } => None,
         }
     }
@@ -660,6 +735,36 @@ pub struct Reply {
     /// `logs`: the worker's last lines, oldest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<Vec<LogLine>>,
+    /// `health`: what is not running and ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthReport>,
+    /// `restart` with `rolling`: what was restarted (also on failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutReport>,
+}
+
+/// The answer to `health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// Every boot child and critical worker is running, ready and passing its health
+    /// check, the boot is complete, and the daemon is not shutting down.
+    pub healthy: bool,
+    /// How many workers were checked (the boot children and the critical workers).
+    pub checked: usize,
+    /// One line per thing that is not as it should be, the most telling first
+    /// (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// The outcome of a rolling restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutReport {
+    /// Restarted and ready again, in order.
+    pub restarted: Vec<String>,
+    /// Not restarted: after a failure, or no longer running when their turn came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_restarted: Vec<String>,
 }
 
 impl Reply {
@@ -705,7 +810,8 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
             | Request::List
             | Request::Shutdown
             | Request::Reload
-            | Request::ReopenLogs),
+            | Request::ReopenLogs
+            | Request::Health),
         ) => {
             // serde's deny_unknown_fields does not reach the fieldless variants of an
             // internally tagged enum; check them by hand so a typo is never ignored.
@@ -732,6 +838,29 @@ fn check_ranges(req: Request) -> Result<Request, String> {
             return Err(format!(
                 "field `timeout_ms` must be at most {MAX_TIMEOUT_MS} (one day); got {ms}"
             ));
+        }
+    }
+    if let Request::Restart {
+        name,
+        template,
+        all,
+        rolling,
+        ..
+    } = &req
+    {
+        match (name, template, all) {
+            (Some(_), None, false) => {}
+            (None, Some(_), false) | (None, None, true) if *rolling => {}
+            (None, Some(_), false) | (None, None, true) => {
+                return Err(
+                    "`restart` of a `template` or `all` needs `rolling: true` (one at a time)"
+                        .to_string(),
+                )
+            }
+            (None, None, false) => {
+                return Err("`restart` needs one of `name`, `template` or `all`".to_string())
+            }
+            _ => return Err("`restart` takes only one of `name`, `template` and `all`".to_string()),
         }
     }
     Ok(req)
@@ -863,7 +992,10 @@ mod tests {
             Request::List,
             Request::Shutdown,
             Request::Restart {
-                name: name(),
+                name: Some(name()),
+                template: None,
+                all: false,
+                rolling: false,
                 timeout_ms: None,
             },
             Request::Whois { pid: 1 },
@@ -877,6 +1009,7 @@ mod tests {
                 follow: true,
             },
             Request::ReopenLogs,
+            Request::Health,
         ];
         for req in &one_of_each {
             let json = serde_json::to_value(req).unwrap();

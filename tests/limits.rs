@@ -499,7 +499,8 @@ shutdown_ms = 60000
             active: 2,
             backoff: 1,
             failed: 1,
-            stopping: 1
+            stopping: 1,
+            waiting: 0,
         }
     );
     let out = d.cli(&["count", "--all"]);

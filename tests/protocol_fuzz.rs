@@ -254,12 +254,10 @@ fn line(rng: &mut Rng) -> Vec<u8> {
 /// probe worker becomes a `count`.
 fn safe(line: Vec<u8>) -> Vec<u8> {
     let harmful = match decode_request(trim_cr(&line)) {
-        Ok(Request::Watch { .. } | Request::Shutdown) => true,
+        // A restart may name a template, or all.
+        Ok(Request::Watch { .. } | Request::Shutdown | Request::Restart { .. }) => true,
         Ok(
-            Request::Stop { name, .. }
-            | Request::Restart { name, .. }
-            | Request::Kill { name, .. }
-            | Request::Cast { name, .. },
+            Request::Stop { name, .. } | Request::Kill { name, .. } | Request::Cast { name, .. },
         ) => name == "probe",
         _ => false,
     };

@@ -24,9 +24,10 @@ pub use exit::Exit;
 pub use intensity::Intensity;
 pub use policy::{decide, CleanExits, Decision};
 pub use spec::{
-    validate_name, Backoff, BootChild, ChildSpec, Credentials, OnLimit, Readiness, Resource,
-    RestartLimit, RestartType, Rlimit, SavedWorker, Template,
+    validate_name, Backoff, BootChild, ChildSpec, Credentials, HealthCheck, OnLimit, OnReload,
+    Readiness, Resource, RestartLimit, RestartType, RestartWith, Rlimit, SavedWorker, Template,
 };
 pub use supervisor::{
-    Action, Command, Counts, Input, InstanceId, Limits, ReloadConfig, ReplyTo, Supervisor, Time,
+    Action, Command, Counts, Input, InstanceId, Limits, Notification, ReloadConfig, ReplyTo,
+    Select, Supervisor, Time,
 };

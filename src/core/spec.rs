@@ -119,6 +119,65 @@ pub struct Template {
     pub ready: Readiness,
     /// `ready = "notify"`: how long the worker may take to send `READY=1`.
     pub ready_timeout_ms: u64,
+    /// Boot children that must be running and ready before an instance of this
+    /// template starts (added to a `[[children]]` entry's own `after`).
+    pub after: Vec<String>,
+    /// What else restarts when an instance of this template restarts.
+    pub restart_with: RestartWith,
+    /// `WATCHDOG=1` is expected at least this often once the worker is ready (and
+    /// `WATCHDOG_USEC` is set in its environment).
+    pub watchdog_ms: Option<u64>,
+    /// A command run periodically while the worker is running.
+    pub health: Option<HealthCheck>,
+    /// When an instance is given up on or ends for good, the daemon shuts down and
+    /// exits with its status.
+    pub critical: bool,
+    /// How a reload applies a change of this template to its running instances.
+    pub on_reload: OnReload,
+}
+
+/// `restart_with`: OTP's `one_for_one` (alone) or `rest_for_one` (dependents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartWith {
+    /// Only the worker itself restarts.
+    Alone,
+    /// The workers that are `after` it are stopped when it ends (to be restarted), and
+    /// started again once it is ready again, in order. Each counts as a restart.
+    Dependents,
+}
+
+/// `on_reload`: how a reload applies a changed template to the running instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnReload {
+    /// Boot children restart at once; dynamic workers pick the change up at their next
+    /// restart.
+    Restart,
+    /// Every running instance (boot and dynamic) is restarted one at a time, each
+    /// once the one before it is ready again.
+    Rolling,
+}
+
+/// `health = { command = [...], interval_ms, timeout_ms, failures }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Program and arguments; never empty. Run with the worker's environment, user,
+    /// working directory and limits, in its own process group.
+    pub command: Vec<String>,
+    /// From the worker being ready to the first check, and from each result to the
+    /// next check.
+    pub interval_ms: u64,
+    /// A check still running after this long is killed and counts as failed.
+    pub timeout_ms: u64,
+    /// This many failed checks in a row kill the worker (as a missed watchdog does).
+    pub failures: u32,
+}
+
+impl HealthCheck {
+    pub const DEFAULT_INTERVAL_MS: u64 = 10_000;
+    pub const DEFAULT_TIMEOUT_MS: u64 = 2_000;
+    pub const DEFAULT_FAILURES: u32 = 3;
 }
 
 /// The identity a worker runs as, resolved from the config's `user`/`group`.
@@ -183,6 +242,12 @@ impl Template {
             no_new_privs: false,
             ready: Readiness::Exec,
             ready_timeout_ms: 30_000,
+            after: Vec::new(),
+            restart_with: RestartWith::Alone,
+            watchdog_ms: None,
+            health: None,
+            critical: false,
+            on_reload: OnReload::Restart,
         }
     }
 
@@ -211,6 +276,11 @@ pub struct ChildSpec {
     /// state file records).
     pub args: Vec<String>,
     pub command: Option<Vec<String>>,
+    /// The names it starts after: its template's `after`, and for a boot child its
+    /// own (deduplicated, in order).
+    pub after: Vec<Rc<str>>,
+    /// Its template's `critical`, or the boot child's own.
+    pub critical: bool,
 }
 
 impl ChildSpec {
@@ -234,13 +304,39 @@ impl ChildSpec {
             return Err("the command is empty".to_string());
         }
         argv.extend(args.iter().cloned());
+        let after = template
+            .after
+            .iter()
+            .map(|n| Rc::from(n.as_str()))
+            .collect();
+        let critical = template.critical;
         Ok(ChildSpec {
             name,
             template,
             argv,
             args,
             command,
+            after,
+            critical,
         })
+    }
+
+    /// The spec of a `[[children]]` entry: its template's, with the entry's own
+    /// `after` and `critical` added.
+    pub fn for_boot_child(child: &BootChild, template: Rc<Template>) -> Result<ChildSpec, String> {
+        let mut spec = ChildSpec::new(
+            child.name.as_str().into(),
+            template,
+            None,
+            child.args.clone(),
+        )?;
+        for name in &child.after {
+            if !spec.after.iter().any(|n| &**n == name.as_str()) {
+                spec.after.push(name.as_str().into());
+            }
+        }
+        spec.critical |= child.critical;
+        Ok(spec)
     }
 
     pub fn restart(&self) -> RestartType {
@@ -255,6 +351,10 @@ pub struct BootChild {
     /// Always resolved: the named template, or the only one.
     pub template: String,
     pub args: Vec<String>,
+    /// Its own `after` (its template's comes on top).
+    pub after: Vec<String>,
+    /// Its own `critical` (or its template's).
+    pub critical: bool,
 }
 
 /// A dynamically started worker as the state file records it: enough to start it

@@ -7,6 +7,7 @@
 //! it; the core maps that pid (or its process group) to a worker and ignores everyone
 //! else. Reading is non-blocking and bounded per wake-up.
 
+use crate::core::Notification;
 use mio::net::UnixDatagram;
 use nix::sys::socket::{self, sockopt, ControlMessageOwned, MsgFlags, UnixCredentials};
 use std::io::{self, IoSliceMut};
@@ -24,11 +25,10 @@ pub struct NotifySocket {
     pub address: String,
 }
 
-/// One datagram, decoded.
-pub struct Notification {
+/// One datagram, decoded: who sent it, and what it says.
+pub struct Datagram {
     pub pid: i32,
-    pub ready: bool,
-    pub status: Option<String>,
+    pub note: Notification,
 }
 
 impl NotifySocket {
@@ -48,7 +48,7 @@ impl NotifySocket {
     }
 
     /// Read waiting datagrams (up to a budget). The bool is true when more may wait.
-    pub fn receive(&mut self) -> (Vec<Notification>, bool) {
+    pub fn receive(&mut self) -> (Vec<Datagram>, bool) {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
         while out.len() < BUDGET {
@@ -97,11 +97,7 @@ impl NotifySocket {
                 continue;
             };
             let text = String::from_utf8_lossy(&buf[..len]);
-            let mut note = Notification {
-                pid,
-                ready: false,
-                status: None,
-            };
+            let mut note = Notification::default();
             for line in text.lines() {
                 match line.split_once('=') {
                     Some(("READY", "1")) => note.ready = true,
@@ -109,7 +105,7 @@ impl NotifySocket {
                     _ => {}
                 }
             }
-            out.push(note);
+            out.push(Datagram { pid, note });
         }
         (out, true)
     }

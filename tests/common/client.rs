@@ -88,7 +88,10 @@ pub fn cast_req(name: &str, message: &str) -> Request {
 
 pub fn restart_req(name: &str, timeout_ms: Option<u64>) -> Request {
     Request::Restart {
-        name: name.to_string(),
+        name: Some(name.to_string()),
+        template: None,
+        all: false,
+        rolling: false,
         timeout_ms,
     }
 }

@@ -48,7 +48,7 @@ mod worker;
 mod tests;
 
 pub use replies::Counts;
-pub use requests::Command;
+pub use requests::{Command, Select};
 
 use super::intensity::Intensity;
 use super::spec::{BootChild, SavedWorker, Template};
@@ -144,18 +144,44 @@ pub enum Input {
     /// SIGTERM or SIGINT reached the daemon.
     ShutdownSignal { signal: Signal },
     /// A worker's sd_notify datagram, from `pid` (whose process group the OS layer
-    /// read): `READY=1` and/or `STATUS=...`.
+    /// read).
     Notify {
         pid: i32,
         group: Option<i32>,
-        ready: bool,
-        status: Option<String>,
+        note: Notification,
     },
+    /// The answer to `Action::Probe`, once the health check ended (or was killed at
+    /// its timeout): `ok` when it exited 0 in time; `message` says what it did.
+    ProbeDone {
+        name: String,
+        instance: InstanceId,
+        ok: bool,
+        message: String,
+    },
+    /// Every `[[children]]` entry was handed over (as `Command::StartChild`): once
+    /// they are all running and ready, `Action::BootReady` follows.
+    BootFed,
     /// The config was read again (SIGHUP or `reload`): apply it, or report why not.
     Reload {
         from: Option<ReplyTo>,
         config: Result<Box<ReloadConfig>, String>,
     },
+}
+
+/// One sd_notify datagram from a worker, decoded (the assignments the core uses;
+/// others are ignored).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notification {
+    /// `READY=1`
+    pub ready: bool,
+    /// `STATUS=...`
+    pub status: Option<String>,
+    /// `WATCHDOG=1`: the worker is alive.
+    pub watchdog: bool,
+    /// `WATCHDOG=trigger`: the worker asks to be treated as if its watchdog expired.
+    pub watchdog_trigger: bool,
+    /// `WATCHDOG_USEC=N`: a new watchdog interval for this process (0 turns it off).
+    pub watchdog_usec: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -209,7 +235,20 @@ pub enum Action {
     /// writes once per loop turn, before it flushes replies). Only emitted when the
     /// supervisor records its dynamic workers ([`Supervisor::record_dynamic_workers`]).
     SaveState,
-    /// Every worker is gone; the daemon should exit with this status.
+    /// Run the health check of `spec.template.health` for the worker's live instance
+    /// `instance` (with the worker's environment, user and directory, in its own
+    /// process group, killed at its timeout), and answer with `Input::ProbeDone` once
+    /// it ended. Never more than one per instance at a time.
+    Probe {
+        name: Rc<str>,
+        instance: InstanceId,
+        spec: Rc<super::ChildSpec>,
+    },
+    /// Every boot child is running and ready (once per daemon, after `Input::BootFed`):
+    /// tell systemd `READY=1`.
+    BootReady,
+    /// Every worker is gone; the daemon should exit with this status (0, 1 for an
+    /// escalation or a failed boot, or a critical worker's own status).
     Exit { code: i32 },
 }
 
@@ -317,12 +356,11 @@ impl Supervisor {
             }
             Input::Tick => self.on_tick(now, &mut out),
             Input::ShutdownSignal { signal } => self.on_shutdown_signal(signal, now, &mut out),
-            Input::Notify {
-                pid,
-                group,
-                ready,
-                status,
-            } => self.on_notify(pid, group, ready, status, now, &mut out),
+            Input::Notify { pid, group, note } => {
+                self.on_notify(pid, group, note.ready, note.status, now, &mut out)
+            }
+            Input::ProbeDone { .. } => {}
+            Input::BootFed => out.push(Action::BootReady),
             Input::Reload { from, config } => self.reload(from, config, now, &mut out),
         }
         out

@@ -464,6 +464,9 @@ pub(super) fn list(registry: &Registry, now: Time) -> Answer {
                 ready: matches!(state, State::Running { .. }),
                 status: w.status.clone(),
                 log_dropped: w.log_dropped,
+                waiting_for: Vec::new(),
+                health: None,
+                critical: w.spec.critical,
             }
         })
         .collect();
@@ -485,6 +488,7 @@ fn last_exit(last: &LastExit) -> protocol::LastExit {
     protocol::LastExit {
         reason: end_reason(&last.cause),
         at_ms: last.at_ms,
+        exit: None,
     }
 }
 

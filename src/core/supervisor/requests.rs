@@ -4,7 +4,7 @@
 use super::replies::{self, Answer, Notice, Refusal, StopCause, StopOutcome, Whereabouts};
 use super::worker::{AfterStop, EndCause, Event, LastExit, Next, SpawnPurpose, State, Worker};
 use super::{Action, Phase, ReplyTo, Supervisor, Time};
-use crate::core::spec::{validate_name, ChildSpec, Template};
+use crate::core::spec::{validate_name, BootChild, ChildSpec, Template};
 use crate::signal::Signal;
 use log::info;
 use std::rc::Rc;
@@ -44,8 +44,17 @@ pub enum Command {
         pid: i32,
         group: Option<i32>,
     },
+    /// A `[[children]]` entry at boot.
+    StartChild(BootChild),
     Count,
     List,
+    /// `restart` with `rolling`: one at a time, each once the one before is ready.
+    Rollout {
+        select: Select,
+        timeout_ms: Option<u64>,
+    },
+    /// Are the boot children and the critical workers running and ready?
+    Health,
     WaitReady {
         name: String,
     },
@@ -60,6 +69,16 @@ pub enum Command {
         command: Option<Vec<String>>,
         why: String,
     },
+}
+
+/// Which workers a rolling restart takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Select {
+    Name(String),
+    /// Every running instance of the template.
+    Template(String),
+    /// Every running worker.
+    All,
 }
 
 impl Supervisor {
@@ -80,6 +99,29 @@ impl Supervisor {
                 Ok(spec) => self.start(from, spec, out),
                 Err(refusal) => self.answer(from, Err(refusal), now, out),
             },
+            Command::StartChild(child) => {
+                let spec = self
+                    .build_spec(
+                        child.name.clone(),
+                        Some(child.template.clone()),
+                        Vec::new(),
+                        None,
+                    )
+                    .and_then(|_| {
+                        let template = self.template_for(Some(&child.template))?;
+                        ChildSpec::for_boot_child(&child, template)
+                            .map(Rc::new)
+                            .map_err(Refusal::BadCommand)
+                    });
+                match spec {
+                    Ok(spec) => self.start(from, spec, out),
+                    Err(refusal) => self.answer(from, Err(refusal), now, out),
+                }
+            }
+            Command::Rollout { .. } | Command::Health => {
+                let refusal = Refusal::BadCommand("not implemented yet".to_string());
+                self.answer(from, Err(refusal), now, out);
+            }
             Command::Stop { name, timeout_ms } => self.stop(from, &name, timeout_ms, now, out),
             Command::Restart { name, timeout_ms } => {
                 self.restart(from, &name, timeout_ms, now, out)

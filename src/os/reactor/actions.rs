@@ -118,6 +118,13 @@ impl Reactor {
                 self.clients.broadcast(&event);
             }
             Action::SaveState => self.files.mark_dirty(),
+            Action::BootReady => {
+                let status = super::status_line(&self.core);
+                self.systemd.ready(status);
+            }
+            Action::Probe { name, instance, .. } => {
+                log::warn!("{name}: health checks are not carried out yet (instance #{instance})");
+            }
             Action::Exit { code } => self.begin_exit(code),
         }
     }

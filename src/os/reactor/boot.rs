@@ -152,14 +152,10 @@ impl Reactor {
             if self.core.is_shutting_down() {
                 break;
             }
-            let start = Command::Start {
-                name: child.name.clone(),
-                template: Some(child.template.clone()),
-                args: child.args.clone(),
-                command: None,
-            };
-            self.command(ReplyTo::Boot { index }, start);
+            self.command(ReplyTo::Boot { index }, Command::StartChild(child.clone()));
         }
+        // Once every boot child is running and ready, the core says so (READY=1).
+        self.feed(Input::BootFed);
         self.load_state_file();
     }
 

@@ -245,12 +245,6 @@ impl Reactor {
         self.core.is_shutting_down()
     }
 
-    /// Boot is complete and the socket accepts requests: tell systemd.
-    pub fn ready(&mut self) {
-        let status = status_line(&self.core);
-        self.systemd.ready(status);
-    }
-
     /// Run until the core says every worker is gone; returns the core's exit code.
     pub fn run(&mut self) -> io::Result<i32> {
         let mut events = Events::with_capacity(1024);
@@ -423,13 +417,12 @@ impl Reactor {
         if more {
             self.poller.retry(NOTIFY);
         }
-        for note in notes {
-            let group = process::process_group(note.pid);
+        for datagram in notes {
+            let group = process::process_group(datagram.pid);
             self.feed(Input::Notify {
-                pid: note.pid,
+                pid: datagram.pid,
                 group,
-                ready: note.ready,
-                status: note.status,
+                note: datagram.note,
             });
         }
     }

@@ -12,7 +12,7 @@
 //! share. The /proc scan of `ps` is shared by every `ps` of the turn.
 
 use super::Reactor;
-use crate::core::{Command, Input, ReplyTo};
+use crate::core::{Command, Input, ReplyTo, Select};
 use crate::os::cgroup::Cgroups;
 use crate::os::process;
 use crate::protocol::{ErrorKind, Processes, Reply, Request};
@@ -101,9 +101,27 @@ impl Reactor {
             Request::Stop { name, timeout_ms } => {
                 self.command(from, Command::Stop { name, timeout_ms })
             }
-            Request::Restart { name, timeout_ms } => {
-                self.command(from, Command::Restart { name, timeout_ms })
+            Request::Restart {
+                name: Some(name),
+                rolling: false,
+                timeout_ms,
+                ..
+            } => self.command(from, Command::Restart { name, timeout_ms }),
+            Request::Restart {
+                name,
+                template,
+                timeout_ms,
+                ..
+            } => {
+                // The decoder let through only a name, a template or all.
+                let select = match (name, template) {
+                    (Some(name), _) => Select::Name(name),
+                    (None, Some(template)) => Select::Template(template),
+                    (None, None) => Select::All,
+                };
+                self.command(from, Command::Rollout { select, timeout_ms })
             }
+            Request::Health => self.command(from, Command::Health),
             Request::Kill { name, signal } => self.command(from, Command::Kill { name, signal }),
             Request::Cast { name, message } => self.command(from, Command::Cast { name, message }),
             Request::Lookup { name } => self.command(from, Command::Lookup { name }),

@@ -272,8 +272,11 @@ fn notify(pid: i32, ready: bool, status: Option<&str>) -> Input {
     Input::Notify {
         pid,
         group: None,
-        ready,
-        status: status.map(str::to_string),
+        note: Notification {
+            ready,
+            status: status.map(str::to_string),
+            ..Notification::default()
+        },
     }
 }
 
@@ -282,6 +285,8 @@ fn boot_child(name: &str, template: &str, args: &[&str]) -> BootChild {
         name: name.to_string(),
         template: template.to_string(),
         args: args.iter().map(|s| s.to_string()).collect(),
+        after: Vec::new(),
+        critical: false,
     }
 }
 
@@ -431,6 +436,13 @@ fn render_event(event: &Event) -> String {
         Event::Stopped { name, reason } => format!("event stopped {name} ({reason})"),
         Event::Failed { name, reason } => format!("event failed {name} ({reason})"),
         Event::IntensityTripped { name } => format!("event intensity_tripped {name}"),
+        Event::Waiting { name, on } => format!("event waiting {name} on={}", on.join(",")),
+        Event::Unhealthy {
+            name,
+            failures,
+            message,
+        } => format!("event unhealthy {name} failures={failures} ({message})"),
+        Event::Healthy { name } => format!("event healthy {name}"),
         Event::Shutdown => "event shutdown".to_string(),
         Event::Lagged { dropped } => format!("event lagged {dropped}"),
     }
@@ -468,6 +480,8 @@ fn render(action: &Action) -> String {
         Action::Reply { to, reply } => format!("reply {}: {}", render_to(to), render_reply(reply)),
         Action::Event(event) => render_event(event),
         Action::SaveState => "save state".to_string(),
+        Action::Probe { name, instance, .. } => format!("probe {name} #{instance}"),
+        Action::BootReady => "boot ready".to_string(),
         Action::Exit { code } => format!("exit {code}"),
     }
 }

@@ -93,8 +93,10 @@ fn notifications_from_a_group_member_count_and_strangers_are_ignored() {
         Input::Notify {
             pid: 555,
             group: Some(101),
-            ready: true,
-            status: None,
+            note: Notification {
+                ready: true,
+                ..Notification::default()
+            },
         },
         "event ready w pid=101",
     )
