@@ -151,6 +151,14 @@ impl Supervisor {
         if template.restart_with != RestartWith::Dependents || self.is_shutting_down() {
             return;
         }
+        // Given up on (or gone): its dependents are left as they are.
+        let restarting = self
+            .registry
+            .get(name)
+            .is_some_and(|e| !matches!(e.state(), State::Failed { .. } | State::Stopping { .. }));
+        if !restarting {
+            return;
+        }
         for dependent in self.registry.dependents_of(name) {
             let up = self
                 .registry

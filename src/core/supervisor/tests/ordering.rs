@@ -302,3 +302,23 @@ fn waiting_workers_leave_at_a_shutdown_and_their_clients_are_answered() {
              signal group 101 SIGTERM",
     );
 }
+
+#[test]
+fn a_dependency_given_up_on_leaves_its_dependents_alone() {
+    let db = limited(
+        with_dependents(permanent("db")),
+        Some(0),
+        5,
+        OnLimit::GiveUp,
+    );
+    let mut h = Harness::commands_only(10, 5, vec![db, permanent("plain")]);
+    boot(&mut h, 0, "db", "db", &[]); // 101
+    h.check(
+        boot_start(1, after(boot_child("web", "plain", &[]), &["db"])),
+        "spawn web #2 -> 102
+         reply boot1: ok name=web pid=102",
+    );
+    h.check(exited(101, code(1)), "reaped #1");
+    assert_eq!(h.row("db").state, WorkerStateName::Failed);
+    assert_eq!(h.row("web").pid, Some(102));
+}
