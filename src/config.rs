@@ -1776,6 +1776,28 @@ mod tests {
         assert_eq!(config.children.len(), 4);
     }
 
+    #[test]
+    fn the_documented_start_order_example_is_valid() {
+        let doc = include_str!("../docs/CONFIG.md");
+        let section = doc
+            .split("\n## Example: start order, liveness, a critical worker\n")
+            .nth(1)
+            .expect("docs/CONFIG.md has the example");
+        let toml = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|block| block.split("```").next())
+            .expect("the example has a toml block");
+        let config = parse(toml, "docs/CONFIG.md").unwrap_or_else(|e| panic!("{e}"));
+        let web = &config.templates["web"];
+        assert_eq!(web.after, ["db", "cache"]);
+        assert_eq!(web.watchdog_ms, Some(20_000));
+        assert_eq!(web.health.as_ref().map(|h| h.failures), Some(3));
+        assert_eq!(web.on_reload, OnReload::Rolling);
+        assert_eq!(config.templates["db"].restart_with, RestartWith::Dependents);
+        assert!(config.children[2].critical && !web.critical);
+    }
+
     /// `n` children of template `w`, each after the one `next(i)` names, if any.
     fn chain(n: usize, after: impl Fn(usize) -> Option<usize>) -> String {
         let mut text = String::from("[templates.w]\ncommand = [\"x\"]\n");
