@@ -1275,6 +1275,30 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_configs_commented_out_keys_are_valid() {
+        // Uncomment every `# key = value` line (a comment line that is TOML by
+        // itself), and give `after = ["db"]` its child.
+        let mut text = String::new();
+        for line in include_str!("../config/dynsup.toml").lines() {
+            let uncommented = line
+                .strip_prefix("# ")
+                .filter(|rest| rest.contains(" = ") && rest.parse::<toml::Table>().is_ok());
+            text.push_str(uncommented.unwrap_or(line));
+            text.push('\n');
+        }
+        text.push_str(
+            "[templates.db]\ncommand = [\"db\"]\n[[children]]\nname = \"db\"\ntemplate = \"db\"\n",
+        );
+        let config =
+            parse(&text, "config/dynsup.toml, uncommented").unwrap_or_else(|e| panic!("{e}"));
+        let worker = &config.templates["worker"];
+        assert_eq!(worker.after, ["db"]);
+        assert_eq!(worker.watchdog_ms, Some(30_000));
+        assert!(worker.health.is_some());
+        assert_eq!(config.children[0].after, Vec::<String>::new());
+    }
+
+    #[test]
     fn unknown_key_points_at_it() {
         let e = err("[supervisor]\nmax_restarts = 3\nmax_secs = 5\n");
         assert!(e.starts_with("t.toml:3:1: "), "{e}");
