@@ -9,8 +9,8 @@
 
 use crate::access::{AccessPolicy, ConnectionLimits};
 use crate::core::{
-    validate_name, Backoff, Credentials, Limits, OnLimit, Readiness, ReloadConfig, Resource,
-    RestartLimit, RestartType, Rlimit, Template,
+    validate_name, Backoff, Credentials, HealthCheck, Limits, OnLimit, OnReload, Readiness,
+    ReloadConfig, Resource, RestartLimit, RestartType, RestartWith, Rlimit, Template,
 };
 use crate::signal::Signal;
 use serde::Deserialize;
@@ -20,6 +20,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use toml::Spanned;
+
+mod after;
 
 /// The built-in configuration used when the daemon gets no `--config`: the shipped
 /// config's `worker` template, and no boot children.
@@ -88,9 +90,21 @@ pub const KEYS: &[&str] = &[
     "templates.NAME.log_dir",
     "templates.NAME.log_max_bytes",
     "templates.NAME.log_keep",
+    "templates.NAME.after",
+    "templates.NAME.restart_with",
+    "templates.NAME.watchdog_ms",
+    "templates.NAME.health",
+    "templates.NAME.health.command",
+    "templates.NAME.health.interval_ms",
+    "templates.NAME.health.timeout_ms",
+    "templates.NAME.health.failures",
+    "templates.NAME.critical",
+    "templates.NAME.on_reload",
     "children.name",
     "children.template",
     "children.args",
+    "children.after",
+    "children.critical",
 ];
 
 /// A validated configuration.
@@ -356,6 +370,50 @@ struct RawTemplate {
     log_dir: Option<Spanned<toml::Value>>,
     log_max_bytes: Option<Spanned<u64>>,
     log_keep: Option<Spanned<u32>>,
+    #[serde(default)]
+    after: Vec<Spanned<String>>,
+    restart_with: Option<RestartWith>,
+    watchdog_ms: Option<Spanned<i64>>,
+    health: Option<Spanned<RawHealthTable>>,
+    #[serde(default)]
+    critical: bool,
+    on_reload: Option<OnReload>,
+}
+
+/// `health = { command = [...], interval_ms, timeout_ms, failures }`, inline or as a
+/// `[templates.NAME.health]` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    command: Option<Spanned<Vec<String>>>,
+    interval_ms: Option<Spanned<i64>>,
+    timeout_ms: Option<Spanned<i64>>,
+    failures: Option<Spanned<i64>>,
+}
+
+/// A [`RawHealth`] read only from a table. serde's derived struct would also accept an
+/// array of its fields in order, so `health = ["check"]` would be read as `command =
+/// "check"` and refused for a reason that makes no sense to the reader.
+#[derive(Debug)]
+struct RawHealthTable(RawHealth);
+
+impl<'de> Deserialize<'de> for RawHealthTable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TableOnly;
+        impl<'de> serde::de::Visitor<'de> for TableOnly {
+            type Value = RawHealth;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table, such as health = { command = [\"/usr/local/bin/check\"] }")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawHealth, A::Error> {
+                RawHealth::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(TableOnly).map(RawHealthTable)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -374,6 +432,10 @@ struct RawChild {
     template: Option<Spanned<String>>,
     #[serde(default)]
     args: Vec<String>,
+    #[serde(default)]
+    after: Vec<Spanned<String>>,
+    #[serde(default)]
+    critical: bool,
 }
 
 /// Read and validate the config file at `path`.
@@ -427,13 +489,17 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         templates: HashMap::new(),
     };
     let mut templates = BTreeMap::new();
+    // Each template's `after` as written, checked once the children are known.
+    let mut template_after = BTreeMap::new();
     for (name, raw_template) in raw.templates {
         let output = output_settings(&name, &raw_template, &file_defaults)?;
         logs.templates.insert(name.clone(), Rc::new(output));
+        template_after.insert(name.clone(), raw_template.after.clone());
         let template = validate_template(name.clone(), raw_template, defaults)?;
         templates.insert(name, Rc::new(template));
     }
     let mut children = Vec::with_capacity(raw.children.len());
+    let mut child_after = Vec::with_capacity(raw.children.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
     for child in raw.children {
         let name_span = child.name.span();
@@ -479,10 +545,21 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
             name,
             template,
             args: child.args,
-            after: Vec::new(),
-            critical: false,
+            after: child.after.iter().map(|n| n.get_ref().clone()).collect(),
+            critical: child.critical,
         });
+        child_after.push(child.after);
     }
+    let boot_children: Vec<after::Child<'_>> = children
+        .iter()
+        .zip(&child_after)
+        .map(|(child, after)| after::Child {
+            name: &child.name,
+            template: &child.template,
+            after,
+        })
+        .collect();
+    after::check(&template_after, &boot_children)?;
     let socket = raw.supervisor.socket.map(|s| PathBuf::from(s.into_inner()));
     let state_file = match raw.supervisor.state_file {
         Some(f) if f.get_ref().is_empty() => {
@@ -748,25 +825,96 @@ fn connection_limits(
     })
 }
 
+/// The longest `watchdog_ms`, health `interval_ms` and `timeout_ms`: a day.
+const MAX_INTERVAL_MS: u64 = 86_400_000;
+/// The most health `failures` in a row a template may wait for.
+const MAX_HEALTH_FAILURES: u64 = 1000;
+
+/// A command line (`command`, `health.command`): at least a non-empty program, no NUL
+/// byte anywhere.
+fn command_line(
+    template: &str,
+    key: &str,
+    command: Spanned<Vec<String>>,
+) -> Result<Vec<String>, Invalid> {
+    let span = command.span();
+    let command = command.into_inner();
+    if command.is_empty() || command[0].is_empty() {
+        return Err((
+            span,
+            format!("template {template:?}: {key} is empty; it needs at least a program"),
+        ));
+    }
+    if let Some(bad) = command.iter().find(|a| a.contains('\0')) {
+        return Err((
+            span,
+            format!("template {template:?}: {key} argument {bad:?} contains a NUL byte"),
+        ));
+    }
+    Ok(command)
+}
+
+/// An integer key that must lie in `min ..= max`.
+fn in_range(value: &Spanned<i64>, min: u64, max: u64, key: &str) -> Result<u64, Invalid> {
+    match u64::try_from(*value.get_ref()) {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err((
+            value.span(),
+            format!(
+                "{key} must be between {min} and {max}, not {}",
+                value.get_ref()
+            ),
+        )),
+    }
+}
+
+/// A template's `health` table, with its defaults filled in.
+fn health_check(template: &str, raw: Spanned<RawHealthTable>) -> Result<HealthCheck, Invalid> {
+    let key = |key: &str| format!("template {template:?}: health.{key}");
+    let span = raw.span();
+    let RawHealthTable(raw) = raw.into_inner();
+    let Some(command) = raw.command else {
+        return Err((
+            span,
+            format!(
+                "template {template:?}: health has no command; it needs one, such as command = [\"/usr/local/bin/check\"]"
+            ),
+        ));
+    };
+    let ms = |value: &Option<Spanned<i64>>, name: &str, default: u64| match value {
+        Some(v) => in_range(v, 1, MAX_INTERVAL_MS, &key(name)),
+        None => Ok(default),
+    };
+    let interval_ms = ms(
+        &raw.interval_ms,
+        "interval_ms",
+        HealthCheck::DEFAULT_INTERVAL_MS,
+    )?;
+    let timeout_ms = ms(
+        &raw.timeout_ms,
+        "timeout_ms",
+        HealthCheck::DEFAULT_TIMEOUT_MS,
+    )?;
+    let failures = match &raw.failures {
+        // At most 1000, so the conversion cannot fail.
+        Some(v) => u32::try_from(in_range(v, 1, MAX_HEALTH_FAILURES, &key("failures"))?)
+            .unwrap_or(u32::MAX),
+        None => HealthCheck::DEFAULT_FAILURES,
+    };
+    Ok(HealthCheck {
+        command: command_line(template, "health.command", command)?,
+        interval_ms,
+        timeout_ms,
+        failures,
+    })
+}
+
 fn validate_template(
     name: String,
     raw: RawTemplate,
     defaults: RestartLimit,
 ) -> Result<Template, Invalid> {
-    let command_span = raw.command.span();
-    let command = raw.command.into_inner();
-    if command.is_empty() || command[0].is_empty() {
-        return Err((
-            command_span,
-            format!("template {name:?}: command is empty; it needs at least a program"),
-        ));
-    }
-    if let Some(bad) = command.iter().find(|a| a.contains('\0')) {
-        return Err((
-            command_span,
-            format!("template {name:?}: command argument {bad:?} contains a NUL byte"),
-        ));
-    }
+    let command = command_line(&name, "command", raw.command)?;
     let signal = |key: &str, s: &Spanned<String>| {
         Signal::parse(s.get_ref())
             .map_err(|msg| (s.span(), format!("template {name:?}: {key}: {msg}")))
@@ -874,6 +1022,19 @@ fn validate_template(
         Some(t) => t.into_inner(),
         None => 30_000,
     };
+    let watchdog_ms = match &raw.watchdog_ms {
+        Some(ms) => Some(in_range(
+            ms,
+            1,
+            MAX_INTERVAL_MS,
+            &format!("template {name:?}: watchdog_ms"),
+        )?),
+        None => None,
+    };
+    let health = match raw.health {
+        Some(health) => Some(health_check(&name, health)?),
+        None => None,
+    };
     let credentials = credentials(&name, raw.user.as_ref(), raw.group.as_ref())?;
     let umask = match &raw.umask {
         Some(mask) => Some(parse_mode(mask, "umask")?),
@@ -913,7 +1074,12 @@ fn validate_template(
         no_new_privs: raw.no_new_privs,
         ready: raw.ready.unwrap_or(Readiness::Exec),
         ready_timeout_ms,
-        ..Template::new("", Vec::new())
+        after: raw.after.into_iter().map(Spanned::into_inner).collect(),
+        restart_with: raw.restart_with.unwrap_or(RestartWith::Alone),
+        watchdog_ms,
+        health,
+        critical: raw.critical,
+        on_reload: raw.on_reload.unwrap_or(OnReload::Restart),
     })
 }
 
@@ -1109,6 +1275,30 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_configs_commented_out_keys_are_valid() {
+        // Uncomment every `# key = value` line (a comment line that is TOML by
+        // itself), and give `after = ["db"]` its child.
+        let mut text = String::new();
+        for line in include_str!("../config/dynsup.toml").lines() {
+            let uncommented = line
+                .strip_prefix("# ")
+                .filter(|rest| rest.contains(" = ") && rest.parse::<toml::Table>().is_ok());
+            text.push_str(uncommented.unwrap_or(line));
+            text.push('\n');
+        }
+        text.push_str(
+            "[templates.db]\ncommand = [\"db\"]\n[[children]]\nname = \"db\"\ntemplate = \"db\"\n",
+        );
+        let config =
+            parse(&text, "config/dynsup.toml, uncommented").unwrap_or_else(|e| panic!("{e}"));
+        let worker = &config.templates["worker"];
+        assert_eq!(worker.after, ["db"]);
+        assert_eq!(worker.watchdog_ms, Some(30_000));
+        assert!(worker.health.is_some());
+        assert_eq!(config.children[0].after, Vec::<String>::new());
+    }
+
+    #[test]
     fn unknown_key_points_at_it() {
         let e = err("[supervisor]\nmax_restarts = 3\nmax_secs = 5\n");
         assert!(e.starts_with("t.toml:3:1: "), "{e}");
@@ -1286,5 +1476,404 @@ mod tests {
     #[test]
     fn max_seconds_zero_is_refused() {
         assert!(err("[supervisor]\nmax_seconds = 0\n").starts_with("t.toml:2:15: "));
+    }
+
+    /// A template `w` with `lines` added to it, then `children`.
+    fn with_w(lines: &str, children: &str) -> String {
+        format!("[templates.w]\ncommand = [\"x\"]\n{lines}{children}")
+    }
+
+    #[test]
+    fn issue_11_template_keys_default_as_documented() {
+        let config = parse(&with_w("", ""), "t").unwrap();
+        let w = &config.templates["w"];
+        assert!(w.after.is_empty());
+        assert_eq!(w.restart_with, RestartWith::Alone);
+        assert_eq!(w.watchdog_ms, None);
+        assert_eq!(w.health, None);
+        assert!(!w.critical);
+        assert_eq!(w.on_reload, OnReload::Restart);
+        assert!(w.same_effect(&Template::new("w", vec!["x".to_string()])));
+    }
+
+    #[test]
+    fn issue_11_template_keys_are_read() {
+        let text = "[templates.db]\ncommand = [\"db\"]\n\
+                    [templates.w]\ncommand = [\"x\"]\nafter = [\"db\", \"cache\", \"db\"]\n\
+                    restart_with = \"dependents\"\nwatchdog_ms = 86400000\n\
+                    health = { command = [\"check\", \"--quick\"], interval_ms = 1, timeout_ms = 86400000, failures = 1000 }\n\
+                    critical = true\non_reload = \"rolling\"\n\
+                    [[children]]\nname = \"db\"\ntemplate = \"db\"\n\
+                    [[children]]\nname = \"cache\"\ntemplate = \"db\"\n";
+        let config = parse(text, "t").unwrap();
+        let w = &config.templates["w"];
+        // Kept as written: duplicates go when a spec is built.
+        assert_eq!(w.after, ["db", "cache", "db"]);
+        assert_eq!(w.restart_with, RestartWith::Dependents);
+        assert_eq!(w.watchdog_ms, Some(86_400_000));
+        assert_eq!(
+            w.health,
+            Some(HealthCheck {
+                command: vec!["check".to_string(), "--quick".to_string()],
+                interval_ms: 1,
+                timeout_ms: 86_400_000,
+                failures: 1000,
+            })
+        );
+        assert!(w.critical);
+        assert_eq!(w.on_reload, OnReload::Rolling);
+        let db = &config.templates["db"];
+        assert!(db.after.is_empty() && !db.critical);
+    }
+
+    #[test]
+    fn health_as_a_section_gets_the_defaults() {
+        let config = parse(
+            &with_w("[templates.w.health]\ncommand = [\"check\"]\n", ""),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            config.templates["w"].health,
+            Some(HealthCheck {
+                command: vec!["check".to_string()],
+                interval_ms: HealthCheck::DEFAULT_INTERVAL_MS,
+                timeout_ms: HealthCheck::DEFAULT_TIMEOUT_MS,
+                failures: HealthCheck::DEFAULT_FAILURES,
+            })
+        );
+    }
+
+    #[test]
+    fn children_keep_their_own_after_and_critical() {
+        let text = "[templates.d]\ncommand = [\"d\"]\n\
+                    [templates.w]\ncommand = [\"x\"]\nafter = [\"db\"]\n\
+                    [[children]]\nname = \"db\"\ntemplate = \"d\"\n\
+                    [[children]]\nname = \"web\"\ntemplate = \"w\"\nafter = [\"cache\", \"cache\"]\ncritical = true\n\
+                    [[children]]\nname = \"cache\"\ntemplate = \"d\"\n";
+        let config = parse(text, "t").unwrap();
+        let web = &config.children[1];
+        assert_eq!(web.name, "web");
+        assert_eq!(web.after, ["cache", "cache"]);
+        assert!(web.critical);
+        assert!(config.children[0].after.is_empty() && !config.children[0].critical);
+        assert_eq!(config.templates["w"].after, ["db"]);
+        let spec =
+            crate::core::ChildSpec::for_boot_child(web, config.templates["w"].clone()).unwrap();
+        let after: Vec<&str> = spec.after.iter().map(|n| &**n).collect();
+        assert_eq!(after, ["db", "cache"]);
+        assert!(spec.critical);
+    }
+
+    #[test]
+    fn issue_11_keys_of_the_wrong_type_point_at_the_value() {
+        for (line, column) in [
+            ("after = \"db\"\n", 9),
+            ("after = [1]\n", 10),
+            ("restart_with = \"everyone\"\n", 16),
+            ("watchdog_ms = \"5s\"\n", 15),
+            ("watchdog_ms = 1.5\n", 15),
+            ("health = [\"check\"]\n", 10),
+            ("health = 5\n", 10),
+            ("health = { command = \"check\" }\n", 22),
+            ("health = { command = [\"c\"], failures = \"3\" }\n", 40),
+            ("critical = \"yes\"\n", 12),
+            ("on_reload = \"later\"\n", 13),
+        ] {
+            let e = err(&with_w(line, ""));
+            assert!(
+                e.starts_with(&format!("t.toml:3:{column}: ")),
+                "{line:?}: {e}"
+            );
+        }
+        let e = err(&with_w("", "[[children]]\nname = \"a\"\ncritical = 1\n"));
+        assert!(e.starts_with("t.toml:5:12: "), "{e}");
+        let e = err(&with_w("", "[[children]]\nname = \"a\"\nafter = \"b\"\n"));
+        assert!(e.starts_with("t.toml:5:9: "), "{e}");
+    }
+
+    #[test]
+    fn issue_11_numbers_out_of_range_point_at_them() {
+        for (line, column, message) in [
+            (
+                "watchdog_ms = 0\n",
+                15,
+                "template \"w\": watchdog_ms must be between 1 and 86400000, not 0",
+            ),
+            (
+                "watchdog_ms = 86400001\n",
+                15,
+                "template \"w\": watchdog_ms must be between 1 and 86400000",
+            ),
+            (
+                "watchdog_ms = -1\n",
+                15,
+                "template \"w\": watchdog_ms must be between 1 and 86400000, not -1",
+            ),
+            (
+                "health = { command = [\"c\"], interval_ms = 0 }\n",
+                43,
+                "template \"w\": health.interval_ms must be between 1 and 86400000",
+            ),
+            (
+                "health = { command = [\"c\"], timeout_ms = 86400001 }\n",
+                42,
+                "template \"w\": health.timeout_ms must be between 1 and 86400000",
+            ),
+            (
+                "health = { command = [\"c\"], failures = 0 }\n",
+                40,
+                "template \"w\": health.failures must be between 1 and 1000, not 0",
+            ),
+            (
+                "health = { command = [\"c\"], failures = 1001 }\n",
+                40,
+                "template \"w\": health.failures must be between 1 and 1000",
+            ),
+            (
+                "health = { command = [\"c\"], failures = 5000000000 }\n",
+                40,
+                "template \"w\": health.failures must be between 1 and 1000",
+            ),
+        ] {
+            let e = err(&with_w(line, ""));
+            assert!(
+                e.starts_with(&format!("t.toml:3:{column}: {message}")),
+                "{line:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_health_check_needs_a_command() {
+        let e = err(&with_w("health = { command = [] }\n", ""));
+        assert!(
+            e.starts_with("t.toml:3:22: template \"w\": health.command is empty"),
+            "{e}"
+        );
+        let e = err(&with_w("health = { command = [\"\", \"x\"] }\n", ""));
+        assert!(
+            e.starts_with("t.toml:3:22: template \"w\": health.command is empty"),
+            "{e}"
+        );
+        let e = err(&with_w(
+            "health = { command = [\"c\", \"a\\u0000b\"] }\n",
+            "",
+        ));
+        assert!(
+            e.contains("health.command argument \"a\\0b\" contains a NUL byte"),
+            "{e}"
+        );
+        let e = err(&with_w("health = { interval_ms = 5 }\n", ""));
+        assert!(
+            e.starts_with("t.toml:3:10: template \"w\": health has no command"),
+            "{e}"
+        );
+        let e = err(&with_w("[templates.w.health]\ntimeout_ms = 5\n", ""));
+        assert!(
+            e.starts_with("t.toml:3:1: template \"w\": health has no command"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_health_points_at_it() {
+        let e = err(&with_w(
+            "health = { command = [\"c\"], intervall_ms = 5 }\n",
+            "",
+        ));
+        assert!(e.starts_with("t.toml:3:29: "), "{e}");
+        assert!(e.contains("intervall_ms"), "{e}");
+        let e = err(&with_w(
+            "[templates.w.health]\ncommand = [\"c\"]\n  retries = 3\n",
+            "",
+        ));
+        assert!(e.starts_with("t.toml:5:3: "), "{e}");
+        assert!(e.contains("retries"), "{e}");
+    }
+
+    #[test]
+    fn after_must_name_boot_children() {
+        let children = "[[children]]\nname = \"db\"\n[[children]]\nname = \"web\"\nafter = [\"db\", \"dbb\"]\n";
+        let e = err(&with_w("", children));
+        assert!(
+            e.starts_with(
+                "t.toml:7:16: child \"web\": after names \"dbb\", which is not a [[children]] name"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("the [[children]] are: db, web)"), "{e}");
+        // A template's unknown name points at the template's string, and is checked
+        // even when no child uses the template.
+        let text = "[templates.w]\ncommand = [\"x\"]\n[templates.u]\ncommand = [\"x\"]\nafter = [\"db\", \"w\"]\n[[children]]\nname = \"db\"\ntemplate = \"w\"\n";
+        let e = err(text);
+        assert!(
+            e.starts_with(
+                "t.toml:5:16: template \"u\": after names \"w\", which is not a [[children]] name"
+            ),
+            "{e}"
+        );
+        let e = err(&with_w("after = [\"db\"]\n", ""));
+        assert!(
+            e.starts_with("t.toml:3:10: template \"w\": after names \"db\"")
+                && e.contains("the config has no [[children]]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_unknown_name_message_shortens_a_long_list_of_children() {
+        let mut children = String::new();
+        for i in 0..25 {
+            children.push_str(&format!("[[children]]\nname = \"c{i}\"\n"));
+        }
+        children.push_str("after = [\"nope\"]\n");
+        let e = err(&with_w("", &children));
+        assert!(
+            e.contains("the [[children]] are: c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 and 15 more)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_child_after_itself_is_refused() {
+        let e = err(&with_w(
+            "",
+            "[[children]]\nname = \"a\"\n[[children]]\nname = \"b\"\nafter = [\"a\", \"b\"]\n",
+        ));
+        assert!(
+            e.starts_with("t.toml:7:15: child \"b\" is after itself"),
+            "{e}"
+        );
+        // Through its template: the error points at the template's string.
+        let e = err(&with_w(
+            "after = [\"b\"]\n",
+            "[[children]]\nname = \"a\"\ntemplate = \"v\"\n[[children]]\nname = \"b\"\ntemplate = \"w\"\n[templates.v]\ncommand = [\"v\"]\n",
+        ));
+        assert!(
+            e.starts_with("t.toml:3:10: template \"w\": after names \"b\", which is a child of this template: it would be after itself"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_three_cycle_is_named_and_points_at_the_entry_that_closes_it() {
+        let e = err(&with_w(
+            "",
+            "[[children]]\nname = \"a\"\nafter = [\"b\"]\n\
+             [[children]]\nname = \"b\"\nafter = [\"c\"]\n\
+             [[children]]\nname = \"free\"\n\
+             [[children]]\nname = \"c\"\nafter = [\"free\", \"a\"]\n",
+        ));
+        assert!(
+            e.starts_with(
+                "t.toml:13:18: child \"c\" is after \"a\", which closes a cycle: a -> b -> c -> a"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cycle_through_a_templates_after_points_at_the_templates_entry() {
+        // a is after b (its own), b is after a (through its template t).
+        let text = "[templates.s]\ncommand = [\"x\"]\n\
+                    [templates.t]\ncommand = [\"x\"]\nafter = [\"a\"]\n\
+                    [[children]]\nname = \"a\"\ntemplate = \"s\"\nafter = [\"b\"]\n\
+                    [[children]]\nname = \"b\"\ntemplate = \"t\"\n";
+        let e = err(text);
+        assert!(
+            e.starts_with("t.toml:5:10: child \"b\" is after \"a\" through its template \"t\", which closes a cycle: a -> b -> a"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn acyclic_graphs_with_shared_and_repeated_names_load() {
+        // A diamond, a name listed twice, and a template's after shared by two children.
+        let text = "[templates.s]\ncommand = [\"x\"]\n\
+                    [templates.t]\ncommand = [\"x\"]\nafter = [\"db\"]\n\
+                    [[children]]\nname = \"web\"\ntemplate = \"t\"\nafter = [\"cache\", \"api\", \"cache\"]\n\
+                    [[children]]\nname = \"api\"\ntemplate = \"t\"\nafter = [\"cache\"]\n\
+                    [[children]]\nname = \"cache\"\ntemplate = \"s\"\nafter = [\"db\"]\n\
+                    [[children]]\nname = \"db\"\ntemplate = \"s\"\n";
+        let config = parse(text, "t").unwrap();
+        assert_eq!(config.children.len(), 4);
+    }
+
+    #[test]
+    fn the_documented_start_order_example_is_valid() {
+        let doc = include_str!("../docs/CONFIG.md");
+        let section = doc
+            .split("\n## Example: start order, liveness, a critical worker\n")
+            .nth(1)
+            .expect("docs/CONFIG.md has the example");
+        let toml = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|block| block.split("```").next())
+            .expect("the example has a toml block");
+        let config = parse(toml, "docs/CONFIG.md").unwrap_or_else(|e| panic!("{e}"));
+        let web = &config.templates["web"];
+        assert_eq!(web.after, ["db", "cache"]);
+        assert_eq!(web.watchdog_ms, Some(20_000));
+        assert_eq!(web.health.as_ref().map(|h| h.failures), Some(3));
+        assert_eq!(web.on_reload, OnReload::Rolling);
+        assert_eq!(config.templates["db"].restart_with, RestartWith::Dependents);
+        assert!(config.children[2].critical && !web.critical);
+    }
+
+    /// `n` children of template `w`, each after the one `next(i)` names, if any.
+    fn chain(n: usize, after: impl Fn(usize) -> Option<usize>) -> String {
+        let mut text = String::from("[templates.w]\ncommand = [\"x\"]\n");
+        for i in 0..n {
+            text.push_str(&format!("[[children]]\nname = \"c{i}\"\n"));
+            if let Some(j) = after(i) {
+                text.push_str(&format!("after = [\"c{j}\"]\n"));
+            }
+        }
+        text
+    }
+
+    /// Runs `f` on a thread with a small stack: a check that recursed once per child
+    /// would overflow it.
+    fn on_a_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_chain_of_2000_children_loads_without_deep_recursion() {
+        const N: usize = 2000;
+        // c1 after c0, c2 after c1, ...
+        let forward = chain(N, |i| i.checked_sub(1));
+        // c0 after c1, c1 after c2, ...: the search goes 2000 deep from c0.
+        let backward = chain(N, |i| (i + 1 < N).then_some(i + 1));
+        let (forward, backward) = on_a_small_stack(move || {
+            (
+                parse(&forward, "t").map(|c| c.children.len()),
+                parse(&backward, "t").map(|c| c.children.len()),
+            )
+        });
+        assert_eq!(forward, Ok(N));
+        assert_eq!(backward, Ok(N));
+    }
+
+    #[test]
+    fn a_2000_long_cycle_is_found_and_its_name_shortened() {
+        const N: usize = 2000;
+        let cycle = chain(N, |i| Some((i + 1) % N));
+        let e = on_a_small_stack(move || parse(&cycle, "t").map(|_| ()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("child \"c1999\" is after \"c0\", which closes a cycle: c0 -> c1 -> c2 -> c3 -> c4 -> c5 -> ... (1990 more) ... -> c1996 -> c1997 -> c1998 -> c1999 -> c0 ("),
+            "{e}"
+        );
+        let line = 2 + 3 * N;
+        assert!(e.starts_with(&format!("t:{line}:10: ")), "{e}");
     }
 }
