@@ -289,3 +289,305 @@ fn done(name: &str, instance: InstanceId, ok: bool, message: String) -> Input {
         message,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The room with real processes, without the rest of the loop: a poller of its
+    //! own, and each check's pid reaped by `waitpid(pid)` (never `waitpid(-1)`: other
+    //! tests of this binary have children too).
+    use super::*;
+    use crate::core::{HealthCheck, Template};
+    use crate::signal::Signal;
+    use mio::{Events, Poll};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::unistd::Pid;
+    use signal_hook_mio::v1_0::Signals;
+
+    struct Bench {
+        probes: Probes,
+        poller: Poller,
+        spawner: Spawner,
+        ctx: SpawnContext,
+        events: Events,
+    }
+
+    impl Bench {
+        fn new() -> Bench {
+            Bench {
+                probes: Probes::default(),
+                poller: Poller {
+                    poll: Poll::new().expect("poll"),
+                    signals: Signals::new(Vec::<i32>::new()).expect("no signals"),
+                    worker_notify: None,
+                    next_token: 3,
+                    retry: Vec::new(),
+                },
+                spawner: Spawner::new().expect("spawner"),
+                ctx: SpawnContext::from_process("/nonexistent/d.sock".into()),
+                events: Events::with_capacity(16),
+            }
+        }
+
+        fn start(
+            &mut self,
+            name: &str,
+            instance: u64,
+            command: &[&str],
+            timeout_ms: u64,
+        ) -> Vec<Input> {
+            let mut template = Template::new("t", vec!["sleep".to_string(), "1000".to_string()]);
+            template.health = Some(HealthCheck {
+                command: command.iter().map(|s| s.to_string()).collect(),
+                interval_ms: 100,
+                timeout_ms,
+                failures: 3,
+            });
+            let spec =
+                ChildSpec::new(name.into(), Rc::new(template), None, Vec::new()).expect("spec");
+            self.probes.start(
+                name.into(),
+                instance,
+                &spec,
+                (&mut self.spawner, &self.ctx),
+                &mut self.poller,
+            )
+        }
+
+        /// The pid of the check of `name`.
+        fn pid_of(&self, name: &str) -> i32 {
+            *self.probes.by_name.get(name).expect("a check in flight")
+        }
+
+        /// Run the room's part of the loop until the check `pid` is reaped; its answer.
+        fn run_until_reaped(&mut self, pid: i32) -> Option<Input> {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                assert!(Instant::now() < deadline, "check {pid} never ended");
+                let timeout = self
+                    .probes
+                    .next_deadline()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
+                    .unwrap_or(Duration::from_millis(20))
+                    .min(Duration::from_millis(20));
+                self.poller
+                    .poll
+                    .poll(&mut self.events, Some(timeout))
+                    .expect("poll");
+                let mut ready: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
+                ready.append(&mut self.poller.retry);
+                ready.sort();
+                ready.dedup();
+                for token in ready {
+                    // A pipe that reached EOF is forgotten (as the loop does).
+                    if self.probes.has(token) {
+                        self.probes.on_ready(token, &mut self.poller);
+                    }
+                }
+                let answers = self.probes.on_deadlines(Instant::now(), &mut self.poller);
+                assert!(answers.is_empty(), "answered before the reap: {answers:?}");
+                match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)).expect("waitpid") {
+                    WaitStatus::Exited(_, code) => {
+                        assert!(self.probes.owns(pid));
+                        return self.probes.reaped(pid, Exit::Code(code), &mut self.poller);
+                    }
+                    WaitStatus::Signaled(_, signal, core_dumped) => {
+                        assert!(self.probes.owns(pid));
+                        let exit = Exit::Signaled {
+                            signal: Signal(signal as i32),
+                            core_dumped,
+                        };
+                        return self.probes.reaped(pid, exit, &mut self.poller);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn answer(input: Option<Input>) -> (String, u64, bool, String) {
+        match input {
+            Some(Input::ProbeDone {
+                name,
+                instance,
+                ok,
+                message,
+            }) => (name, instance, ok, message),
+            other => panic!("not a ProbeDone: {other:?}"),
+        }
+    }
+
+    /// Whether process group `pgid` empties within a deadline (polled, with a short
+    /// pause between looks).
+    fn group_empties(pgid: i32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !crate::os::process::group_alive(pgid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn a_passing_check_and_a_failing_one_with_its_first_line() {
+        let mut bench = Bench::new();
+        assert!(bench
+            .start("ok", 1, &["sh", "-c", "echo fine; exit 0"], 10_000)
+            .is_empty());
+        let pid = bench.pid_of("ok");
+        assert_eq!(
+            answer(bench.run_until_reaped(pid)),
+            ("ok".to_string(), 1, true, "exit 0".to_string())
+        );
+        assert!(!bench.probes.owns(pid));
+        assert!(bench
+            .start(
+                "bad",
+                2,
+                &["sh", "-c", "echo \"db down: $DYNSUP_NAME\" >&2; exit 3"],
+                10_000
+            )
+            .is_empty());
+        let pid = bench.pid_of("bad");
+        assert_eq!(
+            answer(bench.run_until_reaped(pid)),
+            (
+                "bad".to_string(),
+                2,
+                false,
+                "exit 3: db down: bad".to_string()
+            )
+        );
+        assert_eq!(bench.probes.next_deadline(), None, "no check, no timer");
+    }
+
+    #[test]
+    fn a_hanging_check_is_killed_at_its_timeout_with_its_group() {
+        let mut bench = Bench::new();
+        // A background sleeper in its group, and a foreground one.
+        bench.start("hang", 1, &["sh", "-c", "sleep 1000 & sleep 1000"], 100);
+        let pid = bench.pid_of("hang");
+        assert!(bench.probes.next_deadline().is_some());
+        assert_eq!(
+            answer(bench.run_until_reaped(pid)),
+            (
+                "hang".to_string(),
+                1,
+                false,
+                "timed out after 100 ms".to_string()
+            )
+        );
+        assert!(
+            group_empties(pid),
+            "the check's process group outlived its timeout"
+        );
+        assert_eq!(bench.probes.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_check_that_floods_its_output_is_read_and_ends() {
+        let mut bench = Bench::new();
+        // 1 MiB, far more than a pipe holds: it ends only if it is read.
+        bench.start(
+            "chatty",
+            1,
+            &["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x; exit 4"],
+            20_000,
+        );
+        let pid = bench.pid_of("chatty");
+        let (_, _, ok, message) = answer(bench.run_until_reaped(pid));
+        assert!(!ok);
+        assert_eq!(
+            message,
+            format!("exit 4: {}", "x".repeat(crate::os::probes::KEPT_OUTPUT))
+        );
+    }
+
+    #[test]
+    fn what_a_check_leaves_in_its_group_is_killed_at_its_end() {
+        let mut bench = Bench::new();
+        bench.start(
+            "leaves",
+            1,
+            &["sh", "-c", "sleep 1000 >/dev/null 2>&1 & exit 0"],
+            10_000,
+        );
+        let pid = bench.pid_of("leaves");
+        assert_eq!(answer(bench.run_until_reaped(pid)).3, "exit 0");
+        assert!(
+            group_empties(pid),
+            "a background process of the check outlived it"
+        );
+    }
+
+    #[test]
+    fn a_check_that_cannot_start_is_answered_at_once() {
+        let mut bench = Bench::new();
+        let answers = bench.start("missing", 7, &["/nonexistent/check"], 1000);
+        assert_eq!(answers.len(), 1);
+        let (name, instance, ok, message) = answer(answers.into_iter().next());
+        assert_eq!((name.as_str(), instance, ok), ("missing", 7, false));
+        assert!(
+            message.starts_with("cannot run: cannot execute /nonexistent/check"),
+            "{message}"
+        );
+        assert_eq!(bench.probes.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_second_check_of_the_same_process_is_refused_and_one_of_an_old_process_cancelled() {
+        let mut bench = Bench::new();
+        assert!(bench.start("w", 1, &["sleep", "1000"], 60_000).is_empty());
+        let first = bench.pid_of("w");
+        // The same instance again: refused at once, the first goes on.
+        let answers = bench.start("w", 1, &["sleep", "1000"], 60_000);
+        let (_, instance, ok, message) = answer(answers.into_iter().next());
+        assert_eq!((instance, ok), (1, false));
+        assert_eq!(message, format!("a check is still running (pid {first})"));
+        assert_eq!(bench.pid_of("w"), first);
+        // A new instance: the old check is killed and answered, the new one runs.
+        let answers = bench.start("w", 2, &["sh", "-c", "exit 0"], 60_000);
+        let (_, instance, ok, message) = answer(answers.into_iter().next());
+        assert_eq!((instance, ok), (1, false));
+        assert_eq!(message, "cancelled: the worker has a new process");
+        let second = bench.pid_of("w");
+        assert_ne!(second, first);
+        // The old one's reap is still the room's, and answers nothing.
+        let status = waitpid(Pid::from_raw(first), None).expect("waitpid");
+        assert!(matches!(
+            status,
+            WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+        ));
+        assert!(bench.probes.owns(first));
+        let exit = Exit::Signaled {
+            signal: Signal::KILL,
+            core_dumped: false,
+        };
+        assert!(bench
+            .probes
+            .reaped(first, exit, &mut bench.poller)
+            .is_none());
+        assert!(!bench.probes.owns(first));
+        assert_eq!(answer(bench.run_until_reaped(second)).3, "exit 0");
+    }
+
+    #[test]
+    fn kill_all_leaves_no_check_running() {
+        let mut bench = Bench::new();
+        bench.start("a", 1, &["sleep", "1000"], 60_000);
+        bench.start("b", 2, &["sleep", "1000"], 60_000);
+        let pids = [bench.pid_of("a"), bench.pid_of("b")];
+        drop(bench.probes);
+        for pid in pids {
+            let status = waitpid(Pid::from_raw(pid), None).expect("waitpid");
+            assert!(
+                matches!(
+                    status,
+                    WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+                ),
+                "{status:?}"
+            );
+        }
+    }
+}
