@@ -369,10 +369,10 @@ mod tests {
                     .map(|at| at.saturating_duration_since(Instant::now()))
                     .unwrap_or(Duration::from_millis(20))
                     .min(Duration::from_millis(20));
-                self.poller
-                    .poll
-                    .poll(&mut self.events, Some(timeout))
-                    .expect("poll");
+                match self.poller.poll.poll(&mut self.events, Some(timeout)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    result => result.expect("poll"),
+                }
                 let mut ready: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
                 ready.append(&mut self.poller.retry);
                 ready.sort();
@@ -416,12 +416,27 @@ mod tests {
         }
     }
 
-    /// Whether process group `pgid` empties within a deadline (polled, with a short
-    /// pause between looks).
+    /// Whether every process of group `pgid` is dead within a deadline (polled, with a
+    /// short pause between looks). Zombies count as dead: orphans of a check are
+    /// reaped by whoever reaps this test's orphans, which is not the test.
     fn group_empties(pgid: i32) -> bool {
+        let live = || {
+            crate::os::process::process_groups()
+                .remove(&pgid)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|pid| {
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+                    // The state follows the command name's closing parenthesis.
+                    stat.ok()
+                        .and_then(|s| Some(s[s.rfind(')')? + 1..].trim_start().starts_with('Z')))
+                        == Some(false)
+                })
+                .count()
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if !crate::os::process::group_alive(pgid) {
+            if live() == 0 {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(5));
