@@ -192,7 +192,7 @@ fn a_worker_that_stops_its_keep_alives_is_aborted_and_restarted() {
     assert_eq!(reason, "watchdog", "{:?}{}", exited.event, d.log_tail());
     assert_sigabrt(&exit);
     // It had stopped its keep-alives; it did not die on its own.
-    assert_eq!(d.worker_lines("wd", "watchdog: stopped after 3 pings"), 1);
+    d.wait_worker_line("wd", "watchdog: stopped after 3 pings", 1);
 
     let new = d.wait_restarted("wd", pid);
     assert_ne!(new, pid);
@@ -219,7 +219,7 @@ fn watchdog_trigger_kills_at_once() {
     let (exited_pid, reason, exit) = exited_of(&exited.event);
     assert_eq!((exited_pid, reason.as_str()), (pid, "watchdog"));
     assert_sigabrt(&exit);
-    assert_eq!(d.worker_lines("tr", "watchdog: sent WATCHDOG=trigger"), 1);
+    d.wait_worker_line("tr", "watchdog: sending WATCHDOG=trigger", 1);
     let new = d.wait_restarted("tr", pid);
     d.assert_reaped(pid);
     let info = d.list_one("tr").expect("tr is registered");

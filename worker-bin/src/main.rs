@@ -28,7 +28,7 @@
 //! - `--stop-watchdog-after N`: stop sending `WATCHDOG=1` after N of them, and log
 //!   `watchdog: stopped after N pings` (0: never send one).
 //! - `--watchdog-trigger-after N`: after N keep-alives, send `WATCHDOG=trigger` once
-//!   (logging `watchdog: sent WATCHDOG=trigger`) and none after it.
+//!   (logging `watchdog: sending WATCHDOG=trigger` first) and none after it.
 //!
 //! Readiness: when `NOTIFY_SOCKET` is set (the supervisor serves one to templates with
 //! `ready = "notify"` or a `watchdog_ms`), the worker sends sd_notify's `READY=1` and a
@@ -216,8 +216,9 @@ fn start_watchdog(opts: &Opts) {
                 return;
             }
             if trigger_after == Some(sent) {
+                // Logged first: the supervisor may kill it as soon as it is sent.
+                log("info", "watchdog: sending WATCHDOG=trigger");
                 let _ = sd_notify(&target, "WATCHDOG=trigger");
-                log("info", "watchdog: sent WATCHDOG=trigger");
                 return;
             }
             if let Err(e) = sd_notify(&target, "WATCHDOG=1") {

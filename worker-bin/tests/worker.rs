@@ -322,7 +322,7 @@ fn watchdog_flags_ping_on_their_own_period_and_trigger() {
     assert_eq!(recv_message(&socket), "WATCHDOG=1");
     assert_eq!(recv_message(&socket), "WATCHDOG=1");
     assert_eq!(recv_message(&socket), "WATCHDOG=trigger");
-    w.expect_line("watchdog: sent WATCHDOG=trigger");
+    w.expect_line("watchdog: sending WATCHDOG=trigger");
 }
 
 #[test]
