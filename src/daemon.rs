@@ -2,9 +2,11 @@
 //! the reactor, start the boot children, run, clean up.
 //!
 //! Exit statuses: [`ExitStatus::Ok`] after an orderly shutdown, [`ExitStatus::Error`]
-//! after the restart intensity was reached, a boot child failed or a fatal runtime
-//! error, [`ExitStatus::Usage`] for a bad config, an unusable socket path, or a cgroup
-//! sub-tree that another live daemon owns.
+//! after the restart intensity was reached (or an `on_limit = "escalate"` limit), a
+//! boot child failed or a fatal runtime error, [`ExitStatus::Usage`] for a bad config,
+//! an unusable socket path, or a cgroup sub-tree that another live daemon owns, and
+//! [`ExitStatus::Critical`] — the worker's own status, its exit code or 128+signal —
+//! when a `critical` worker ended for good or was given up on.
 
 use crate::config::{self, Config};
 use crate::core::Supervisor;

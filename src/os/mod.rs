@@ -17,7 +17,10 @@
 //!   their own behind a bounded queue.
 //! - [`state_file`]: the durable list of dynamic workers.
 //! - [`limits`]: the daemon's own resource limits (the open-files soft limit raised).
-//! - [`ready`]: the notify socket served to workers (`ready = "notify"`).
+//! - [`ready`]: the notify socket served to workers (`ready = "notify"`, `watchdog_ms`):
+//!   readiness, status and watchdog keep-alives.
+//! - [`probes`]: one health check run: spawned like a worker, output captured, killed
+//!   at its timeout, its end turned into a verdict.
 //! - [`reactor`]: the single-threaded mio loop.
 
 pub mod cgroup;
@@ -27,6 +30,7 @@ pub mod listener;
 pub mod log_files;
 pub mod notify;
 pub mod pipes;
+pub mod probes;
 pub mod process;
 pub mod reactor;
 pub mod ready;

@@ -83,6 +83,8 @@ const STATUS_PACE: Duration = Duration::from_millis(250);
 /// then no timer is ever armed.
 pub struct Systemd {
     notifier: Option<Notifier>,
+    /// `READY=1` was sent (it is sent once per daemon).
+    ready_sent: bool,
     last_status: String,
     dirty: bool,
     status_at: Option<std::time::Instant>,
@@ -98,6 +100,7 @@ impl Systemd {
             .map(|every| std::time::Instant::now() + every);
         Systemd {
             notifier,
+            ready_sent: false,
             last_status: String::new(),
             dirty: false,
             status_at: None,
@@ -105,8 +108,12 @@ impl Systemd {
         }
     }
 
-    /// Boot is done and the socket accepts: `READY=1` with the pid and first status.
+    /// Boot is done (every boot child running and ready) and the socket accepts:
+    /// `READY=1` with the pid and first status. Only the first call sends anything.
     pub fn ready(&mut self, status: String) {
+        if std::mem::replace(&mut self.ready_sent, true) {
+            return;
+        }
         if let Some(n) = &self.notifier {
             n.send(&format!(
                 "READY=1\nMAINPID={}\nSTATUS={status}",

@@ -102,13 +102,47 @@ pub struct ExecPlan {
     no_new_privs: bool,
 }
 
+/// Who a plan is for: the worker itself, or a health check run on its behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Worker,
+    /// Same environment, user, cwd, umask and limits as the worker, minus what only
+    /// the worker may use: `NOTIFY_SOCKET` and `WATCHDOG_USEC` (a check speaks through
+    /// its exit status, never for the worker).
+    Probe,
+}
+
 impl ExecPlan {
     /// Resolve the program and build argv/envp. Fails when a bare program name is found
     /// neither next to dynsup nor in `PATH`, or a string holds a NUL byte.
     pub fn new(spec: &ChildSpec, ctx: &SpawnContext) -> Result<ExecPlan, String> {
-        let program = resolve_program(&spec.argv[0], ctx)?;
-        let argv = spec
-            .argv
+        ExecPlan::build(spec, &spec.argv, ctx, Role::Worker)
+    }
+
+    /// The plan of the worker's health check (`spec.template.health`'s command), run
+    /// as the worker would be (environment, user and groups, cwd, umask, rlimits).
+    /// Fails as `new` does, or when the template has no health check.
+    pub fn for_probe(spec: &ChildSpec, ctx: &SpawnContext) -> Result<ExecPlan, String> {
+        let Some(health) = &spec.template.health else {
+            return Err("the template has no health check".to_string());
+        };
+        if health.command.is_empty() {
+            return Err("the health command is empty".to_string());
+        }
+        ExecPlan::build(spec, &health.command, ctx, Role::Probe)
+    }
+
+    fn build(
+        spec: &ChildSpec,
+        command: &[String],
+        ctx: &SpawnContext,
+        role: Role,
+    ) -> Result<ExecPlan, String> {
+        let Some(first) = command.first() else {
+            return Err("the command is empty".to_string());
+        };
+        let program = resolve_program(first, ctx)?;
+        let argv = command
             .iter()
             .map(|a| c_string(a.as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
@@ -128,11 +162,28 @@ impl ExecPlan {
         }
         env.insert("DYNSUP_NAME".into(), OsStr::new(&*spec.name).to_os_string());
         env.insert("DYNSUP_SOCKET".into(), ctx.socket.clone().into_os_string());
-        // Only workers that report readiness see a NOTIFY_SOCKET: one inherited from
-        // the daemon's own systemd unit must never reach a worker.
-        env.remove(OsStr::new("NOTIFY_SOCKET"));
-        if let (Readiness::Notify, Some(notify)) = (template.ready, &ctx.notify_socket) {
-            env.insert("NOTIFY_SOCKET".into(), notify.into());
+        // The sd_notify variables are the daemon's to give. Those inherited from the
+        // daemon's own systemd unit (its NOTIFY_SOCKET, and WATCHDOG_USEC and
+        // WATCHDOG_PID when the unit has WatchdogSec=) are about the daemon and must
+        // never reach a worker, nor may a template's `env` fake them.
+        for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            env.remove(OsStr::new(key));
+        }
+        if role == Role::Worker {
+            // A worker that reports readiness or keep-alives gets the daemon's socket,
+            // and a watchdog's interval as systemd gives it (never WATCHDOG_PID: the
+            // keep-alives may come from the worker's whole process group).
+            let watchdog_usec = template
+                .watchdog_ms
+                .filter(|&ms| ms > 0)
+                .map(|ms| ms.saturating_mul(1000));
+            let reports = template.ready == Readiness::Notify || watchdog_usec.is_some();
+            if let (true, Some(notify)) = (reports, &ctx.notify_socket) {
+                env.insert("NOTIFY_SOCKET".into(), notify.into());
+            }
+            if let Some(usec) = watchdog_usec {
+                env.insert("WATCHDOG_USEC".into(), usec.to_string().into());
+            }
         }
         let envp = env
             .into_iter()
@@ -427,22 +478,61 @@ pub fn spawn(
     cgroup_procs: Option<&OwnedFd>,
 ) -> Result<Spawned, SpawnError> {
     let (stdin_r, stdin_w) = cloexec_pipe()?;
+    set_nonblocking(&stdin_w).map_err(|e| {
+        SpawnError::os("cannot make a worker pipe non-blocking", io::Error::from(e))
+    })?;
+    let (pid, output) = clone_exec(spawner, plan, daemon_pid, cgroup_procs, Some(stdin_r))?;
+    Ok(Spawned {
+        pid,
+        stdin: stdin_w,
+        output,
+    })
+}
+
+/// A running health check: its pid (it leads its own process group) and the daemon's
+/// end of its output pipe (stdout and stderr; non-blocking).
+pub struct SpawnedProbe {
+    pub pid: i32,
+    pub output: OwnedFd,
+}
+
+/// Clone and exec a health check's plan: the same steps as a worker's (its own process
+/// group, the template's limits, user, umask, cwd; `PR_SET_PDEATHSIG`), in no cgroup
+/// of its own (it stays in the daemon's), with stdin on `/dev/null`.
+pub fn spawn_probe(
+    spawner: &mut Spawner,
+    plan: &ExecPlan,
+    daemon_pid: i32,
+) -> Result<SpawnedProbe, SpawnError> {
+    let (pid, output) = clone_exec(spawner, plan, daemon_pid, None, None)?;
+    Ok(SpawnedProbe { pid, output })
+}
+
+/// The clone and exec of `spawn` and `spawn_probe`: the child's stdin is `stdin`'s read
+/// end, or `/dev/null` (the slot's resting state) when none; its stdout and stderr are
+/// a new pipe, whose read end (non-blocking) is returned with the pid.
+fn clone_exec(
+    spawner: &mut Spawner,
+    plan: &ExecPlan,
+    daemon_pid: i32,
+    cgroup_procs: Option<&OwnedFd>,
+    stdin: Option<OwnedFd>,
+) -> Result<(i32, OwnedFd), SpawnError> {
     let (output_r, output_w) = cloexec_pipe()?;
-    for fd in [&stdin_w, &output_r] {
-        set_nonblocking(fd).map_err(|e| {
-            SpawnError::os("cannot make a worker pipe non-blocking", io::Error::from(e))
-        })?;
-    }
+    set_nonblocking(&output_r).map_err(|e| {
+        SpawnError::os("cannot make a worker pipe non-blocking", io::Error::from(e))
+    })?;
 
     // Pointer arrays for execve, built before the clone: the child must not allocate.
     let argv = null_terminated(&plan.argv);
     let envp = null_terminated(&plan.envp);
 
-    // The child's ends go into the reserved slots (see `Spawner`).
-    let mut into_slots = vec![
-        (stdin_r.as_fd(), spawner.slots[SLOT_STDIN]),
-        (output_w.as_fd(), spawner.slots[SLOT_OUTPUT]),
-    ];
+    // The child's ends go into the reserved slots (see `Spawner`). A slot left alone
+    // holds /dev/null.
+    let mut into_slots = vec![(output_w.as_fd(), spawner.slots[SLOT_OUTPUT])];
+    if let Some(stdin_r) = &stdin {
+        into_slots.push((stdin_r.as_fd(), spawner.slots[SLOT_STDIN]));
+    }
     if let Some(cgroup) = cgroup_procs {
         into_slots.push((cgroup.as_fd(), spawner.slots[SLOT_CGROUP]));
     }
@@ -509,7 +599,7 @@ pub fn spawn(
     for slot in spawner.slots {
         let _ = dup_into(spawner.devnull.as_raw_fd(), slot);
     }
-    drop((stdin_r, output_w));
+    drop((stdin, output_w));
     if pid < 0 {
         return Err(SpawnError::os("clone failed", clone_error));
     }
@@ -521,11 +611,7 @@ pub fn spawn(
             message: stage.describe(plan, err),
         });
     }
-    Ok(Spawned {
-        pid,
-        stdin: stdin_w,
-        output: output_r,
-    })
+    Ok((pid, output_r))
 }
 
 /// The child's side of the clone: set up, then exec. Never returns.
@@ -722,5 +808,124 @@ pub fn wait_any_nohang() -> io::Result<Option<(libc::pid_t, libc::c_int)>> {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(None),
         pid => Ok(Some((pid, status))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{HealthCheck, Template};
+    use std::rc::Rc;
+
+    /// The daemon's own environment as systemd gives it to a `Type=notify` unit with
+    /// `WatchdogSec=`.
+    fn ctx() -> SpawnContext {
+        SpawnContext {
+            exe_dir: None,
+            base_env: [
+                ("PATH", "/usr/bin:/bin"),
+                ("NOTIFY_SOCKET", "/run/systemd/notify"),
+                ("WATCHDOG_USEC", "30000000"),
+                ("WATCHDOG_PID", "4242"),
+                ("KEPT", "yes"),
+            ]
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect(),
+            socket: PathBuf::from("/run/dynsup/dynsup.sock"),
+            notify_socket: Some("@dynsup-notify-test".to_string()),
+            daemon_pid: 4242,
+        }
+    }
+
+    fn spec(edit: impl FnOnce(&mut Template)) -> ChildSpec {
+        let mut template = Template::new("t", vec!["sh".to_string(), "-c".to_string()]);
+        edit(&mut template);
+        ChildSpec::new("w_1".into(), Rc::new(template), None, Vec::new()).expect("spec")
+    }
+
+    fn env_of(plan: &ExecPlan) -> Vec<String> {
+        plan.envp
+            .iter()
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+        env.iter()
+            .find_map(|e| e.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    #[test]
+    fn the_daemons_own_sd_notify_variables_never_reach_a_plain_worker() {
+        let plan = ExecPlan::new(&spec(|_| {}), &ctx()).expect("plan");
+        let env = env_of(&plan);
+        for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            assert_eq!(value(&env, key), None, "{key} leaked: {env:?}");
+        }
+        assert_eq!(value(&env, "KEPT"), Some("yes"));
+        assert_eq!(value(&env, "DYNSUP_NAME"), Some("w_1"));
+    }
+
+    #[test]
+    fn a_notify_worker_gets_the_daemons_socket_and_no_watchdog() {
+        let plan = ExecPlan::new(&spec(|t| t.ready = Readiness::Notify), &ctx()).expect("plan");
+        let env = env_of(&plan);
+        assert_eq!(value(&env, "NOTIFY_SOCKET"), Some("@dynsup-notify-test"));
+        assert_eq!(value(&env, "WATCHDOG_USEC"), None);
+        assert_eq!(value(&env, "WATCHDOG_PID"), None);
+    }
+
+    #[test]
+    fn a_watchdog_worker_gets_its_interval_and_the_socket_even_with_ready_exec() {
+        let plan = ExecPlan::new(&spec(|t| t.watchdog_ms = Some(1500)), &ctx()).expect("plan");
+        let env = env_of(&plan);
+        assert_eq!(value(&env, "WATCHDOG_USEC"), Some("1500000"));
+        assert_eq!(value(&env, "NOTIFY_SOCKET"), Some("@dynsup-notify-test"));
+        assert_eq!(value(&env, "WATCHDOG_PID"), None, "never WATCHDOG_PID");
+        // A template's `env` cannot fake them either.
+        let plan = ExecPlan::new(
+            &spec(|t| {
+                t.env = vec![
+                    ("WATCHDOG_USEC".to_string(), "1".to_string()),
+                    ("WATCHDOG_PID".to_string(), "1".to_string()),
+                ]
+            }),
+            &ctx(),
+        )
+        .expect("plan");
+        let env = env_of(&plan);
+        assert_eq!(value(&env, "WATCHDOG_USEC"), None);
+        assert_eq!(value(&env, "WATCHDOG_PID"), None);
+    }
+
+    #[test]
+    fn a_probe_runs_its_command_with_the_workers_environment_minus_sd_notify() {
+        let health = HealthCheck {
+            command: vec!["true".to_string(), "--check".to_string()],
+            interval_ms: 100,
+            timeout_ms: 100,
+            failures: 3,
+        };
+        let spec = spec(|t| {
+            t.watchdog_ms = Some(1000);
+            t.ready = Readiness::Notify;
+            t.env = vec![("FROM_TEMPLATE".to_string(), "1".to_string())];
+            t.umask = Some(0o027);
+            t.health = Some(health);
+        });
+        let plan = ExecPlan::for_probe(&spec, &ctx()).expect("plan");
+        let argv: Vec<_> = plan.argv.iter().map(|a| a.to_string_lossy()).collect();
+        assert_eq!(argv, ["true", "--check"]);
+        assert!(plan.program.to_string_lossy().ends_with("/true"));
+        assert_eq!(plan.umask, Some(0o027));
+        let env = env_of(&plan);
+        assert_eq!(value(&env, "DYNSUP_NAME"), Some("w_1"));
+        assert_eq!(value(&env, "FROM_TEMPLATE"), Some("1"));
+        for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            assert_eq!(value(&env, key), None, "{key} given to a probe: {env:?}");
+        }
+        // No health check: no plan.
+        assert!(ExecPlan::for_probe(&super::tests::spec(|_| {}), &ctx()).is_err());
     }
 }

@@ -267,3 +267,27 @@ pub fn restarting_delay(ev: &Event) -> u64 {
         other => panic!("not a restarting event: {other:?}"),
     }
 }
+
+/// An `exited` event of `who` whose reason is exactly `reason` (`watchdog`, `health`).
+pub fn is_exited_because(ev: &Event, who: &str, why: &str) -> bool {
+    matches!(ev, Event::Exited { name, reason, .. } if name == who && reason == why)
+}
+
+pub fn is_unhealthy(ev: &Event, who: &str) -> bool {
+    matches!(ev, Event::Unhealthy { name, .. } if name == who)
+}
+
+pub fn is_healthy(ev: &Event, who: &str) -> bool {
+    matches!(ev, Event::Healthy { name } if name == who)
+}
+
+/// The failures in a row and the message of an `unhealthy` event.
+#[track_caller]
+pub fn unhealthy_of(ev: &Event) -> (u32, String) {
+    match ev {
+        Event::Unhealthy {
+            failures, message, ..
+        } => (*failures, message.clone()),
+        other => panic!("not an unhealthy event: {other:?}"),
+    }
+}

@@ -21,10 +21,17 @@ struct Worker {
 
 impl Worker {
     fn spawn(env_name: Option<&str>, args: &[&str]) -> Worker {
+        Worker::spawn_with_env(env_name, args, &[])
+    }
+
+    fn spawn_with_env(env_name: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Worker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dynsup-worker"));
         cmd.args(args)
             .env_remove("DYNSUP_NAME")
             .env_remove("RUST_BACKTRACE")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -255,4 +262,81 @@ fn print_pid_writes_pid_to_stdout() {
         .read_to_string(&mut out)
         .expect("read worker stdout");
     assert_eq!(out, format!("pid={pid}\n"));
+}
+
+/// An abstract datagram socket standing in for the supervisor's `NOTIFY_SOCKET`.
+fn notify_listener() -> (std::os::unix::net::UnixDatagram, String) {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!(
+        "dynsup-worker-test-{}-{:?}",
+        std::process::id(),
+        Instant::now()
+    );
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let socket = std::os::unix::net::UnixDatagram::bind_addr(&addr).expect("bind");
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    (socket, format!("@{name}"))
+}
+
+fn recv_message(socket: &std::os::unix::net::UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).expect("a notify datagram in time");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn with_watchdog_usec_it_pings_at_half_the_interval_once_ready() {
+    let (socket, address) = notify_listener();
+    let mut w = Worker::spawn_with_env(
+        Some("wd"),
+        &["--stop-watchdog-after", "3"],
+        &[("NOTIFY_SOCKET", &address), ("WATCHDOG_USEC", "100000")],
+    );
+    assert!(recv_message(&socket).starts_with("READY=1"));
+    assert_eq!(
+        w.expect_line("watchdog:"),
+        "info: watchdog: sending WATCHDOG=1 every 50 ms"
+    );
+    for _ in 0..3 {
+        assert_eq!(recv_message(&socket), "WATCHDOG=1");
+    }
+    w.expect_line("watchdog: stopped after 3 pings");
+    assert!(w.is_running());
+}
+
+#[test]
+fn watchdog_flags_ping_on_their_own_period_and_trigger() {
+    let (socket, address) = notify_listener();
+    let mut w = Worker::spawn_with_env(
+        Some("wd"),
+        &[
+            "--never-ready",
+            "--watchdog-ping-ms",
+            "5",
+            "--watchdog-trigger-after",
+            "2",
+        ],
+        &[("NOTIFY_SOCKET", &address)],
+    );
+    w.expect_line("sending WATCHDOG=1 every 5 ms");
+    assert_eq!(recv_message(&socket), "WATCHDOG=1");
+    assert_eq!(recv_message(&socket), "WATCHDOG=1");
+    assert_eq!(recv_message(&socket), "WATCHDOG=trigger");
+    w.expect_line("watchdog: sending WATCHDOG=trigger");
+}
+
+#[test]
+fn without_watchdog_usec_or_a_flag_it_never_pings() {
+    let (socket, address) = notify_listener();
+    let mut w = Worker::spawn_with_env(Some("quiet"), &[], &[("NOTIFY_SOCKET", &address)]);
+    assert!(recv_message(&socket).starts_with("READY=1"));
+    // Proof that nothing else came: the next datagram is the test's own marker.
+    w.send("work");
+    w.expect_line("hola");
+    let me = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    use std::os::linux::net::SocketAddrExt;
+    let addr =
+        std::os::unix::net::SocketAddr::from_abstract_name(&address.as_bytes()[1..]).unwrap();
+    me.send_to_addr(b"MARKER", &addr).unwrap();
+    assert_eq!(recv_message(&socket), "MARKER");
 }

@@ -1,7 +1,8 @@
 //! Carrying out the core's actions, in the order the core returned them: spawn (and
 //! feed the result back at once), signal, cast to a mailbox, clean up after a reap
 //! (taking what the worker wrote), deliver a reply, broadcast an event, save the state
-//! file, begin the exit.
+//! file, start a health check (`probes.rs` answers it), tell systemd the boot is done,
+//! begin the exit.
 
 use super::leftovers::Leftovers;
 use super::{Exiting, Reactor};
@@ -122,8 +123,19 @@ impl Reactor {
                 let status = super::status_line(&self.core);
                 self.systemd.ready(status);
             }
-            Action::Probe { name, instance, .. } => {
-                log::warn!("{name}: health checks are not carried out yet (instance #{instance})");
+            Action::Probe {
+                name,
+                instance,
+                spec,
+            } => {
+                // Answered later (at the check's reap), or at once when it cannot run.
+                let spawner = self.workers.spawner();
+                let answers = self
+                    .probes
+                    .start(name, instance, &spec, spawner, &mut self.poller);
+                for answer in answers {
+                    self.feed(answer);
+                }
             }
             Action::Exit { code } => self.begin_exit(code),
         }

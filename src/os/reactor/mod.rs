@@ -2,15 +2,17 @@
 //!
 //! Sources: the signal pipe (SIGCHLD, SIGTERM, SIGINT, SIGHUP, and SIGQUIT as PID 1,
 //! via signal-hook-mio), the listening socket, the workers' notify socket, client
-//! connections, and each worker's output pipe (its stdout and stderr share one) and,
-//! while bytes wait, its stdin. The poll timeout is the earliest of the core's next
-//! deadline, a due message to systemd, a due note of dropped output lines and the exit
-//! grace, or none: an idle daemon sleeps in `epoll_wait` until something happens.
+//! connections, each worker's output pipe (its stdout and stderr share one) and,
+//! while bytes wait, its stdin, and each running health check's output pipe. The poll
+//! timeout is the earliest of the core's next deadline, a due message to systemd, a due
+//! note of dropped output lines, a health check's timeout and the exit grace, or none:
+//! an idle daemon sleeps in `epoll_wait` until something happens.
 //!
 //! Each readiness becomes an [`Input`] for the core; the core's `Action`s are carried
 //! out in order. A spawn is carried out synchronously and its result fed back before
 //! anything else, and each reaped pid is fed to the core as soon as `waitpid` returns
-//! it: so the core's table is never behind the kernel's.
+//! it: so the core's table is never behind the kernel's. A reaped pid that is a health
+//! check's goes to the `probes` room instead, never to the core as an exit.
 //!
 //! One wait happens inside the loop, bounded: when a worker that runs in its own cgroup
 //! is reaped, whatever it left in the group is killed, and the loop waits (at most
@@ -31,6 +33,7 @@
 //! - `logs`: the workers' output after their pipes (kept lines, rate limits, files),
 //!   the `logs` and `reopen_logs` requests, and each turn's end for output;
 //! - `worker_cgroups`: the workers' cgroups, from before the spawn to removal;
+//! - `probes`: the health checks in flight (start, output, timeout, reap, answer);
 //! - `boot`: the boot children, the state file (restore, save), and reload.
 
 mod actions;
@@ -38,6 +41,7 @@ mod boot;
 mod clients;
 mod leftovers;
 mod logs;
+mod probes;
 mod router;
 mod worker_cgroups;
 mod workers_io;
@@ -46,6 +50,7 @@ use self::boot::Files;
 use self::clients::Clients;
 use self::leftovers::Leftovers;
 use self::logs::Logs;
+use self::probes::Probes;
 use self::worker_cgroups::WorkerCgroups;
 use self::workers_io::WorkerIo;
 use super::cgroup::Cgroups;
@@ -90,6 +95,8 @@ pub struct Reactor {
     cgroups: WorkerCgroups,
     /// What is left of ended workers' process groups, until it is gone.
     leftovers: Leftovers,
+    /// The health checks in flight.
+    probes: Probes,
     files: Files,
     /// The daemon's own messages to systemd (READY, STATUS, STOPPING, WATCHDOG).
     systemd: Systemd,
@@ -228,6 +235,7 @@ impl Reactor {
             logs: Logs::new(settings.logs),
             cgroups: WorkerCgroups::new(settings.cgroups),
             leftovers: Leftovers::default(),
+            probes: Probes::default(),
             reap_more: false,
             files: Files::new(
                 settings.config,
@@ -256,6 +264,8 @@ impl Reactor {
                 if self.clients.all_sent() || exiting.since.elapsed() >= EXIT_GRACE {
                     self.workers.drain_outputs(&mut self.logs.store);
                     self.logs.finish();
+                    // Nothing outlives the daemon: no check in flight either.
+                    self.probes.kill_all();
                     self.cgroups.remove_all_at_exit();
                     return Ok(exiting.code);
                 }
@@ -292,6 +302,9 @@ impl Reactor {
                     LISTENER => self.clients.accept(&mut self.poller),
                     NOTIFY => self.on_worker_notify(),
                     token if self.clients.has(token) => self.on_conn(token),
+                    token if self.probes.has(token) => {
+                        self.probes.on_ready(token, &mut self.poller)
+                    }
                     token => self
                         .workers
                         .on_ready(token, &mut self.poller, &mut self.logs.store),
@@ -303,6 +316,16 @@ impl Reactor {
                 .is_some_and(|at| at <= Instant::now())
             {
                 self.feed_emptied_leftovers();
+            }
+            if self
+                .probes
+                .next_deadline()
+                .is_some_and(|at| at <= Instant::now())
+            {
+                let answers = self.probes.on_deadlines(Instant::now(), &mut self.poller);
+                for answer in answers {
+                    self.feed(answer);
+                }
             }
             if let Some(due) = self.core.next_deadline() {
                 if due <= self.clock.mono_us() {
@@ -358,10 +381,16 @@ impl Reactor {
             .logs
             .next_wake()
             .map(|at| at.saturating_duration_since(Instant::now()));
-        [deadline, grace, systemd, leftovers, clients, log_notes]
-            .into_iter()
-            .flatten()
-            .min()
+        let probes = self
+            .probes
+            .next_deadline()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        [
+            deadline, grace, systemd, leftovers, clients, log_notes, probes,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn on_signals(&mut self) {
@@ -384,7 +413,14 @@ impl Reactor {
                 let Some((pid, exit)) = process::reap_one() else {
                     break;
                 };
-                self.feed(Input::Exited { pid, exit });
+                if self.probes.owns(pid) {
+                    // A health check's, never a worker's exit.
+                    if let Some(answer) = self.probes.reaped(pid, exit, &mut self.poller) {
+                        self.feed(answer);
+                    }
+                } else {
+                    self.feed(Input::Exited { pid, exit });
+                }
                 reaped += 1;
             }
             self.reap_more = reaped == REAP_BUDGET;
@@ -408,7 +444,7 @@ impl Reactor {
     }
 
     /// Datagrams on the workers' notify socket, each fed with its sender's process
-    /// group.
+    /// group (read by `ready.rs` while the sender was still there).
     fn on_worker_notify(&mut self) {
         let Some(notify) = self.poller.worker_notify.as_mut() else {
             return;
@@ -418,10 +454,9 @@ impl Reactor {
             self.poller.retry(NOTIFY);
         }
         for datagram in notes {
-            let group = process::process_group(datagram.pid);
             self.feed(Input::Notify {
                 pid: datagram.pid,
-                group,
+                group: datagram.group,
                 note: datagram.note,
             });
         }

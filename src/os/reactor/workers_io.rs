@@ -106,6 +106,12 @@ impl WorkerIo {
         Ok(child.pid)
     }
 
+    /// The spawner and the daemon's spawn context, for the health checks (`probes.rs`),
+    /// which are spawned the way workers are.
+    pub(super) fn spawner(&mut self) -> (&mut Spawner, &SpawnContext) {
+        (&mut self.spawner, &self.ctx)
+    }
+
     /// Queue `message` on the instance's stdin; the reply says how much was queued.
     pub(super) fn cast(
         &mut self,
