@@ -17,6 +17,7 @@ use std::fmt;
 pub struct Signal(pub i32);
 
 impl Signal {
+    pub const ABRT: Signal = Signal(libc::SIGABRT);
     pub const HUP: Signal = Signal(libc::SIGHUP);
     pub const INT: Signal = Signal(libc::SIGINT);
     pub const KILL: Signal = Signal(libc::SIGKILL);

@@ -304,11 +304,12 @@ impl ChildSpec {
             return Err("the command is empty".to_string());
         }
         argv.extend(args.iter().cloned());
-        let after = template
-            .after
-            .iter()
-            .map(|n| Rc::from(n.as_str()))
-            .collect();
+        let mut after: Vec<Rc<str>> = Vec::with_capacity(template.after.len());
+        for name in &template.after {
+            if !after.iter().any(|n| &**n == name.as_str()) {
+                after.push(name.as_str().into());
+            }
+        }
         let critical = template.critical;
         Ok(ChildSpec {
             name,

@@ -4,8 +4,8 @@
 
 use super::replies::{Answer, Notice, Refusal, StopCause, StopOutcome};
 use super::worker::{
-    window_for, AfterStop, EndCause, Ending, Event, LastExit, Next, SpawnPurpose, State, StopOrder,
-    StopRequest, Worker,
+    window_for, AfterStop, EndCause, Ending, Event, LastExit, Liveness, Next, SpawnPurpose, State,
+    StopOrder, StopRequest, Worker,
 };
 use super::{Action, Phase, ReplyTo, Supervisor, Time};
 use crate::core::exit::Exit;
@@ -26,8 +26,19 @@ enum Retry {
 }
 
 impl Supervisor {
-    /// Register `worker` as being spawned and ask the OS layer to spawn it.
-    pub(super) fn spawn(&mut self, worker: Worker, purpose: SpawnPurpose, out: &mut Vec<Action>) {
+    /// Register `worker` as being spawned and ask the OS layer to spawn it — or, when
+    /// a worker it is `after` is not running and ready, register it `Blocked` until
+    /// they all are (a client that asked waits at most its `ready_timeout_ms`).
+    pub(super) fn spawn(
+        &mut self,
+        worker: Worker,
+        purpose: SpawnPurpose,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        if !worker.spec.after.is_empty() && !self.deps_ready(&worker.spec) {
+            return self.block(worker, purpose, now, out);
+        }
         let instance = self.new_instance();
         let spec = worker.spec.clone();
         self.registry
@@ -42,12 +53,13 @@ impl Supervisor {
         mut worker: Worker,
         spec: Rc<ChildSpec>,
         reply_to: Option<ReplyTo>,
+        now: Time,
         out: &mut Vec<Action>,
     ) {
         worker.consecutive = 0;
         worker.window = window_for(&spec.template, self.limits.max_seconds);
         worker.spec = spec;
-        self.spawn(worker, SpawnPurpose::Operator { reply_to }, out);
+        self.spawn(worker, SpawnPurpose::Operator { reply_to }, now, out);
     }
 
     /// `respawn` for a registered worker with no process (`Waiting`, `Failed`).
@@ -56,6 +68,7 @@ impl Supervisor {
         name: &str,
         spec: Rc<ChildSpec>,
         reply_to: Option<ReplyTo>,
+        now: Time,
         out: &mut Vec<Action>,
     ) {
         let Some((worker, state)) = self.registry.take(name) else {
@@ -66,16 +79,20 @@ impl Supervisor {
             matches!(state, State::Waiting { .. } | State::Failed { .. }),
             "{name} has a process or a spawn: {state:?}"
         );
-        self.respawn(worker, spec, reply_to, out);
+        self.respawn(worker, spec, reply_to, now, out);
     }
 
     /// A worker has left the registry: if the state file lists it, it must be
     /// written again (except during a shutdown, after which the file should bring
-    /// every dynamic worker back).
-    pub(super) fn forget(&mut self, worker: &Worker, out: &mut Vec<Action>) {
-        if !self.is_shutting_down() {
+    /// every dynamic worker back); the boot waits no more for it; a shutdown may now
+    /// stop what it was after.
+    pub(super) fn forget(&mut self, worker: &Worker, now: Time, out: &mut Vec<Action>) {
+        if self.is_shutting_down() {
+            self.stop_what_it_was_after(worker, now, out);
+        } else {
             self.unrecord(&worker.spec.name, out);
         }
+        self.boot_done_with(&worker.spec.name, out);
     }
 
     pub(super) fn on_spawned(&mut self, instance: u64, pid: i32, now: Time, out: &mut Vec<Action>) {
@@ -91,10 +108,12 @@ impl Supervisor {
             );
             return;
         };
-        self.step(&name, Event::Spawned { pid }, now, out);
         if let Some(worker) = self.registry.worker_mut(&name) {
             worker.shortages = 0;
+            // A new process has its own health.
+            worker.last_probe = None;
         }
+        self.step(&name, Event::Spawned { pid }, now, out);
         match purpose {
             SpawnPurpose::Start { reply_to } => {
                 info!("{name}: started, pid {pid}");
@@ -154,6 +173,7 @@ impl Supervisor {
                     error,
                 };
                 self.answer(reply_to, Err(refusal), now, out);
+                self.forget(&worker, now, out);
                 self.check_shutdown_complete(now, out);
             }
             SpawnPurpose::Restart | SpawnPurpose::Operator { .. } if shortage => {
@@ -173,7 +193,7 @@ impl Supervisor {
                     self.answer(to, Err(refusal), now, out);
                 }
                 if self.is_shutting_down() {
-                    self.forget(&worker, out);
+                    self.forget(&worker, now, out);
                     return self.check_shutdown_complete(now, out);
                 }
                 let delay_ms = shortage_delay_ms(worker.shortages);
@@ -188,12 +208,15 @@ impl Supervisor {
                 warn!("{name}: could not be restarted: {error}");
                 let cause = StopCause::RestartNotSpawned(error.clone());
                 self.notify_watchers(&name, Notice::Stopped(cause), out);
-                self.forget(&worker, out);
+                self.forget(&worker, now, out);
                 let refusal = Refusal::RestartFailed {
                     name: name.to_string(),
                     error,
                 };
                 self.answer_opt(reply_to, Err(refusal), now, out);
+                if worker.spec.critical {
+                    self.critical_gone(&worker, 1, now, out);
+                }
                 self.check_shutdown_complete(now, out);
             }
             SpawnPurpose::Restart => {
@@ -258,9 +281,12 @@ impl Supervisor {
     /// A worker's process and its whole group are gone: what follows.
     fn ended(&mut self, worker: Worker, ending: Ending, now: Time, out: &mut Vec<Action>) {
         match ending {
-            Ending::Exited { pid, exit, ran_us } => {
-                self.on_ended_on_its_own(worker, pid, exit, ran_us, now, out)
-            }
+            Ending::Exited {
+                pid,
+                exit,
+                ran_us,
+                killed_for,
+            } => self.on_ended_on_its_own(worker, pid, exit, ran_us, killed_for, now, out),
             Ending::Stopped {
                 pid,
                 exit,
@@ -303,16 +329,34 @@ impl Supervisor {
                     pid,
                     exit,
                     to_restart: true,
+                    killed_for: None,
                 };
                 self.notify_watchers(&name, notice, out);
                 self.notify_watchers(&name, Notice::Restarting { delay_ms: 0 }, out);
-                self.respawn(worker, spec, reply_to, out);
+                let template = worker.spec.template.clone();
+                self.respawn(worker, spec, reply_to, now, out);
+                self.restart_dependents(&name, &template, now, out);
+            }
+            AfterStop::Cascade { after } if !self.is_shutting_down() => {
+                info!("{name}: stopped because {after} restarts; restarting it (counted)");
+                let notice = Notice::Exited {
+                    pid,
+                    exit,
+                    to_restart: true,
+                    killed_for: None,
+                };
+                self.notify_watchers(&name, notice, out);
+                let template = worker.spec.template.clone();
+                self.restart_or_give_up(worker, Retry::Now, now, out);
+                self.restart_dependents(&name, &template, now, out);
             }
             AfterStop::Restart { reply_to, .. } => {
-                self.finish_stop(&worker, outcome.clone(), out);
+                self.finish_stop(&worker, outcome.clone(), now, out);
                 self.answer_opt(reply_to, Err(Refusal::ShuttingDown), now, out);
             }
-            AfterStop::Remove => self.finish_stop(&worker, outcome.clone(), out),
+            AfterStop::Remove | AfterStop::Cascade { .. } => {
+                self.finish_stop(&worker, outcome.clone(), now, out)
+            }
         }
         for to in order.waiters {
             self.answer(to, Ok(Answer::Stopped(outcome.clone())), now, out);
@@ -320,13 +364,16 @@ impl Supervisor {
         self.check_shutdown_complete(now, out);
     }
 
-    /// The process ended without dynsup asking: apply the restart rule.
+    /// The process ended without dynsup asking (or killed by a liveness check): apply
+    /// the restart rule.
+    #[allow(clippy::too_many_arguments)]
     fn on_ended_on_its_own(
         &mut self,
         mut worker: Worker,
         pid: i32,
         exit: Exit,
         ran_us: u64,
+        killed_for: Option<Liveness>,
         now: Time,
         out: &mut Vec<Action>,
     ) {
@@ -335,16 +382,26 @@ impl Supervisor {
         // A new process reports its own status.
         worker.status = None;
         worker.last_exit = Some(LastExit {
-            cause: EndCause::Exited(exit),
+            cause: match killed_for {
+                Some(why) => EndCause::Killed { why, exit },
+                None => EndCause::Exited(exit),
+            },
             at_ms: now.wall_ms,
         });
         // A run that lasted long enough resets the backoff curve.
         if ran_us / 1000 >= template.backoff.reset_after_ms {
             worker.consecutive = 0;
         }
-        let clean = CleanExits {
-            codes: &template.normal_exit_codes,
-            signals: &template.clean_signals,
+        // A process killed for a liveness failure ended abnormally, whatever its status.
+        let clean = match killed_for {
+            Some(_) => CleanExits {
+                codes: &[],
+                signals: &[],
+            },
+            None => CleanExits {
+                codes: &template.normal_exit_codes,
+                signals: &template.clean_signals,
+            },
         };
         let decision = if self.is_shutting_down() {
             Decision::Remove
@@ -355,6 +412,7 @@ impl Supervisor {
             pid,
             exit,
             to_restart: false,
+            killed_for,
         };
         self.notify_watchers(&name, notice, out);
         let restart = template.restart.as_str();
@@ -370,21 +428,33 @@ impl Supervisor {
             Decision::Remove => {
                 let cause = StopCause::NotRestarted(exit);
                 self.notify_watchers(&name, Notice::Stopped(cause), out);
-                self.forget(&worker, out);
+                self.forget(&worker, now, out);
+                if worker.spec.critical && !self.is_shutting_down() {
+                    self.critical_gone(&worker, exit_status(exit), now, out);
+                }
                 self.check_shutdown_complete(now, out);
             }
-            Decision::Restart => self.restart_or_give_up(worker, Retry::Now, now, out),
+            Decision::Restart => {
+                self.restart_or_give_up(worker, Retry::Now, now, out);
+                self.restart_dependents(&name, &template, now, out);
+            }
         }
     }
 
     /// The worker is gone for good after a stop: report it.
-    fn finish_stop(&mut self, worker: &Worker, outcome: StopOutcome, out: &mut Vec<Action>) {
+    fn finish_stop(
+        &mut self,
+        worker: &Worker,
+        outcome: StopOutcome,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
         let cause = match outcome.killed {
             true => StopCause::Killed,
             false => StopCause::Stopped,
         };
         self.notify_watchers(&worker.spec.name, Notice::Stopped(cause), out);
-        self.forget(worker, out);
+        self.forget(worker, now, out);
         if let Phase::ShuttingDown { reports, .. } = &mut self.phase {
             reports.push(outcome);
         }
@@ -401,7 +471,7 @@ impl Supervisor {
         out: &mut Vec<Action>,
     ) {
         if self.is_shutting_down() {
-            self.forget(&worker, out);
+            self.forget(&worker, now, out);
             return self.check_shutdown_complete(now, out);
         }
         let name = worker.spec.name.clone();
@@ -421,8 +491,13 @@ impl Supervisor {
                         .map_or_else(String::new, |e| super::replies::end_reason(&e.cause));
                     error!("{name}: reached its own restart limit ({count} restarts in {seconds} s); giving up (last exit: {reason})");
                     let last_exit = worker.last_exit.as_ref().map(|e| e.cause.clone());
+                    let critical = worker.spec.critical.then(|| last_status(&worker));
                     self.registry.put(worker, State::Failed { held: false });
                     self.notify_watchers(&name, Notice::Failed { last_exit }, out);
+                    if let Some(code) = critical {
+                        error!("{name}: a critical worker was given up on: the daemon shuts down and exits with its status {code}");
+                        self.begin_shutdown(code, None, now, out);
+                    }
                     return;
                 }
                 OnLimit::Escalate => {
@@ -446,7 +521,7 @@ impl Supervisor {
         self.notify_watchers(&name, Notice::Restarting { delay_ms }, out);
         if delay_ms == 0 && retry == Retry::Now {
             self.spec_for_restart(&mut worker);
-            return self.spawn(worker, SpawnPurpose::Restart, out);
+            return self.spawn(worker, SpawnPurpose::Restart, now, out);
         }
         if delay_ms > 0 {
             info!("{name}: next restart in {delay_ms} ms (backoff)");
@@ -472,7 +547,7 @@ impl Supervisor {
     /// A worker keeps its spec until its next restart; then it picks up its template
     /// as the config has it now (after a reload), with the same per-start args and
     /// command. A template whose settings changed also brings its own restart window.
-    fn spec_for_restart(&self, worker: &mut Worker) {
+    pub(super) fn spec_for_restart(&self, worker: &mut Worker) {
         let fresh = self.refreshed_spec(&worker.spec);
         if !Rc::ptr_eq(&fresh, &worker.spec) {
             if !fresh.template.same_effect(&worker.spec.template) {
@@ -487,9 +562,15 @@ impl Supervisor {
         while let Some(name) = self.registry.first_due(now.mono_us) {
             match self.step(&name, Event::Due, now, out) {
                 None => {}
-                Some((mut worker, Next::Respawn)) => {
+                Some((mut worker, Next::Spawn(purpose))) => {
                     self.spec_for_restart(&mut worker);
-                    self.spawn(worker, SpawnPurpose::Restart, out);
+                    self.spawn(worker, purpose, now, out);
+                }
+                Some((worker, Next::Removed)) => {
+                    // A start that waited too long for its dependencies.
+                    self.notify_watchers(&name, Notice::Stopped(StopCause::NotStarted), out);
+                    self.forget(&worker, now, out);
+                    self.check_shutdown_complete(now, out);
                 }
                 Some((worker, Next::Ended(ending))) => self.ended(worker, ending, now, out),
                 Some((worker, next)) => {
@@ -523,6 +604,23 @@ impl Supervisor {
             then,
         };
         self.step(name, Event::Stop(stop), now, out)
+    }
+}
+
+/// The status a critical worker's end gives the daemon: its exit code, or 128 + the
+/// signal's number (as a shell reports it).
+pub(super) fn exit_status(exit: Exit) -> i32 {
+    match exit {
+        Exit::Code(code) => code & 0xff,
+        Exit::Signaled { signal, .. } => 128 + signal.0,
+    }
+}
+
+/// The status of a worker's last exit (1 when it had none: it never ran).
+fn last_status(worker: &Worker) -> i32 {
+    match worker.last_exit.as_ref().map(|e| &e.cause) {
+        Some(EndCause::Exited(exit) | EndCause::Killed { exit, .. }) => exit_status(*exit),
+        _ => 1,
     }
 }
 

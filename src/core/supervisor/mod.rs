@@ -14,7 +14,11 @@
 //! - `lifecycle.rs`: spawn results, exits and deadlines; the restart rule, backoff,
 //!   per-worker limits, the intensity and escalation.
 //! - `shutdown.rs`: stopping everything, and the end of the daemon.
-//! - `readiness.rs`: `READY=1` / `STATUS=` from workers.
+//! - `readiness.rs`: `READY=1` / `STATUS=` / `WATCHDOG=` from workers.
+//! - `ordering.rs`: `after` (blocked starts), `restart_with = "dependents"`, the order
+//!   of a shutdown, the boot's completion, a critical worker's end.
+//! - `liveness.rs`: health check results and the `health` request.
+//! - `rollout.rs`: rolling restarts.
 //! - `reload.rs`: a re-read config applied as a difference.
 //! - `replies.rs`: answers and notices → the wire's values (the one place in the core
 //!   that knows the wire format).
@@ -36,11 +40,14 @@
 //! an ordered deadline set); `list`, `count`, reload and the shutdown sweep visit each.
 
 mod lifecycle;
+mod liveness;
+mod ordering;
 mod readiness;
 mod registry;
 mod reload;
 mod replies;
 mod requests;
+mod rollout;
 mod shutdown;
 mod worker;
 
@@ -59,7 +66,7 @@ use registry::Registry;
 use replies::{Answer, Notice, Refusal, StopOutcome};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{Effect, EndCause, Event as WorkerEvent, Next, Worker};
+use worker::{Effect, EndCause, Event as WorkerEvent, Next, State, Worker};
 
 /// One spawned process of a worker. Never reused, so a late event from a dead
 /// instance (an output pipe's EOF, say) can never be mistaken for its successor.
@@ -259,6 +266,9 @@ enum Phase {
         code: i32,
         waiters: Vec<ReplyTo>,
         reports: Vec<StopOutcome>,
+        /// Live workers that live workers are `after`, with how many: each is stopped
+        /// once its count is down to 0.
+        held_back: std::collections::HashMap<Rc<str>, usize>,
     },
     Exited,
 }
@@ -278,6 +288,10 @@ pub struct Supervisor {
     /// that change that record — a dynamic start, a stop, a hold, an escalation — never
     /// by a shutdown, so a daemon that comes back restores what was running.
     saved: BTreeMap<Rc<str>, SavedWorker>,
+    /// How far the boot is (for `READY=1` and `health`).
+    boot: ordering::Boot,
+    /// Rolling restarts in progress.
+    rollouts: Vec<rollout::Rollout>,
 }
 
 impl Supervisor {
@@ -291,6 +305,8 @@ impl Supervisor {
             phase: Phase::Running,
             durable: false,
             saved: BTreeMap::new(),
+            boot: ordering::Boot::default(),
+            rollouts: Vec::new(),
         }
     }
 
@@ -356,12 +372,18 @@ impl Supervisor {
             }
             Input::Tick => self.on_tick(now, &mut out),
             Input::ShutdownSignal { signal } => self.on_shutdown_signal(signal, now, &mut out),
-            Input::Notify { pid, group, note } => {
-                self.on_notify(pid, group, note.ready, note.status, now, &mut out)
-            }
-            Input::ProbeDone { .. } => {}
-            Input::BootFed => out.push(Action::BootReady),
+            Input::Notify { pid, group, note } => self.on_notify(pid, group, note, now, &mut out),
+            Input::ProbeDone {
+                name,
+                instance,
+                ok,
+                message,
+            } => self.on_probe_done(&name, instance, ok, message, now, &mut out),
+            Input::BootFed => self.on_boot_fed(&mut out),
             Input::Reload { from, config } => self.reload(from, config, now, &mut out),
+        }
+        if !self.rollouts.is_empty() {
+            self.advance_rollouts(now, &mut out);
         }
         out
     }
@@ -422,18 +444,23 @@ impl Supervisor {
         out: &mut Vec<Action>,
     ) -> Option<(Worker, Next)> {
         let transition = self.registry.transition(name, |state, worker| {
+            let was_running = matches!(state, State::Running { .. });
             let (next, effects) = state.on(event, name, &worker.spec.template, now);
+            let up = !was_running && matches!(next, Next::To(State::Running { .. }));
             match next {
-                Next::To(state) => (Some(state), (None, effects)),
-                next => (None, (Some(next), effects)),
+                Next::To(state) => (Some(state), (None, effects, up)),
+                next => (None, (Some(next), effects, up)),
             }
         });
-        let Some(((next, effects), worker)) = transition else {
+        let Some(((next, effects, up), worker)) = transition else {
             debug_assert!(false, "{name} is not registered");
             return None;
         };
         for effect in effects {
             self.apply(name, effect, now, out);
+        }
+        if up {
+            self.on_running(name, now, out);
         }
         worker.zip(next)
     }
@@ -446,6 +473,15 @@ impl Supervisor {
             Effect::Reaped { instance, pid } => out.push(Action::Reaped { instance, pid }),
             Effect::SignalLeftovers { instance, signal } => {
                 out.push(Action::SignalLeftovers { instance, signal })
+            }
+            Effect::RunProbe { instance } => {
+                if let Some(entry) = self.registry.get(name) {
+                    out.push(Action::Probe {
+                        name: entry.worker.spec.name.clone(),
+                        instance,
+                        spec: entry.worker.spec.clone(),
+                    });
+                }
             }
             Effect::Notice(notice) => self.notify_watchers(name, notice, out),
             Effect::Answer { to, answer } => self.answer(to, answer, now, out),

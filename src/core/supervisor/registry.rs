@@ -4,6 +4,10 @@
 //! the only code that changes any of them, and it re-indexes a worker from its state
 //! every time the state changes, so the four can never disagree.
 //!
+//! Two more indexes follow the workers themselves (their specs), set when a worker is
+//! registered and cleared when it leaves: who is `after` whom (`dependents`), and which
+//! workers `health` checks (`vital`: boot children and critical workers).
+//!
 //! A state changes in [`Registry::transition`]: the state is handed (by value) to the
 //! transition table, and the next one is indexed as it is set — or the worker leaves
 //! the registry. [`Registry::put`] and [`Registry::take`] register and unregister a
@@ -33,6 +37,10 @@ impl Entry {
 pub(super) struct Registry {
     entries: HashMap<Rc<str>, Entry>,
     index: Index,
+    /// By name: the registered workers that are `after` it (it need not be registered).
+    dependents: HashMap<Rc<str>, BTreeSet<Rc<str>>>,
+    /// Boot children and critical workers, by name.
+    vital: BTreeSet<Rc<str>>,
 }
 
 /// What is derived from the states: by pid (a live process), by instance (a spawn in
@@ -154,10 +162,30 @@ impl Registry {
             .map(|(_, name)| name.clone())
     }
 
+    /// The registered workers that are `after` `name`, by name.
+    pub(super) fn dependents_of(&self, name: &str) -> Vec<Rc<str>> {
+        self.dependents
+            .get(name)
+            .map_or_else(Vec::new, |set| set.iter().cloned().collect())
+    }
+
+    /// Whether any worker is `after` `name`.
+    pub(super) fn has_dependents(&self, name: &str) -> bool {
+        self.dependents.get(name).is_some_and(|set| !set.is_empty())
+    }
+
+    /// The boot children and critical workers, by name.
+    pub(super) fn vital(&self) -> impl Iterator<Item = (&Rc<str>, &Entry)> {
+        self.vital
+            .iter()
+            .filter_map(|name| self.entries.get_key_value(name))
+    }
+
     /// Register `worker` in `state`, indexing it. The name must be free.
     pub(super) fn put(&mut self, worker: Worker, state: State) {
         let name = worker.spec.name.clone();
         self.index.add(&name, &state);
+        self.add_worker(&name, &worker);
         let previous = self.entries.insert(name.clone(), Entry { worker, state });
         debug_assert!(previous.is_none(), "{name} was registered twice");
     }
@@ -166,7 +194,32 @@ impl Registry {
     pub(super) fn take(&mut self, name: &str) -> Option<(Worker, State)> {
         let (name, Entry { worker, state }) = self.entries.remove_entry(name)?;
         self.index.remove(&name, &state);
+        self.remove_worker(&name, &worker);
         Some((worker, state))
+    }
+
+    fn add_worker(&mut self, name: &Rc<str>, worker: &Worker) {
+        for dependency in &worker.spec.after {
+            self.dependents
+                .entry(dependency.clone())
+                .or_default()
+                .insert(name.clone());
+        }
+        if !worker.dynamic || worker.spec.critical {
+            self.vital.insert(name.clone());
+        }
+    }
+
+    fn remove_worker(&mut self, name: &Rc<str>, worker: &Worker) {
+        for dependency in &worker.spec.after {
+            if let Some(set) = self.dependents.get_mut(dependency) {
+                set.remove(name);
+                if set.is_empty() {
+                    self.dependents.remove(dependency);
+                }
+            }
+        }
+        self.vital.remove(name);
     }
 
     /// The one way a registered worker's state changes: `f` gets its state (by value)
@@ -191,6 +244,9 @@ impl Registry {
             }
             None => {
                 let worker = self.entries.remove(&key).map(|e| e.worker);
+                if let Some(worker) = &worker {
+                    self.remove_worker(&key, worker);
+                }
                 Some((result, worker))
             }
         }
@@ -227,6 +283,29 @@ impl Registry {
                     return Err(format!("{name}: its deadline {at} us is not indexed"));
                 }
             }
+        }
+        let mut edges = 0;
+        for (name, entry) in &self.entries {
+            for dependency in &entry.worker.spec.after {
+                edges += 1;
+                if !self
+                    .dependents
+                    .get(dependency)
+                    .is_some_and(|set| set.contains(name))
+                {
+                    return Err(format!("{name} is after {dependency}, not indexed"));
+                }
+            }
+            let vital = !entry.worker.dynamic || entry.worker.spec.critical;
+            if vital != self.vital.contains(name) {
+                return Err(format!("{name}: vital is {}", !vital));
+            }
+        }
+        if edges != self.dependents.values().map(BTreeSet::len).sum::<usize>() {
+            return Err(format!("stale dependents: {:?}", self.dependents));
+        }
+        if self.vital.len() > self.entries.len() {
+            return Err(format!("stale vital names: {:?}", self.vital));
         }
         let index = &self.index;
         let counts = (

@@ -5,14 +5,22 @@
 //! setting) restart with the new spec, and unchanged ones are not touched. Dynamic
 //! workers keep running on their old spec. Templates and limits are replaced for
 //! future starts. A stop in progress is never undone.
+//!
+//! A changed template that says `on_reload = "rolling"` is applied as one rolling
+//! restart instead: its changed boot children and its running dynamic workers are
+//! restarted one at a time, each once the one before is ready again.
 
 use super::replies::{Answer, Notice, Refusal, ReloadSummary, SkipReason, Skipped, StopCause};
+use super::rollout::Rollout;
 use super::worker::{AfterStop, Ending, Next, SpawnPurpose, State, StopOrder, Worker};
 use super::{Action, ReloadConfig, ReplyTo, Supervisor, Time};
-use crate::core::spec::{BootChild, ChildSpec};
+use crate::core::spec::{BootChild, ChildSpec, OnReload};
 use log::{error, info, warn};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
+
+/// The workers a reload restarts one at a time, in order.
+type RollingQueue = VecDeque<(Rc<str>, Option<Rc<ChildSpec>>)>;
 
 impl Supervisor {
     pub(super) fn reload(
@@ -39,12 +47,47 @@ impl Supervisor {
         self.intensity
             .set_limits(limits.max_restarts, limits.max_seconds);
         self.limits = limits;
+        // Changed templates that roll: their running dynamic workers roll too.
+        let rolling: HashSet<String> = templates
+            .values()
+            .filter(|new| new.on_reload == OnReload::Rolling)
+            .filter(|new| {
+                self.templates
+                    .get(&new.name)
+                    .is_some_and(|old| !old.same_effect(new))
+            })
+            .map(|t| t.name.clone())
+            .collect();
         self.templates = templates;
         let mut summary = ReloadSummary::default();
         let mut wanted: HashSet<String> = HashSet::new();
+        let mut queue = RollingQueue::new();
         for child in children {
             wanted.insert(child.name.clone());
-            self.reload_child(child, &mut summary, now, out);
+            self.reload_child(child, &mut summary, &mut queue, now, out);
+        }
+        if !rolling.is_empty() {
+            let mut dynamic: Vec<Rc<str>> = self
+                .registry
+                .iter()
+                .filter(|(_, e)| e.worker.dynamic && rolling.contains(&e.worker.spec.template.name))
+                .filter(|(_, e)| {
+                    matches!(e.state(), State::Starting { .. } | State::Running { .. })
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            dynamic.sort_unstable();
+            for name in dynamic {
+                summary.restarted.push(name.to_string());
+                queue.push_back((name, None));
+            }
+        }
+        if !queue.is_empty() {
+            info!(
+                "reload: restarting {} worker(s) one at a time (on_reload = \"rolling\")",
+                queue.len()
+            );
+            self.rollouts.push(Rollout::new(None, queue, None));
         }
         let removed: Vec<Rc<str>> = self
             .registry
@@ -83,6 +126,7 @@ impl Supervisor {
         &mut self,
         child: BootChild,
         summary: &mut ReloadSummary,
+        queue: &mut RollingQueue,
         now: Time,
         out: &mut Vec<Action>,
     ) {
@@ -100,7 +144,7 @@ impl Supervisor {
                 why,
             })
         };
-        let spec = match ChildSpec::new(child.name.as_str().into(), template, None, child.args) {
+        let spec = match ChildSpec::for_boot_child(&child, template) {
             Ok(spec) => Rc::new(spec),
             Err(message) => return skip(summary, SkipReason::BadSpec(message)),
         };
@@ -117,13 +161,16 @@ impl Supervisor {
             let purpose = SpawnPurpose::Start {
                 reply_to: ReplyTo::Reload,
             };
-            return self.spawn(worker, purpose, out);
+            return self.spawn(worker, purpose, now, out);
         };
         if entry.worker.dynamic {
             return skip(summary, SkipReason::HeldByDynamic);
         }
-        if entry.worker.spec.argv == spec.argv
-            && entry.worker.spec.template.same_effect(&spec.template)
+        let old = &entry.worker.spec;
+        if old.argv == spec.argv
+            && old.after == spec.after
+            && old.critical == spec.critical
+            && old.template.same_effect(&spec.template)
         {
             return summary.unchanged.push(child.name);
         }
@@ -154,13 +201,36 @@ impl Supervisor {
             }
             State::Waiting { .. } | State::Failed { .. } => {
                 summary.restarted.push(child.name);
-                self.respawn_now(&key, spec, None, out);
+                self.respawn_now(&key, spec, None, now, out);
+            }
+            &State::Blocked { purpose, .. } => {
+                // Not started yet: it starts with the new spec (and its new `after`).
+                summary.restarted.push(child.name);
+                if let Some((mut worker, _)) = self.registry.take(&key) {
+                    worker.spec = spec;
+                    self.spawn(worker, purpose, now, out);
+                }
+            }
+            State::Starting { .. } | State::Running { .. }
+                if spec.template.on_reload == OnReload::Rolling =>
+            {
+                summary.restarted.push(child.name);
+                queue.push_back((key, Some(spec)));
             }
             // Live: stop, then start with the new spec. A restart in progress restarts
             // with the new spec instead, and still answers whoever asked. (A spawn in
             // flight cannot be seen here: it is answered before any other input.)
             State::Starting { .. }
             | State::Running { .. }
+            | State::Aborting { .. }
+            | State::Stopping {
+                order:
+                    StopOrder {
+                        then: AfterStop::Cascade { .. },
+                        ..
+                    },
+                ..
+            }
             | State::Stopping {
                 order:
                     StopOrder {
@@ -187,7 +257,7 @@ impl Supervisor {
             self.stop_worker(name, None, None, AfterStop::Remove, now, out)
         {
             self.notify_watchers(name, Notice::Stopped(StopCause::RemovedFromConfig), out);
-            self.forget(&worker, out);
+            self.forget(&worker, now, out);
         }
     }
 }

@@ -4,7 +4,7 @@
 //! *what* happened ([`Answer`], [`Refusal`], [`Notice`]), this file says how it reads.
 
 use super::registry::Registry;
-use super::worker::{EndCause, LastExit, State};
+use super::worker::{EndCause, LastExit, Liveness, State};
 use super::Time;
 use crate::core::exit::Exit;
 use crate::protocol::{self, ErrorKind, ExitReport, Reply, WireError, WorkerStateName};
@@ -37,6 +37,24 @@ pub(super) enum Answer {
         signal: String,
     },
     Reloaded(ReloadSummary),
+    Health(HealthSummary),
+    /// A rolling restart completed: these were restarted and are ready again.
+    RolledOut(Rollout),
+}
+
+/// What `health` found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct HealthSummary {
+    pub healthy: bool,
+    pub checked: usize,
+    pub problems: Vec<String>,
+}
+
+/// Where a rolling restart got to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Rollout {
+    pub restarted: Vec<String>,
+    pub not_restarted: Vec<String>,
 }
 
 /// Why a request was refused, or a waiter let down. `Display` is the message.
@@ -103,6 +121,35 @@ pub(super) enum Refusal {
         at: Whereabouts,
     },
     InvalidConfig(String),
+    /// `start`: names in its `after` are not registered.
+    DependencyNotRunning {
+        name: String,
+        missing: Vec<String>,
+    },
+    /// `start`: what it is after was not ready in time; it was not started.
+    DependencyTimeout {
+        name: String,
+        on: Vec<String>,
+        timeout_ms: u64,
+    },
+    /// A start that waited for its dependencies was cancelled by a stop.
+    StoppedBeforeStart {
+        name: String,
+    },
+    /// `start` of a worker that would be after itself.
+    AfterItself {
+        name: String,
+    },
+    /// `restart` of a worker that waits for its dependencies.
+    Blocked {
+        name: String,
+    },
+    /// A rolling restart stopped at `name`, which did not become ready again.
+    RolloutStopped {
+        name: String,
+        why: String,
+        rollout: Rollout,
+    },
 }
 
 impl Refusal {
@@ -130,8 +177,14 @@ impl Refusal {
             R::ReadyTimeout { .. }
             | R::StoppedBeforeReady { .. }
             | R::ExitedBeforeReady { .. }
-            | R::NoProcessToWaitFor { .. } => ErrorKind::NotReady,
+            | R::NoProcessToWaitFor { .. }
+            | R::RolloutStopped { .. } => ErrorKind::NotReady,
             R::InvalidConfig(_) => ErrorKind::InvalidConfig,
+            R::DependencyNotRunning { .. } | R::DependencyTimeout { .. } => {
+                ErrorKind::DependencyNotRunning
+            }
+            R::StoppedBeforeStart { .. } | R::Blocked { .. } => ErrorKind::NotRunning,
+            R::AfterItself { .. } => ErrorKind::BadRequest,
         }
     }
 }
@@ -193,6 +246,46 @@ impl fmt::Display for Refusal {
             R::InvalidConfig(message) => {
                 write!(f, "reload refused, nothing changed: {message}")
             }
+            R::DependencyNotRunning { name, missing } => write!(
+                f,
+                "cannot start {name}: it is after {}, which {} not registered",
+                missing.join(", "),
+                if missing.len() == 1 { "is" } else { "are" }
+            ),
+            R::DependencyTimeout {
+                name,
+                on,
+                timeout_ms,
+            } => write!(
+                f,
+                "{name} was not started: {} did not become running and ready within {timeout_ms} ms (its ready_timeout_ms)",
+                on.join(", ")
+            ),
+            R::StoppedBeforeStart { name } => write!(
+                f,
+                "{name} was stopped while it waited for the workers it is after"
+            ),
+            R::AfterItself { name } => write!(f, "{name} cannot be after itself"),
+            R::Blocked { name } => write!(
+                f,
+                "{name} waits for the workers it is after; it starts once they are ready"
+            ),
+            R::RolloutStopped { name, why, rollout } => {
+                write!(f, "rolling restart stopped at {name}: {why}")?;
+                if !rollout.restarted.is_empty() {
+                    write!(f, "; restarted: {}", rollout.restarted.join(", "))?;
+                }
+                let untouched: Vec<&String> = rollout
+                    .not_restarted
+                    .iter()
+                    .filter(|n| *n != name)
+                    .collect();
+                if !untouched.is_empty() {
+                    let names: Vec<&str> = untouched.iter().map(|n| n.as_str()).collect();
+                    write!(f, "; not restarted: {}", names.join(", "))?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -211,6 +304,11 @@ impl Whereabouts {
             state: state_name(state),
         }
     }
+
+    /// The state's name as clients see it.
+    pub(super) fn state_str(&self) -> &'static str {
+        self.state.as_str()
+    }
 }
 
 /// Something a `watch` subscriber hears about one worker.
@@ -222,12 +320,23 @@ pub(super) enum Notice {
     Ready {
         pid: i32,
     },
-    /// Its process ended: on its own, or stopped by an operator restart.
+    /// Its process ended: on its own, stopped by an operator restart (`to_restart`),
+    /// or killed by a liveness check (`killed_for`).
     Exited {
         pid: i32,
         exit: Exit,
         to_restart: bool,
+        killed_for: Option<Liveness>,
     },
+    /// It waits for these before it starts.
+    Waiting {
+        on: Vec<String>,
+    },
+    Unhealthy {
+        failures: u32,
+        message: String,
+    },
+    Healthy,
     Restarting {
         delay_ms: u64,
     },
@@ -251,6 +360,8 @@ pub(super) enum StopCause {
     /// Its operator restart could not be spawned.
     RestartNotSpawned(String),
     RemovedFromConfig,
+    /// What it is after was not ready within the start's patience.
+    NotStarted,
 }
 
 /// How a stop ended, for `stop` and `shutdown` replies.
@@ -278,8 +389,13 @@ pub(super) fn counts(registry: &Registry) -> Counts {
                 counts.active += 1;
                 counts.stopping += 1;
             }
+            State::Aborting { .. } => {
+                counts.active += 1;
+                counts.stopping += 1;
+            }
             State::Spawning { .. } | State::Waiting { .. } => counts.backoff += 1,
             State::Failed { .. } => counts.failed += 1,
+            State::Blocked { .. } => counts.waiting += 1,
         }
     }
     counts
@@ -333,7 +449,12 @@ pub(super) fn reply(result: Result<Answer, Refusal>) -> Reply {
                 Refusal::AlreadyStarted { at, .. } => at.pid,
                 _ => None,
             };
+            let rollout = match &refusal {
+                Refusal::RolloutStopped { rollout, .. } => Some(rollout_report(rollout)),
+                _ => None,
+            };
             return Reply {
+                rollout,
                 ok: false,
                 // `already_started` carries the live pid twice: in the error, and where
                 // a `start` reply has it.
@@ -392,6 +513,25 @@ pub(super) fn reply(result: Result<Answer, Refusal>) -> Reply {
             }),
             ..Reply::ok()
         },
+        Answer::Health(summary) => Reply {
+            health: Some(protocol::HealthReport {
+                healthy: summary.healthy,
+                checked: summary.checked,
+                problems: summary.problems,
+            }),
+            ..Reply::ok()
+        },
+        Answer::RolledOut(rollout) => Reply {
+            rollout: Some(rollout_report(&rollout)),
+            ..Reply::ok()
+        },
+    }
+}
+
+fn rollout_report(rollout: &Rollout) -> protocol::RolloutReport {
+    protocol::RolloutReport {
+        restarted: rollout.restarted.clone(),
+        not_restarted: rollout.not_restarted.clone(),
     }
 }
 
@@ -405,16 +545,24 @@ pub(super) fn event(name: &str, notice: Notice) -> Event {
             pid,
             exit,
             to_restart,
+            killed_for,
         } => Event::Exited {
             name,
             pid,
-            reason: if to_restart {
-                format!("{exit} (stopped to be restarted)")
-            } else {
-                exit.to_string()
+            reason: match (killed_for, to_restart) {
+                (Some(why), _) => why.as_str().to_string(),
+                (None, true) => format!("{exit} (stopped to be restarted)"),
+                (None, false) => exit.to_string(),
             },
             exit: exit_report(exit),
         },
+        Notice::Waiting { on } => Event::Waiting { name, on },
+        Notice::Unhealthy { failures, message } => Event::Unhealthy {
+            name,
+            failures,
+            message,
+        },
+        Notice::Healthy => Event::Healthy { name },
         Notice::Restarting { delay_ms } => Event::Restarting { name, delay_ms },
         Notice::Stopped(cause) => Event::Stopped {
             name,
@@ -424,6 +572,9 @@ pub(super) fn event(name: &str, notice: Notice) -> Event {
                 StopCause::Killed => "killed after its stop timeout".to_string(),
                 StopCause::RestartNotSpawned(error) => format!("spawn failed: {error}"),
                 StopCause::RemovedFromConfig => "removed from the config".to_string(),
+                StopCause::NotStarted => {
+                    "not started: what it is after did not become ready in time".to_string()
+                }
             },
         },
         Notice::Failed { last_exit } => Event::Failed {
@@ -464,8 +615,25 @@ pub(super) fn list(registry: &Registry, now: Time) -> Answer {
                 ready: matches!(state, State::Running { .. }),
                 status: w.status.clone(),
                 log_dropped: w.log_dropped,
-                waiting_for: Vec::new(),
-                health: None,
+                waiting_for: match state {
+                    State::Blocked { .. } => not_ready(registry, &w.spec.after),
+                    _ => Vec::new(),
+                },
+                health: w.last_probe.as_ref().map(|p| protocol::HealthInfo {
+                    ok: p.ok,
+                    failures: match state {
+                        State::Running {
+                            live:
+                                super::worker::Live {
+                                    probe: Some(probe), ..
+                                },
+                            ..
+                        } => probe.failures,
+                        _ => u32::from(!p.ok),
+                    },
+                    at_ms: p.at_ms,
+                    message: p.message.clone(),
+                }),
                 critical: w.spec.critical,
             }
         })
@@ -474,9 +642,25 @@ pub(super) fn list(registry: &Registry, now: Time) -> Answer {
     Answer::List(rows)
 }
 
+/// The names among `after` that are not running and ready (what a `waiting` worker
+/// waits for).
+pub(super) fn not_ready(registry: &Registry, after: &[std::rc::Rc<str>]) -> Vec<String> {
+    after
+        .iter()
+        .filter(|d| {
+            !matches!(
+                registry.get(d).map(|e| e.state()),
+                Some(State::Running { .. })
+            )
+        })
+        .map(|d| d.to_string())
+        .collect()
+}
+
 /// What a reason reads like in `list`'s last exit and in a `failed` event.
 pub(super) fn end_reason(cause: &EndCause) -> String {
     match cause {
+        EndCause::Killed { why, .. } => why.as_str().to_string(),
         EndCause::Exited(exit) => exit.to_string(),
         EndCause::Stopped => "stopped".to_string(),
         EndCause::SpawnFailed(error) => format!("spawn failed: {error}"),
@@ -488,7 +672,10 @@ fn last_exit(last: &LastExit) -> protocol::LastExit {
     protocol::LastExit {
         reason: end_reason(&last.cause),
         at_ms: last.at_ms,
-        exit: None,
+        exit: match &last.cause {
+            EndCause::Exited(exit) | EndCause::Killed { exit, .. } => Some(exit_report(*exit)),
+            EndCause::Stopped | EndCause::SpawnFailed(_) | EndCause::NotRestored(_) => None,
+        },
     }
 }
 
@@ -519,7 +706,8 @@ fn state_name(state: &State) -> WorkerStateName {
     match state {
         State::Starting { .. } => WorkerStateName::Starting,
         State::Running { .. } => WorkerStateName::Running,
-        State::Stopping { .. } => WorkerStateName::Stopping,
+        State::Stopping { .. } | State::Aborting { .. } => WorkerStateName::Stopping,
+        State::Blocked { .. } => WorkerStateName::Waiting,
         State::Spawning { .. } | State::Waiting { delay_ms: 0, .. } => WorkerStateName::Restarting,
         State::Waiting { .. } => WorkerStateName::Backoff,
         State::Draining { .. } => WorkerStateName::Draining,

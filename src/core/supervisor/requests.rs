@@ -96,7 +96,7 @@ impl Supervisor {
                 args,
                 command,
             } => match self.build_spec(name, template, args, command) {
-                Ok(spec) => self.start(from, spec, out),
+                Ok(spec) => self.start(from, spec, now, out),
                 Err(refusal) => self.answer(from, Err(refusal), now, out),
             },
             Command::StartChild(child) => {
@@ -114,14 +114,20 @@ impl Supervisor {
                             .map_err(Refusal::BadCommand)
                     });
                 match spec {
-                    Ok(spec) => self.start(from, spec, out),
+                    Ok(spec) => {
+                        let name = spec.name.clone();
+                        self.start(from, spec, now, out);
+                        if self.registry.contains(&name) {
+                            self.boot_child_started(&name);
+                        }
+                    }
                     Err(refusal) => self.answer(from, Err(refusal), now, out),
                 }
             }
-            Command::Rollout { .. } | Command::Health => {
-                let refusal = Refusal::BadCommand("not implemented yet".to_string());
-                self.answer(from, Err(refusal), now, out);
+            Command::Rollout { select, timeout_ms } => {
+                self.begin_rollout(from, select, timeout_ms, now, out)
             }
+            Command::Health => self.health(from, out),
             Command::Stop { name, timeout_ms } => self.stop(from, &name, timeout_ms, now, out),
             Command::Restart { name, timeout_ms } => {
                 self.restart(from, &name, timeout_ms, now, out)
@@ -228,7 +234,7 @@ impl Supervisor {
             .map_err(Refusal::BadCommand)
     }
 
-    fn template_for(&self, requested: Option<&str>) -> Result<Rc<Template>, Refusal> {
+    pub(super) fn template_for(&self, requested: Option<&str>) -> Result<Rc<Template>, Refusal> {
         let known = || match self.templates.is_empty() {
             true => "none".to_string(),
             false => self
@@ -276,13 +282,32 @@ impl Supervisor {
         Answer::Whereis { name, at }
     }
 
-    fn start(&mut self, from: ReplyTo, spec: Rc<ChildSpec>, out: &mut Vec<Action>) {
+    fn start(&mut self, from: ReplyTo, spec: Rc<ChildSpec>, now: Time, out: &mut Vec<Action>) {
+        if spec.after.contains(&spec.name) {
+            let refusal = Refusal::AfterItself {
+                name: spec.name.to_string(),
+            };
+            return self.answer(from, Err(refusal), now, out);
+        }
+        // A client's start (or a restore) of a worker after names that are not even
+        // registered would wait for nothing: refused at once. Boot children and reload
+        // wait (the config says the names are boot children).
+        if from.is_dynamic() {
+            let missing = self.unregistered_deps(&spec);
+            if !missing.is_empty() {
+                let refusal = Refusal::DependencyNotRunning {
+                    name: spec.name.to_string(),
+                    missing,
+                };
+                return self.answer(from, Err(refusal), now, out);
+            }
+        }
         // A failed worker named again is replaced by the new start.
         if let Some((worker, State::Failed { .. })) = self.registry.take(&spec.name) {
-            self.forget(&worker, out);
+            self.forget(&worker, now, out);
         }
         let worker = Worker::new(spec, from.is_dynamic(), self.limits.max_seconds);
-        self.spawn(worker, SpawnPurpose::Start { reply_to: from }, out);
+        self.spawn(worker, SpawnPurpose::Start { reply_to: from }, now, out);
     }
 
     /// The registered key of `name`, or a `not_found` answer to `from`.
@@ -315,7 +340,7 @@ impl Supervisor {
         if let Some((worker, Next::Removed)) = stopped {
             info!("{key}: stopped (it had no running process)");
             self.notify_watchers(&key, Notice::Stopped(StopCause::Stopped), out);
-            self.forget(&worker, out);
+            self.forget(&worker, now, out);
             let outcome = StopOutcome {
                 name: key.to_string(),
                 pid: None,
@@ -355,17 +380,24 @@ impl Supervisor {
                 };
                 self.stop_worker(&key, timeout_ms, None, then, now, out);
             }
-            State::Stopping { .. } | State::Draining { .. } | State::Spawning { .. } => {
+            State::Stopping { .. }
+            | State::Aborting { .. }
+            | State::Draining { .. }
+            | State::Spawning { .. } => {
                 let refusal = Refusal::BeingStopped {
                     name: key.to_string(),
                 };
+                self.answer(from, Err(refusal), now, out);
+            }
+            State::Blocked { .. } => {
+                let refusal = self.blocked_refusal(&key);
                 self.answer(from, Err(refusal), now, out);
             }
             state @ (State::Waiting { .. } | State::Failed { .. }) => {
                 info!("{key}: restart requested; starting it now");
                 // A held worker leaves the state file's failed list.
                 let was_held = matches!(state, State::Failed { held: true });
-                self.respawn_now(&key, spec, Some(from), out);
+                self.respawn_now(&key, spec, Some(from), now, out);
                 if was_held {
                     if let Some(entry) = self.registry.get(&key) {
                         let (spec, dynamic) = (entry.worker.spec.clone(), entry.worker.dynamic);

@@ -2,9 +2,10 @@
 //! an escalation. Live workers are stopped with their template's `shutdown_ms`;
 //! workers with no process leave at once (and stay in the state file, so a daemon that
 //! comes back starts them again); a second signal SIGKILLs what is still stopping. Once
-//! the registry is empty, the waiters are answered and the daemon exits.
+//! the registry is empty, the waiters are answered and the daemon exits. A worker that
+//! live workers are `after` is held back until they are gone (dependents stop first).
 
-use super::replies::{self, Answer};
+use super::replies::{self, Answer, Refusal};
 use super::worker::{AfterStop, Event, State};
 use super::{Action, Phase, ReplyTo, Supervisor, Time};
 use crate::signal::Signal;
@@ -14,9 +15,13 @@ impl Supervisor {
     pub(super) fn on_shutdown_signal(&mut self, signal: Signal, now: Time, out: &mut Vec<Action>) {
         if self.is_shutting_down() {
             warn!("{signal} received again during shutdown: killing every worker now");
+            self.stop_held_back_now(now, out);
             for name in self.registry.names() {
                 let state = self.registry.get(&name).map(|e| e.state());
-                if let Some(State::Stopping { .. } | State::Draining { .. }) = state {
+                if let Some(
+                    State::Stopping { .. } | State::Draining { .. } | State::Aborting { .. },
+                ) = state
+                {
                     self.step(&name, Event::KillNow, now, out);
                 }
             }
@@ -40,23 +45,52 @@ impl Supervisor {
             code,
             waiters: waiter.into_iter().collect(),
             reports: Vec::new(),
+            held_back: Default::default(),
         };
         out.push(Action::Event(replies::shutdown_event()));
-        for name in self.registry.names() {
-            match self.registry.get(&name).map(|e| e.state()) {
-                Some(State::Starting { .. } | State::Running { .. }) => {
-                    self.stop_worker(&name, None, None, AfterStop::Remove, now, out);
+        let names = self.registry.names();
+        // Workers with no process leave at once. Not recorded as removed in the state
+        // file: a daemon that comes back after this shutdown starts them again.
+        for name in &names {
+            match self.registry.get(name).map(|e| e.state()) {
+                Some(&State::Blocked { purpose, .. }) => {
+                    self.registry.take(name);
+                    if let Some(to) = purpose.client() {
+                        self.answer(to, Err(Refusal::ShuttingDown), now, out);
+                    }
                 }
                 Some(State::Waiting { .. } | State::Failed { .. }) => {
-                    // Not recorded as removed in the state file: a daemon that comes
-                    // back after this shutdown starts them again.
-                    self.registry.take(&name);
+                    self.registry.take(name);
+                }
+                _ => {}
+            }
+        }
+        // Dependents first: a worker that live workers are after waits for them.
+        let held_back = self.live_dependents();
+        for name in &names {
+            match self.registry.get(name).map(|e| e.state()) {
+                Some(State::Starting { .. } | State::Running { .. } | State::Aborting { .. }) => {
+                    if held_back.contains_key(name) {
+                        info!("{name}: stopped once the workers after it are gone");
+                        continue;
+                    }
+                    self.stop_worker(name, None, None, AfterStop::Remove, now, out);
                 }
                 // Already stopping or draining; a spawn in flight is stopped once it
-                // answers.
-                Some(State::Stopping { .. } | State::Draining { .. } | State::Spawning { .. })
+                // answers. Those without a process left above.
+                Some(
+                    State::Stopping { .. }
+                    | State::Draining { .. }
+                    | State::Spawning { .. }
+                    | State::Blocked { .. }
+                    | State::Waiting { .. }
+                    | State::Failed { .. },
+                )
                 | None => {}
             }
+        }
+        if let Phase::ShuttingDown { held_back: h, .. } = &mut self.phase {
+            *h = held_back;
         }
         self.check_shutdown_complete(now, out);
     }
@@ -70,6 +104,7 @@ impl Supervisor {
             code,
             waiters,
             mut reports,
+            ..
         } = std::mem::replace(&mut self.phase, Phase::Exited)
         else {
             return;

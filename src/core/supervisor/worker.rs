@@ -3,13 +3,21 @@
 //!
 //! | state      | its process            | its deadline (→ `Due`)         | shown as               |
 //! |------------|------------------------|--------------------------------|------------------------|
+//! | `Blocked`  | none, not started yet  | `until`: a client's patience   | `waiting`              |
 //! | `Spawning` | being spawned          | –                              | `restarting`           |
 //! | `Starting` | live, not ready yet    | `ready_by`: the ready timeout  | `starting`             |
-//! | `Running`  | live                   | –                              | `running`              |
+//! | `Running`  | live and ready         | the watchdog's or the next health check's, whichever is first | `running` |
+//! | `Aborting` | live, SIGABRT sent (watchdog, health) | `kill_at`: SIGKILL | `stopping`             |
 //! | `Stopping` | live, stop signal sent | `kill_at`: SIGKILL to its group| `stopping`             |
 //! | `Draining` | ended; its group not yet | the drain's stage (below)    | `draining`             |
 //! | `Waiting`  | none                   | `retry_at`: the next start     | `backoff`/`restarting` |
 //! | `Failed`   | none                   | –                              | `failed`               |
+//!
+//! `Blocked` is a start put off until every worker it is `after` is running and ready
+//! (the supervisor feeds `DepsReady` then). `Running` keeps the liveness checks: a
+//! watchdog that each `WATCHDOG=1` pushes back, and the health check schedule; a missed
+//! watchdog, `WATCHDOG=trigger`, or too many failed checks make it `Aborting`, whose
+//! exit then counts as abnormal whatever its status.
 //!
 //! A worker is gone only when its whole process group (or cgroup) is gone. When its
 //! main process ends — on its own, by an outside kill, by a stop, by the shutdown — it
@@ -56,6 +64,16 @@ pub(super) struct Worker {
     pub(super) shortages: u32,
     /// Output lines of this name dropped so far, as the OS layer last reported.
     pub(super) log_dropped: u64,
+    /// Its current process's last health check, if one ran.
+    pub(super) last_probe: Option<ProbeResult>,
+}
+
+/// How a health check ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ProbeResult {
+    pub(super) ok: bool,
+    pub(super) at_ms: u64,
+    pub(super) message: String,
 }
 
 impl Worker {
@@ -70,6 +88,7 @@ impl Worker {
             status: None,
             shortages: 0,
             log_dropped: 0,
+            last_probe: None,
         }
     }
 }
@@ -100,6 +119,26 @@ pub(super) enum EndCause {
     SpawnFailed(String),
     /// Restored `failed` from the state file, with why.
     NotRestored(String),
+    /// dynsup killed it for a liveness failure; `exit` is how it then ended.
+    Killed { why: Liveness, exit: Exit },
+}
+
+/// Why dynsup killed a live worker on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Liveness {
+    /// Its watchdog expired (no `WATCHDOG=1` in time) or it sent `WATCHDOG=trigger`.
+    Watchdog,
+    /// Its health check failed `failures` times in a row.
+    Health,
+}
+
+impl Liveness {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Liveness::Watchdog => "watchdog",
+            Liveness::Health => "health",
+        }
+    }
 }
 
 /// One live process of a worker.
@@ -122,6 +161,24 @@ pub(super) enum SpawnPurpose {
     Operator { reply_to: Option<ReplyTo> },
 }
 
+impl SpawnPurpose {
+    /// The client connection waiting for this spawn, if any (boot, restore and reload
+    /// starts report their failures elsewhere).
+    pub(super) fn client(self) -> Option<ReplyTo> {
+        match self {
+            SpawnPurpose::Start {
+                reply_to: to @ ReplyTo::Conn { .. },
+            }
+            | SpawnPurpose::Operator {
+                reply_to: Some(to @ ReplyTo::Conn { .. }),
+            } => Some(to),
+            SpawnPurpose::Start { .. } | SpawnPurpose::Operator { .. } | SpawnPurpose::Restart => {
+                None
+            }
+        }
+    }
+}
+
 /// What a finished stop leads to.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum AfterStop {
@@ -132,6 +189,9 @@ pub(super) enum AfterStop {
         spec: Rc<ChildSpec>,
         reply_to: Option<ReplyTo>,
     },
+    /// Restart it by the restart rule (counted, with its backoff): a worker it is
+    /// `after`, whose template says `restart_with = "dependents"`, is restarting.
+    Cascade { after: Rc<str> },
 }
 
 /// How long leftovers that were sent SIGKILL may take to be gone before the worker
@@ -160,6 +220,21 @@ pub(super) enum State {
     },
     Running {
         proc: Proc,
+        live: Live,
+    },
+    /// Killed for `why`: SIGABRT was sent to its group; SIGKILL at `kill_at` (gone once
+    /// sent).
+    Aborting {
+        proc: Proc,
+        kill_at: Option<u64>,
+        why: Liveness,
+    },
+    /// Its start waits until every worker it is `after` is running and ready; then it
+    /// is spawned for `purpose`. `until`: when a client that asked for the start stops
+    /// waiting.
+    Blocked {
+        purpose: SpawnPurpose,
+        until: Option<u64>,
     },
     /// `kill_at` is gone once SIGKILL was sent.
     Stopping {
@@ -187,6 +262,73 @@ pub(super) enum State {
     Failed {
         held: bool,
     },
+}
+
+/// The liveness checks of a running process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Live {
+    pub(super) watchdog: Option<Watchdog>,
+    pub(super) probe: Option<ProbeSchedule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Watchdog {
+    pub(super) every_us: u64,
+    /// It expires here unless `WATCHDOG=1` comes first.
+    pub(super) due_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ProbeSchedule {
+    /// When the next check is due; none while one runs.
+    pub(super) next_at: Option<u64>,
+    /// Failed checks in a row.
+    pub(super) failures: u32,
+}
+
+impl Live {
+    /// The checks a process of `template` gets once it is ready.
+    fn start(template: &Template, now: Time) -> Live {
+        Live {
+            watchdog: template.watchdog_ms.map(|ms| Watchdog {
+                every_us: ms.saturating_mul(1000),
+                due_at: after_ms(now, ms),
+            }),
+            probe: template.health.as_ref().map(|h| ProbeSchedule {
+                next_at: Some(after_ms(now, h.interval_ms)),
+                failures: 0,
+            }),
+        }
+    }
+
+    fn deadline(&self) -> Option<u64> {
+        let watchdog = self.watchdog.map(|w| w.due_at);
+        let probe = self.probe.and_then(|p| p.next_at);
+        match (watchdog, probe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The watchdog expires before (or with) the next check.
+    fn watchdog_first(&self) -> bool {
+        match (self.watchdog, self.probe.and_then(|p| p.next_at)) {
+            (Some(w), Some(next)) => w.due_at <= next,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
+/// A watchdog message from a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WatchdogNote {
+    /// `WATCHDOG=1`
+    Ping,
+    /// `WATCHDOG=trigger`
+    Trigger,
+    /// `WATCHDOG_USEC=N` (0: off)
+    Interval(u64),
 }
 
 /// Where a drain is.
@@ -224,6 +366,12 @@ pub(super) enum Event {
     LeftoversGone,
     /// Answer `from` once it is ready.
     WaitReady { from: ReplyTo },
+    /// Every worker it is `after` is running and ready.
+    DepsReady,
+    /// A watchdog message from its process (group).
+    Watchdog(WatchdogNote),
+    /// Its current process's health check ended.
+    ProbeDone { ok: bool, message: String },
 }
 
 /// A stop dynsup orders: the stop signal now, SIGKILL after `timeout_ms`.
@@ -241,16 +389,23 @@ pub(super) enum Next {
     To(State),
     /// Its process is gone (or never came): the lifecycle decides what follows.
     Ended(Ending),
-    /// Its restart is due: the lifecycle spawns it.
-    Respawn,
+    /// It is to be spawned now, for this purpose (a restart due, or a start whose
+    /// dependencies are ready): the lifecycle spawns it.
+    Spawn(SpawnPurpose),
     /// It had no process and leaves the registry.
     Removed,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Ending {
-    /// It exited on its own, was killed from outside, or by its ready timeout.
-    Exited { pid: i32, exit: Exit, ran_us: u64 },
+    /// It exited on its own, was killed from outside, by its ready timeout, or (then
+    /// `killed_for` says why) by a liveness check.
+    Exited {
+        pid: i32,
+        exit: Exit,
+        ran_us: u64,
+        killed_for: Option<Liveness>,
+    },
     /// A stop that dynsup ordered completed.
     Stopped {
         pid: i32,
@@ -282,6 +437,10 @@ pub(super) enum Effect {
     SignalLeftovers {
         instance: InstanceId,
         signal: Signal,
+    },
+    /// Run its health check for this live instance.
+    RunProbe {
+        instance: InstanceId,
     },
     Notice(Notice),
     Answer {
@@ -331,7 +490,10 @@ impl State {
                         ready_by: Some(after_ms(now, template.ready_timeout_ms)),
                         waiters: Vec::new(),
                     },
-                    Readiness::Exec => S::Running { proc },
+                    Readiness::Exec => S::Running {
+                        proc,
+                        live: Live::start(template, now),
+                    },
                 })
             }
             (S::Spawning { purpose, .. }, E::SpawnFailed { error }) => {
@@ -344,7 +506,10 @@ impl State {
                 for to in waiters {
                     effects.push(answer(to, ready(name, proc)));
                 }
-                Next::To(S::Running { proc })
+                Next::To(S::Running {
+                    proc,
+                    live: Live::start(template, now),
+                })
             }
             (S::Starting { proc, waiters, .. }, E::Exited { exit }) => {
                 let draining = drain_after_exit(proc, exit, template, now, &mut effects);
@@ -397,12 +562,161 @@ impl State {
                 })
             }
 
-            (S::Running { proc }, E::Exited { exit }) => {
+            (S::Running { proc, .. }, E::Exited { exit }) => {
                 Next::To(drain_after_exit(proc, exit, template, now, &mut effects))
             }
-            (S::Running { proc }, E::WaitReady { from }) => {
+            (S::Running { proc, live }, E::WaitReady { from }) => {
                 effects.push(answer(from, ready(name, proc)));
-                Next::To(S::Running { proc })
+                Next::To(S::Running { proc, live })
+            }
+            (S::Running { proc, mut live }, E::Watchdog(note)) => {
+                match note {
+                    WatchdogNote::Trigger => {
+                        warn!("{name}: sent WATCHDOG=trigger: killing it with SIGABRT (the restart rule applies)");
+                        return abort(proc, Liveness::Watchdog, template, now, effects);
+                    }
+                    WatchdogNote::Ping => {
+                        if let Some(w) = &mut live.watchdog {
+                            w.due_at = now.mono_us.saturating_add(w.every_us);
+                        }
+                    }
+                    WatchdogNote::Interval(0) => live.watchdog = None,
+                    WatchdogNote::Interval(every_us) => {
+                        live.watchdog = Some(Watchdog {
+                            every_us,
+                            due_at: now.mono_us.saturating_add(every_us),
+                        })
+                    }
+                }
+                Next::To(S::Running { proc, live })
+            }
+            (S::Running { proc, mut live }, E::Due) => {
+                if live.watchdog_first() {
+                    let ms = live.watchdog.map_or(0, |w| w.every_us / 1000);
+                    warn!("{name}: no WATCHDOG=1 within {ms} ms: killing it with SIGABRT (the restart rule applies)");
+                    return abort(proc, Liveness::Watchdog, template, now, effects);
+                }
+                if let Some(probe) = &mut live.probe {
+                    probe.next_at = None;
+                    effects.push(Effect::RunProbe {
+                        instance: proc.instance,
+                    });
+                }
+                Next::To(S::Running { proc, live })
+            }
+            (S::Running { proc, mut live }, E::ProbeDone { ok, message }) => {
+                let (Some(probe), Some(health)) = (&mut live.probe, &template.health) else {
+                    return (Next::To(S::Running { proc, live }), effects);
+                };
+                probe.next_at = Some(after_ms(now, health.interval_ms));
+                if ok {
+                    if probe.failures > 0 {
+                        info!("{name}: passes its health check again");
+                        effects.push(Effect::Notice(Notice::Healthy));
+                    }
+                    probe.failures = 0;
+                    return (Next::To(S::Running { proc, live }), effects);
+                }
+                probe.failures = probe.failures.saturating_add(1);
+                let failures = probe.failures;
+                let limit = health.failures;
+                warn!("{name}: health check failed ({failures} of {limit} in a row): {message}");
+                effects.push(Effect::Notice(Notice::Unhealthy { failures, message }));
+                if failures >= limit {
+                    warn!("{name}: {failures} failed health checks in a row: killing it with SIGABRT (the restart rule applies)");
+                    return abort(proc, Liveness::Health, template, now, effects);
+                }
+                Next::To(S::Running { proc, live })
+            }
+            (S::Starting { proc, waiters, .. }, E::Watchdog(WatchdogNote::Trigger)) => {
+                warn!("{name}: sent WATCHDOG=trigger before it was ready: killing it with SIGABRT (the restart rule applies)");
+                for to in waiters {
+                    let refusal = Refusal::StoppedBeforeReady {
+                        name: name.to_string(),
+                    };
+                    effects.push(answer(to, Err(refusal)));
+                }
+                return abort(proc, Liveness::Watchdog, template, now, effects);
+            }
+            // The watchdog runs once the worker is ready; a late message from a process
+            // on its way out changes nothing.
+            (
+                state @ (S::Starting { .. } | S::Stopping { .. } | S::Aborting { .. }),
+                E::Watchdog(_),
+            )
+            | (
+                state @ (S::Starting { .. } | S::Stopping { .. } | S::Aborting { .. }),
+                E::ProbeDone { .. },
+            ) => Next::To(state),
+
+            (S::Aborting { proc, kill_at, why }, E::Exited { exit }) => {
+                warn!("{name}: ended after its {} kill ({exit})", why.as_str());
+                let ending = Ending::Exited {
+                    pid: proc.pid,
+                    exit,
+                    ran_us: now.mono_us.saturating_sub(proc.since.mono_us),
+                    killed_for: Some(why),
+                };
+                Next::To(drain(proc, kill_at, ending, &mut effects))
+            }
+            (
+                S::Aborting {
+                    proc,
+                    kill_at: Some(_),
+                    why,
+                },
+                E::Due,
+            )
+            | (S::Aborting { proc, why, .. }, E::KillNow) => {
+                effects.push(kill_group(proc.pid));
+                Next::To(S::Aborting {
+                    proc,
+                    kill_at: None,
+                    why,
+                })
+            }
+            (S::Aborting { proc, kill_at, .. }, E::Stop(stop)) => {
+                // The kill is under way; the stop takes it over (and what follows it).
+                Next::To(S::Stopping {
+                    proc,
+                    kill_at,
+                    order: StopOrder {
+                        waiters: stop.waiter.into_iter().collect(),
+                        then: stop.then,
+                    },
+                })
+            }
+            (state @ S::Aborting { .. }, E::Ready) => Next::To(state),
+
+            (S::Blocked { purpose, .. }, E::DepsReady) => Next::Spawn(purpose),
+            (
+                S::Blocked {
+                    purpose: SpawnPurpose::Start { reply_to },
+                    until: Some(_),
+                },
+                E::Due,
+            ) => {
+                let on = template.after.clone();
+                warn!(
+                    "{name}: what it is after was not running and ready within {} ms; not started",
+                    template.ready_timeout_ms
+                );
+                let refusal = Refusal::DependencyTimeout {
+                    name: name.to_string(),
+                    on,
+                    timeout_ms: template.ready_timeout_ms,
+                };
+                effects.push(answer(reply_to, Err(refusal)));
+                Next::Removed
+            }
+            (S::Blocked { purpose, .. }, E::Stop(_)) => {
+                if let Some(to) = purpose.client() {
+                    let refusal = Refusal::StoppedBeforeStart {
+                        name: name.to_string(),
+                    };
+                    effects.push(answer(to, Err(refusal)));
+                }
+                Next::Removed
             }
 
             (S::Starting { proc, waiters, .. }, E::Stop(stop)) => {
@@ -414,7 +728,7 @@ impl State {
                 }
                 Next::To(begin_stop(proc, stop, name, template, now, &mut effects))
             }
-            (S::Running { proc }, E::Stop(stop)) => {
+            (S::Running { proc, .. }, E::Stop(stop)) => {
                 Next::To(begin_stop(proc, stop, name, template, now, &mut effects))
             }
             (
@@ -607,12 +921,14 @@ impl State {
                 })
             }
 
-            (S::Waiting { .. }, E::Due) => Next::Respawn,
+            (S::Waiting { .. }, E::Due) => Next::Spawn(SpawnPurpose::Restart),
             (S::Waiting { .. } | S::Failed { .. }, E::Stop(_)) => Next::Removed,
 
             // Without a live process there is nothing to wait for.
             (
                 state @ (S::Spawning { .. }
+                | S::Blocked { .. }
+                | S::Aborting { .. }
                 | S::Stopping { .. }
                 | S::Draining { .. }
                 | S::Waiting { .. }
@@ -631,12 +947,15 @@ impl State {
 
             // Pairs no caller feeds: a spawn's answer goes to `Spawning` only, and comes
             // before anything else reaches that worker, as does the answer to `Reaped`
-            // (`Checking`); only a live process exits or says READY=1 (they are found
-            // by pid); only an owned deadline falls due; only a stopping or draining
-            // worker is killed at once; only a draining one hears of leftovers.
+            // (`Checking`); only a live process exits, says READY=1 or WATCHDOG=1 (they
+            // are found by pid), or has its health checked; only an owned deadline falls
+            // due; only a stopping, aborting or draining worker is killed at once; only a
+            // draining one hears of leftovers; only a blocked one of its dependencies.
             (
-                state @ (S::Starting { .. }
+                state @ (S::Blocked { .. }
+                | S::Starting { .. }
                 | S::Running { .. }
+                | S::Aborting { .. }
                 | S::Stopping { .. }
                 | S::Draining { .. }
                 | S::Waiting { .. }
@@ -644,16 +963,18 @@ impl State {
                 event @ (E::Spawned { .. } | E::SpawnFailed { .. }),
             )
             | (
-                state @ (S::Spawning { .. }
+                state @ (S::Blocked { .. }
+                | S::Spawning { .. }
                 | S::Draining { .. }
                 | S::Waiting { .. }
                 | S::Failed { .. }),
-                event @ (E::Ready | E::Exited { .. }),
+                event @ (E::Ready | E::Exited { .. } | E::Watchdog(_) | E::ProbeDone { .. }),
             )
             | (
-                state @ (S::Spawning { .. }
+                state @ (S::Blocked { .. }
+                | S::Spawning { .. }
                 | S::Starting { ready_by: None, .. }
-                | S::Running { .. }
+                | S::Aborting { kill_at: None, .. }
                 | S::Stopping { kill_at: None, .. }
                 | S::Draining {
                     stage: Drain::Checking { .. },
@@ -671,7 +992,8 @@ impl State {
                 event @ E::Stop(_),
             )
             | (
-                state @ (S::Spawning { .. }
+                state @ (S::Blocked { .. }
+                | S::Spawning { .. }
                 | S::Starting { .. }
                 | S::Running { .. }
                 | S::Draining {
@@ -683,9 +1005,11 @@ impl State {
                 event @ E::KillNow,
             )
             | (
-                state @ (S::Spawning { .. }
+                state @ (S::Blocked { .. }
+                | S::Spawning { .. }
                 | S::Starting { .. }
                 | S::Running { .. }
+                | S::Aborting { .. }
                 | S::Stopping { .. }
                 | S::Draining {
                     stage: Drain::Signalled { .. } | Drain::Killed { .. },
@@ -696,9 +1020,11 @@ impl State {
                 event @ E::Leftovers { .. },
             )
             | (
-                state @ (S::Spawning { .. }
+                state @ (S::Blocked { .. }
+                | S::Spawning { .. }
                 | S::Starting { .. }
                 | S::Running { .. }
+                | S::Aborting { .. }
                 | S::Stopping { .. }
                 | S::Draining {
                     stage: Drain::Checking { .. },
@@ -707,6 +1033,17 @@ impl State {
                 | S::Waiting { .. }
                 | S::Failed { .. }),
                 event @ E::LeftoversGone,
+            )
+            | (
+                state @ (S::Spawning { .. }
+                | S::Starting { .. }
+                | S::Running { .. }
+                | S::Aborting { .. }
+                | S::Stopping { .. }
+                | S::Draining { .. }
+                | S::Waiting { .. }
+                | S::Failed { .. }),
+                event @ E::DepsReady,
             ) => {
                 debug_assert!(false, "{name}: no transition for {event:?} in {state:?}");
                 Next::To(state)
@@ -726,7 +1063,10 @@ impl State {
                 Drain::Killed { give_up_at } => Some(give_up_at),
             },
             State::Waiting { retry_at, .. } => Some(retry_at),
-            State::Spawning { .. } | State::Running { .. } | State::Failed { .. } => None,
+            State::Running { live, .. } => live.deadline(),
+            State::Aborting { kill_at, .. } => kill_at,
+            State::Blocked { until, .. } => until,
+            State::Spawning { .. } | State::Failed { .. } => None,
         }
     }
 
@@ -734,9 +1074,11 @@ impl State {
     pub(super) fn proc(&self) -> Option<&Proc> {
         match self {
             State::Starting { proc, .. }
-            | State::Running { proc }
+            | State::Running { proc, .. }
+            | State::Aborting { proc, .. }
             | State::Stopping { proc, .. } => Some(proc),
-            State::Spawning { .. }
+            State::Blocked { .. }
+            | State::Spawning { .. }
             | State::Draining { .. }
             | State::Waiting { .. }
             | State::Failed { .. } => None,
@@ -776,7 +1118,10 @@ fn answer(to: ReplyTo, answer: Result<Answer, Refusal>) -> Effect {
 fn ready(name: &str, proc: Proc) -> Result<Answer, Refusal> {
     Ok(Answer::Whereis {
         name: name.to_string(),
-        at: Whereabouts::of(&State::Running { proc }),
+        at: Whereabouts::of(&State::Running {
+            proc,
+            live: Live::default(),
+        }),
     })
 }
 
@@ -800,6 +1145,7 @@ fn drain_after_exit(
         pid: proc.pid,
         exit,
         ran_us: now.mono_us.saturating_sub(proc.since.mono_us),
+        killed_for: None,
     };
     drain(
         proc,
@@ -807,6 +1153,28 @@ fn drain_after_exit(
         ending,
         effects,
     )
+}
+
+/// Kill a live process for a liveness failure: SIGABRT to its group now (as systemd
+/// does, so it can dump core), SIGKILL after `shutdown_ms`.
+fn abort(
+    proc: Proc,
+    why: Liveness,
+    template: &Template,
+    now: Time,
+    mut effects: Vec<Effect>,
+) -> (Next, Vec<Effect>) {
+    effects.push(Effect::Signal {
+        pid: proc.pid,
+        signal: Signal::ABRT,
+        group: true,
+    });
+    let state = State::Aborting {
+        proc,
+        kill_at: Some(after_ms(now, template.shutdown_ms)),
+        why,
+    };
+    (Next::To(state), effects)
 }
 
 /// The main process was reaped: ask the OS layer what is left of its group.
@@ -937,7 +1305,36 @@ mod tests {
                 ready_by: None,
                 waiters: Vec::new(),
             },
-            State::Running { proc: proc() },
+            State::Running {
+                proc: proc(),
+                live: Live::default(),
+            },
+            State::Running {
+                proc: proc(),
+                live: Live {
+                    watchdog: Some(Watchdog {
+                        every_us: 500_000,
+                        due_at: 1_500_000,
+                    }),
+                    probe: Some(ProbeSchedule {
+                        next_at: Some(1_200_000),
+                        failures: 1,
+                    }),
+                },
+            },
+            State::Aborting {
+                proc: proc(),
+                kill_at: Some(3_000_000),
+                why: Liveness::Watchdog,
+            },
+            State::Blocked {
+                purpose: SpawnPurpose::Start { reply_to: conn() },
+                until: Some(4_000_000),
+            },
+            State::Blocked {
+                purpose: SpawnPurpose::Restart,
+                until: None,
+            },
             State::Stopping {
                 proc: proc(),
                 kill_at: Some(3_000_000),
@@ -1028,7 +1425,7 @@ mod tests {
             T0,
         );
         assert!(
-            matches!(next, Next::To(State::Running { proc }) if proc.pid == 42 && proc.instance == 7)
+            matches!(next, Next::To(State::Running { proc, .. }) if proc.pid == 42 && proc.instance == 7)
         );
         assert_eq!(effects, [Effect::Notice(Notice::Started { pid: 42 })]);
         let t = template(Readiness::Notify);
@@ -1052,7 +1449,11 @@ mod tests {
             waiter: Some(conn()),
             then: AfterStop::Remove,
         };
-        let (next, effects) = State::Running { proc: proc() }.on(Event::Stop(stop), "w", &t, T0);
+        let running = State::Running {
+            proc: proc(),
+            live: Live::default(),
+        };
+        let (next, effects) = running.on(Event::Stop(stop), "w", &t, T0);
         assert_eq!(
             effects,
             [Effect::Signal {
@@ -1106,7 +1507,7 @@ mod tests {
         ));
         assert!(matches!(
             waiting.on(Event::Due, "w", &t, T0).0,
-            Next::Respawn
+            Next::Spawn(SpawnPurpose::Restart)
         ));
     }
 }

@@ -49,7 +49,7 @@ fn give_up_marks_only_that_worker_failed() {
         Some(LastExit {
             reason: "exit 7".to_string(),
             at_ms: WALL0 + 1200,
-            exit: None,
+            exit: Some(ExitReport::Exited { code: 7 }),
         })
     );
     // The sibling is untouched and still restartable as usual.

@@ -41,11 +41,14 @@ mod events;
 mod intensity;
 mod kill_and_cast;
 mod limits;
+mod liveness;
 mod operator_restart;
+mod ordering;
 mod queries;
 mod readiness;
 mod reload;
 mod restart_rule;
+mod rolling;
 mod shutdown;
 mod start;
 mod stop;
@@ -280,6 +283,58 @@ fn notify(pid: i32, ready: bool, status: Option<&str>) -> Input {
     }
 }
 
+/// A `[[children]]` entry handed over at boot, as the reactor does.
+fn boot_start(index: usize, child: BootChild) -> Input {
+    Input::Command {
+        from: ReplyTo::Boot { index },
+        command: Command::StartChild(child),
+    }
+}
+
+/// `child` with its own `after`.
+fn after(mut child: BootChild, names: &[&str]) -> BootChild {
+    child.after = names.iter().map(|s| s.to_string()).collect();
+    child
+}
+
+fn note(pid: i32, note: Notification) -> Input {
+    Input::Notify {
+        pid,
+        group: None,
+        note,
+    }
+}
+
+fn watchdog_ping(pid: i32) -> Input {
+    note(
+        pid,
+        Notification {
+            watchdog: true,
+            ..Notification::default()
+        },
+    )
+}
+
+fn probe_done(name: &str, instance: InstanceId, ok: bool, message: &str) -> Input {
+    Input::ProbeDone {
+        name: name.to_string(),
+        instance,
+        ok,
+        message: message.to_string(),
+    }
+}
+
+fn health() -> Input {
+    request(Command::Health)
+}
+
+fn rolling(select: Select) -> Input {
+    request(Command::Rollout {
+        select,
+        timeout_ms: None,
+    })
+}
+
 fn boot_child(name: &str, template: &str, args: &[&str]) -> BootChild {
     BootChild {
         name: name.to_string(),
@@ -358,10 +413,20 @@ fn render_reply(r: &Reply) -> String {
         if let Some(pid) = error.pid {
             s += &format!(" pid={pid}");
         }
+        if let Some(report) = &r.rollout {
+            s += &format!(
+                " restarted=[{}] not_restarted=[{}]",
+                report.restarted.join(" "),
+                report.not_restarted.join(" ")
+            );
+        }
         return s;
     }
     assert!(r.error.is_none(), "an ok reply with an error: {r:?}");
     let mut s = "ok".to_string();
+    if let Some(report) = &r.rollout {
+        s += &format!(" rollout=[{}]", report.restarted.join(" "));
+    }
     if let Some(name) = &r.name {
         s += &format!(" name={name}");
     }
@@ -397,6 +462,14 @@ fn render_reply(r: &Reply) -> String {
     if let Some(queued) = r.queued {
         s += &format!(" queued={queued}");
     }
+    if let Some(h) = &r.health {
+        s += &format!(
+            " health={{healthy={} checked={} problems=[{}]}}",
+            h.healthy,
+            h.checked,
+            h.problems.join("; ")
+        );
+    }
     if let Some(report) = &r.reload {
         // Skipped entries carry a reason after the name; the trace shows the name.
         let skipped: Vec<&str> = report
@@ -427,8 +500,8 @@ fn render_event(event: &Event) -> String {
             exit,
         } => {
             assert!(
-                reason.starts_with(&exit.to_string()),
-                "the reason {reason:?} begins with the exit {exit}"
+                reason.starts_with(&exit.to_string()) || reason == "watchdog" || reason == "health",
+                "the reason {reason:?} begins with the exit {exit}, or is a liveness kill's"
             );
             format!("event exited {name} pid={pid} ({reason})")
         }
