@@ -139,7 +139,7 @@ fn health_problem_line(report: &HealthReport) -> String {
 }
 
 /// `dynsup restart ... --rolling`: a line per restarted worker and a summary; on
-/// failure the daemon's message and what was and was not restarted (exit 1).
+/// failure the lines of those restarted, then the daemon's message (exit 1).
 fn print_rollout(reply: &Reply) -> ExitStatus {
     let empty = RolloutReport::default();
     let rollout = reply.rollout.as_ref().unwrap_or(&empty);
@@ -147,13 +147,6 @@ fn print_rollout(reply: &Reply) -> ExitStatus {
         println!("{name} restarted");
     }
     if reply.ok {
-        if rollout.restarted.is_empty() {
-            if let (Some(name), Some(pid)) = (&reply.name, reply.pid) {
-                // A one-worker roll answered as a plain restart.
-                println!("{name} restarted (pid {pid})");
-                return ExitStatus::Ok;
-            }
-        }
         let mut summary = format!("{} restarted", rollout.restarted.len());
         if !rollout.not_restarted.is_empty() {
             let _ = write!(
@@ -165,22 +158,10 @@ fn print_rollout(reply: &Reply) -> ExitStatus {
         println!("{summary}");
         return ExitStatus::Ok;
     }
+    // The daemon's message names the worker that failed, why, and what was and was
+    // not restarted (`rollout` has the same lists, for --json).
     let message = reply.error.as_ref().map_or("", |e| e.message.as_str());
     eprintln!("dynsup: {message}");
-    if reply.rollout.is_some() {
-        let list = |names: &[String]| {
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        };
-        eprintln!(
-            "dynsup: restarted: {}; not restarted: {}",
-            list(&rollout.restarted),
-            list(&rollout.not_restarted)
-        );
-    }
     ExitStatus::Error
 }
 

@@ -194,12 +194,12 @@ fn a_roll_stops_at_the_first_instance_that_does_not_get_ready() {
         "{}",
         stderr_of(&out)
     );
+    // The daemon's message: where the roll stopped, why, and what it did not touch.
     let stderr = stderr_of(&out);
-    assert!(stderr.contains("web_3"), "{stderr}");
-    assert!(
-        stderr.contains("restarted: web_1, web_2; not restarted: web_3, web_4, web_5"),
-        "{stderr}"
-    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for name in ["web_3", "web_4", "web_5"] {
+        assert!(stderr.contains(name), "{stderr}");
+    }
     let record = f.read();
     assert_eq!(record.count("web_3", "fail"), 1, "{record}");
     assert_eq!(
