@@ -284,3 +284,45 @@ fn a_reload_of_a_rolling_template_restarts_one_at_a_time() {
     }
     assert_record_one_at_a_time(&f.read(), &WEB, 2);
 }
+
+/// A roll takes as long as its workers take to get ready: its connection is not idle
+/// meanwhile (here each instance needs 150 ms, the idle timeout is 100 ms), and the CLI
+/// has no timeout of its own. `restart NAME --rolling` rolls one worker; an unknown
+/// template is refused.
+#[test]
+fn a_long_roll_is_waited_for_and_one_name_rolls_alone() {
+    let f = Recorded::new();
+    let mut config = [
+        LENIENT_SUPERVISOR,
+        "idle_timeout_ms = 100\n",
+        &f.template("web", ""),
+    ]
+    .concat();
+    for name in WEB {
+        config.push_str(&boot_child_after(name, "web", &[], &["150"]));
+    }
+    let d = Launch::new(&config).in_dir(f.dir.clone()).start();
+    let old = pids(&wait_all_ready(&d));
+
+    let out = d.cli(&["restart", "--all", "--rolling"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        stdout_of(&out).lines().last(),
+        Some("5 restarted"),
+        "{}",
+        stderr_of(&out)
+    );
+    let rows = wait_all_ready(&d);
+    assert_new_pids(&d, &rows, &old);
+
+    let out = d.cli(&["restart", "web_2", "--rolling"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout_of(&out), "web_2 restarted\n1 restarted\n");
+    let now = pids(&wait_all_ready(&d));
+    assert_ne!(now[1], pids(&rows)[1]);
+    assert_eq!(now[0], pids(&rows)[0], "web_1 was touched");
+
+    let out = d.cli(&["restart", "--template", "nope", "--rolling"]);
+    assert_exit(&out, 1);
+    assert!(stderr_of(&out).contains("nope"), "{}", stderr_of(&out));
+}
