@@ -1,7 +1,7 @@
 //! The command line, as clap derive types. `--socket` and `--json` are global, so they
 //! are accepted before or after the subcommand.
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -71,7 +71,8 @@ pub enum Command {
     Lookup { name: String },
     /// Print how many workers are registered
     Count {
-        /// Also break it down by state (total, active, backoff, failed, stopping)
+        /// Also break it down by state (total, active, backoff, failed, stopping; waiting
+        /// when some are)
         #[arg(long)]
         all: bool,
     },
@@ -83,13 +84,29 @@ pub enum Command {
     },
     /// Stop every worker and exit the daemon
     Shutdown,
-    /// Stop a worker, then start it again with the same spec (not counted as a crash)
+    /// Stop a worker, then start it again with the same spec (not counted as a crash);
+    /// with --rolling, one worker after another, each once the one before is ready again
+    #[command(group(ArgGroup::new("which").required(true).args(["name", "template", "all"])))]
     Restart {
-        name: String,
+        /// The worker to restart
+        name: Option<String>,
+        /// Every running instance of template T (needs --rolling)
+        #[arg(long, value_name = "T", requires = "rolling")]
+        template: Option<String>,
+        /// Every running worker (needs --rolling)
+        #[arg(long, requires = "rolling")]
+        all: bool,
+        /// One at a time: stop, start again, wait until it is ready, then the next; a
+        /// worker that fails to get ready stops the roll and leaves the rest untouched
+        #[arg(long)]
+        rolling: bool,
         /// Milliseconds to wait before SIGKILL [default: the template's shutdown_ms]
         #[arg(long, value_name = "MS")]
         timeout: Option<u64>,
     },
+    /// Exit 0 when every boot child and critical worker is running, ready and healthy;
+    /// else print what is not (one line) and exit 1. For HEALTHCHECK and exec probes
+    Health,
     /// Print the name of the worker owning PID (its pid, or any pid in its process group)
     Whois { pid: i32 },
     /// Stream events (started, exited, restarting, stopped, failed, ...) until the daemon exits

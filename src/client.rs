@@ -8,8 +8,8 @@
 use crate::cli::Command;
 use crate::exit_status::ExitStatus;
 use crate::protocol::{
-    Event, ExitReport, LogEvent, LogLine, LogStream, Processes, Reply, Request, StopReport,
-    WorkerInfo,
+    Counts, Event, ExitReport, HealthInfo, HealthReport, LogEvent, LogLine, LogStream, Processes,
+    Reply, Request, RolloutReport, StopReport, WorkerInfo,
 };
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -65,20 +65,104 @@ pub fn run(socket: &Path, command: Command, json: bool) -> ExitStatus {
     };
     if json {
         print!("{}", String::from_utf8_lossy(&reply.encode()));
-        return ExitStatus::of_reply(reply.ok);
+        return match request {
+            // A probe's exit status says healthy or not, with --json too.
+            Request::Health if reply.ok => health_status(reply.health.as_ref()),
+            _ => ExitStatus::of_reply(reply.ok),
+        };
+    }
+    match request {
+        Request::Health => return print_health(&reply),
+        Request::Restart { rolling: true, .. } => return print_rollout(&reply),
+        _ => {}
     }
     if let Some(err) = reply.error.as_ref().filter(|_| !reply.ok) {
         eprintln!("dynsup: {}", err.message);
         return ExitStatus::Error;
     }
     match (count_all, reply.counts) {
-        (true, Some(c)) => println!(
-            "total {}  active {}  backoff {}  failed {}  stopping {}",
-            c.total, c.active, c.backoff, c.failed, c.stopping
-        ),
+        (true, Some(c)) => println!("{}", describe_counts(&c)),
         _ => print_human(&request, &reply),
     }
     ExitStatus::Ok
+}
+
+/// `count --all`'s line; `waiting` only when some worker waits (a config without
+/// `after` never has one).
+fn describe_counts(c: &Counts) -> String {
+    let mut line = format!(
+        "total {}  active {}  backoff {}  failed {}  stopping {}",
+        c.total, c.active, c.backoff, c.failed, c.stopping
+    );
+    if c.waiting > 0 {
+        let _ = write!(line, "  waiting {}", c.waiting);
+    }
+    line
+}
+
+/// The exit status of `dynsup health`: 0 healthy, 1 not (or no report at all).
+fn health_status(report: Option<&HealthReport>) -> ExitStatus {
+    match report {
+        Some(report) if report.healthy => ExitStatus::Ok,
+        _ => ExitStatus::Error,
+    }
+}
+
+/// `dynsup health`: `healthy (N checked)`, or exactly one line saying what is wrong
+/// (for a container runtime's or an orchestrator's probe log).
+fn print_health(reply: &Reply) -> ExitStatus {
+    if !reply.ok {
+        let message = reply.error.as_ref().map_or("", |e| e.message.as_str());
+        eprintln!("dynsup: {message}");
+        return ExitStatus::Error;
+    }
+    match &reply.health {
+        Some(report) if report.healthy => println!("healthy ({} checked)", report.checked),
+        Some(report) => println!("{}", health_problem_line(report)),
+        None => eprintln!("dynsup: the daemon's reply has no health report"),
+    }
+    health_status(reply.health.as_ref())
+}
+
+/// The first problem, and how many more there are, on one line.
+fn health_problem_line(report: &HealthReport) -> String {
+    let Some(first) = report.problems.first() else {
+        return "unhealthy".to_string();
+    };
+    // A problem may quote a health check's output: it must not break the one line.
+    let mut line = escape_controls(first).into_owned();
+    let more = report.problems.len() - 1;
+    if more > 0 {
+        let _ = write!(line, " (and {more} more)");
+    }
+    line
+}
+
+/// `dynsup restart ... --rolling`: a line per restarted worker and a summary; on
+/// failure the lines of those restarted, then the daemon's message (exit 1).
+fn print_rollout(reply: &Reply) -> ExitStatus {
+    let empty = RolloutReport::default();
+    let rollout = reply.rollout.as_ref().unwrap_or(&empty);
+    for name in &rollout.restarted {
+        println!("{name} restarted");
+    }
+    if reply.ok {
+        let mut summary = format!("{} restarted", rollout.restarted.len());
+        if !rollout.not_restarted.is_empty() {
+            let _ = write!(
+                summary,
+                "; skipped (no longer running): {}",
+                rollout.not_restarted.join(", ")
+            );
+        }
+        println!("{summary}");
+        return ExitStatus::Ok;
+    }
+    // The daemon's message names the worker that failed, why, and what was and was
+    // not restarted (`rollout` has the same lists, for --json).
+    let message = reply.error.as_ref().map_or("", |e| e.message.as_str());
+    eprintln!("dynsup: {message}");
+    ExitStatus::Error
 }
 
 /// `start --wait-ready` and `list --tree`: pipelined requests, printed together.
@@ -143,13 +227,20 @@ fn to_request(command: Command) -> Option<Request> {
         Command::Count { .. } => Request::Count,
         Command::List { .. } => Request::List,
         Command::Shutdown => Request::Shutdown,
-        Command::Restart { name, timeout } => Request::Restart {
-            name: Some(name),
-            template: None,
-            all: false,
-            rolling: false,
+        Command::Restart {
+            name,
+            template,
+            all,
+            rolling,
+            timeout,
+        } => Request::Restart {
+            name,
+            template,
+            all,
+            rolling,
             timeout_ms: timeout,
         },
+        Command::Health => Request::Health,
         Command::Whois { pid } => Request::Whois { pid },
         Command::Watch { names } => Request::Watch { names },
         Command::Reload => Request::Reload,
@@ -390,8 +481,17 @@ fn describe_event(event: &Event) -> String {
         Event::Started { name, pid } => format!("{name} started (pid {pid})"),
         Event::Ready { name, pid } => format!("{name} is ready (pid {pid})"),
         Event::Exited {
-            name, pid, reason, ..
-        } => format!("{name} exited: {reason} (pid {pid})"),
+            name,
+            pid,
+            reason,
+            exit,
+        } => match reason.as_str() {
+            "watchdog" => format!("{name} missed its watchdog and was killed: {exit} (pid {pid})"),
+            "health" => {
+                format!("{name} failed its health checks and was killed: {exit} (pid {pid})")
+            }
+            _ => format!("{name} exited: {reason} (pid {pid})"),
+        },
         Event::Restarting { name, delay_ms: 0 } => format!("{name} restarting now"),
         Event::Restarting { name, delay_ms } => format!("{name} restarting in {delay_ms} ms"),
         Event::Stopped { name, reason } => format!("{name} stopped: {reason}"),
@@ -401,7 +501,7 @@ fn describe_event(event: &Event) -> String {
         Event::IntensityTripped { name } => {
             format!("{name} reached the restart intensity: the daemon is shutting down")
         }
-        Event::Waiting { name, on } => format!("{name} waits for {}", on.join(", ")),
+        Event::Waiting { name, on } => format!("{name} is waiting for {}", on.join(", ")),
         Event::Unhealthy {
             name,
             failures,
@@ -516,6 +616,7 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let with_status = workers.iter().any(|w| w.status.is_some());
+    let with_health = workers.iter().any(|w| w.health.is_some());
     let rows: Vec<Vec<String>> = workers
         .iter()
         .map(|w| {
@@ -530,7 +631,11 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
                     "-".to_string()
                 },
                 w.template.clone(),
-                w.restart.clone(),
+                if w.critical {
+                    format!("{} (critical)", w.restart)
+                } else {
+                    w.restart.clone()
+                },
                 w.last_exit.as_ref().map_or_else(
                     || "-".to_string(),
                     |e| {
@@ -541,11 +646,15 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
                         )
                     },
                 ),
-                w.next_try_ms.map_or_else(
-                    || "-".to_string(),
-                    |at| format!("in {}", uptime(at.saturating_sub(now_ms))),
-                ),
+                next_try(w, now_ms),
             ];
+            if with_health {
+                row.push(
+                    w.health
+                        .as_ref()
+                        .map_or_else(|| "-".to_string(), describe_health),
+                );
+            }
             if with_status {
                 row.push(w.status.clone().unwrap_or_else(|| "-".to_string()));
             }
@@ -563,6 +672,9 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
         "LAST EXIT",
         "NEXT TRY",
     ];
+    if with_health {
+        header.push("HEALTH");
+    }
     if with_status {
         header.push("STATUS");
     }
@@ -597,6 +709,26 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
             };
             println!("  {branch} {pid} {}", command_of(*pid));
         }
+    }
+}
+
+/// The NEXT TRY cell: when a restart is due, or (`waiting`) what it waits for.
+fn next_try(w: &WorkerInfo, now_ms: u64) -> String {
+    if !w.waiting_for.is_empty() {
+        return format!("after {}", w.waiting_for.join(", "));
+    }
+    w.next_try_ms.map_or_else(
+        || "-".to_string(),
+        |at| format!("in {}", uptime(at.saturating_sub(now_ms))),
+    )
+}
+
+/// The HEALTH cell: the last check's result.
+fn describe_health(health: &HealthInfo) -> String {
+    if health.ok {
+        "ok".to_string()
+    } else {
+        format!("unhealthy ({} in a row)", health.failures)
     }
 }
 
@@ -636,5 +768,99 @@ mod tests {
         );
         assert_eq!(escape_controls("csi\u{9b}31m"), "csi\\u{9b}31m");
         assert_eq!(escape_controls("del\u{7f}"), "del\\x7f");
+    }
+
+    #[test]
+    fn an_unhealthy_report_is_one_line_with_the_first_problem() {
+        let report = |problems: &[&str]| HealthReport {
+            healthy: false,
+            checked: 3,
+            problems: problems.iter().map(|p| p.to_string()).collect(),
+        };
+        assert_eq!(
+            health_problem_line(&report(&["db: waiting for cache"])),
+            "db: waiting for cache"
+        );
+        assert_eq!(
+            health_problem_line(&report(&["a: backoff (last exit: exit 1)", "b: x", "c: y"])),
+            "a: backoff (last exit: exit 1) (and 2 more)"
+        );
+        assert_eq!(
+            health_problem_line(&report(&[
+                "api: unhealthy (1 failed checks: exit 1: a\nb\x1b)"
+            ])),
+            "api: unhealthy (1 failed checks: exit 1: a\\x0ab\\x1b)"
+        );
+        assert_eq!(health_problem_line(&report(&[])), "unhealthy");
+        assert_eq!(health_status(None), ExitStatus::Error);
+        assert_eq!(health_status(Some(&report(&["x"]))), ExitStatus::Error);
+        let healthy = HealthReport {
+            healthy: true,
+            checked: 2,
+            problems: Vec::new(),
+        };
+        assert_eq!(health_status(Some(&healthy)), ExitStatus::Ok);
+    }
+
+    #[test]
+    fn count_all_names_waiting_only_when_some_wait() {
+        let mut counts = Counts {
+            total: 4,
+            active: 2,
+            backoff: 1,
+            failed: 0,
+            stopping: 0,
+            waiting: 0,
+        };
+        assert_eq!(
+            describe_counts(&counts),
+            "total 4  active 2  backoff 1  failed 0  stopping 0"
+        );
+        counts.waiting = 1;
+        assert_eq!(
+            describe_counts(&counts),
+            "total 4  active 2  backoff 1  failed 0  stopping 0  waiting 1"
+        );
+    }
+
+    #[test]
+    fn a_waiting_worker_shows_what_it_waits_for() {
+        let mut w: WorkerInfo = serde_json::from_str(
+            r#"{"name":"web","template":"t","restart":"permanent","state":"waiting",
+                "restarts":0,"started_at_ms":0,"waiting_for":["db","cache"]}"#,
+        )
+        .unwrap();
+        assert_eq!(next_try(&w, 0), "after db, cache");
+        w.waiting_for.clear();
+        w.next_try_ms = Some(2500);
+        assert_eq!(next_try(&w, 1000), "in 1s");
+        w.next_try_ms = None;
+        assert_eq!(next_try(&w, 1000), "-");
+    }
+
+    #[test]
+    fn watchdog_and_health_kills_read_as_such() {
+        let exit = ExitReport::Signaled {
+            signal: "SIGABRT".into(),
+            core_dumped: false,
+        };
+        let exited = |reason: &str| Event::Exited {
+            name: "api".into(),
+            pid: 7,
+            reason: reason.into(),
+            exit: exit.clone(),
+        };
+        assert_eq!(
+            describe_event(&exited("watchdog")),
+            "api missed its watchdog and was killed: signal SIGABRT (pid 7)"
+        );
+        assert_eq!(
+            describe_event(&exited("health")),
+            "api failed its health checks and was killed: signal SIGABRT (pid 7)"
+        );
+        assert_eq!(
+            describe_event(&exited("signal SIGABRT")),
+            "api exited: signal SIGABRT (pid 7)"
+        );
     }
 }

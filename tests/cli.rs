@@ -239,3 +239,60 @@ fn kill_restarts_and_shutdown_ends_the_daemon() {
     // Now nobody is listening.
     assert_exit(&d.cli(&["count"]), 3);
 }
+
+/// `restart` takes exactly one of NAME, `--template` and `--all`, and the last two only
+/// with `--rolling`: anything else is clap's usage error, and nothing reaches the daemon.
+#[test]
+fn restart_selection_usage_errors_exit_2() {
+    let d = TestDaemon::start(&config());
+    let pid = printed_pid(&d.cli(&["start", "w"]));
+    for (args, says) in [
+        (vec!["restart"], "<NAME|--template <T>|--all>"),
+        (vec!["restart", "--template", "worker"], "--rolling"),
+        (vec!["restart", "--all"], "--rolling"),
+        (
+            vec!["restart", "w", "--all", "--rolling"],
+            "cannot be used with",
+        ),
+        (
+            vec!["restart", "w", "--template", "worker", "--rolling"],
+            "cannot be used with",
+        ),
+        (
+            vec!["restart", "--template", "worker", "--all", "--rolling"],
+            "cannot be used with",
+        ),
+        (vec!["health", "extra"], "unexpected argument"),
+    ] {
+        let out = d.cli(&args);
+        assert_exit(&out, 2);
+        assert!(
+            stderr_of(&out).contains(says),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+    }
+    assert_eq!(d.lookup("w"), Some(pid), "a usage error restarted w");
+}
+
+/// `dynsup health` and `dynsup restart --rolling` without a daemon: exit 3, naming the
+/// socket, like every other command.
+#[test]
+fn health_and_rolling_restart_without_a_daemon_exit_3() {
+    let dir = TestDir::new();
+    let socket = dir.join("nobody-listens.sock");
+    for args in [
+        vec!["health"],
+        vec!["health", "--json"],
+        vec!["restart", "--all", "--rolling"],
+    ] {
+        let out = run(cli_command(&socket).args(&args), DEADLINE);
+        assert_exit(&out, 3);
+        assert!(
+            stderr_of(&out).contains(socket.to_str().unwrap()),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+        assert!(stdout_of(&out).is_empty(), "{args:?}: {}", stdout_of(&out));
+    }
+}

@@ -20,6 +20,7 @@
 //! | [`bins`] | paths of `dynsup`, the sample worker and `python3` |
 //! | [`rlimit`] | another process's resource limits, read and set ([`set_rlimit_of`]) |
 //! | [`mount`] | [`SmallTmpfs`], a tmpfs to fill up or make read-only |
+//! | [`recorded`] | [`RECORDING_WORKER`], a notify worker that writes down when it started, got ready and stopped; [`Record`] |
 //!
 //! Rules the harness keeps: nothing sleeps to synchronise (wait for a condition with a
 //! deadline); pids are checked through the socket and /proc; a failing test leaves no
@@ -39,6 +40,7 @@ pub mod log;
 pub mod mount;
 pub mod notify;
 pub mod proc;
+pub mod recorded;
 pub mod rlimit;
 pub mod stderr_pipe;
 pub mod wait;
@@ -48,7 +50,8 @@ pub mod watch;
 #[allow(unused_imports)]
 pub use self::{
     bins::*, cgroup::*, cli::*, client::*, configs::*, daemon::*, dirs::*, journal::*, launch::*,
-    log::*, mount::*, notify::*, proc::*, rlimit::*, stderr_pipe::*, wait::*, watch::*,
+    log::*, mount::*, notify::*, proc::*, recorded::*, rlimit::*, stderr_pipe::*, wait::*,
+    watch::*,
 };
 #[allow(unused_imports)]
 pub use dynsup::protocol::{
