@@ -56,7 +56,8 @@ fn config_doc_names_every_key() {
 fn readme_test_command_is_what_ci_runs() {
     let readme = read("README.md");
     let ci = read(".ci/run");
-    let command = "cargo test --workspace";
+    let script = read("scripts/test");
+    let command = "scripts/test";
     assert!(
         readme.contains(&format!("```sh\n{command}\n```")),
         "README.md must show `{command}`"
@@ -64,6 +65,12 @@ fn readme_test_command_is_what_ci_runs() {
     assert!(
         ci.lines().any(|l| l.trim() == command),
         ".ci/run must run `{command}` exactly"
+    );
+    assert!(
+        script
+            .lines()
+            .any(|l| l.trim().starts_with("exec cargo test --workspace")),
+        "scripts/test must end by running `cargo test --workspace`"
     );
     assert!(readme.contains("target/release/dynsup daemon --config config/dynsup.toml"));
 }
