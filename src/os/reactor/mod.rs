@@ -467,8 +467,9 @@ impl Reactor {
 fn status_line(core: &Supervisor) -> String {
     let c = core.counts();
     format!(
-        "{} running, {} in backoff, {} failed, {} stopping",
+        "{} running, {} waiting, {} in backoff, {} failed, {} stopping",
         c.active - c.stopping,
+        c.waiting,
         c.backoff,
         c.failed,
         c.stopping
