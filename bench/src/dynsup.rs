@@ -68,6 +68,21 @@ pub fn config_text_with(
     s
 }
 
+/// `n` boot children whose `after` lists come from `after(i)` (indices of earlier
+/// children).
+pub fn config_text_ordered(ctx: &Ctx, n: usize, after: fn(usize) -> Vec<usize>) -> String {
+    let mut s = config_text(ctx, 0, &NEVER_TRIP, &[]);
+    for i in 0..n {
+        let _ = write!(s, "\n[[children]]\nname = \"w{i}\"\n");
+        let deps = after(i);
+        if !deps.is_empty() {
+            let names: Vec<String> = deps.iter().map(|d| format!("\"w{d}\"")).collect();
+            let _ = writeln!(s, "after = [{}]", names.join(", "));
+        }
+    }
+    s
+}
+
 /// Start a daemon booting `n` children from `[[children]]`, and wait until all have
 /// stamped (`n` may be 0).
 pub fn start(

@@ -68,6 +68,8 @@ pub struct Results {
     pub flood: Option<flood::Flood>,
     /// (mode, heap MiB, extra fds) → spawn → first instruction, µs.
     pub spawn: Vec<(String, u64, u64, Samples)>,
+    /// Boot graph shape → launch → all 1000 boot children stamped, ms, per repetition.
+    pub order: Vec<(&'static str, Vec<f64>)>,
     pub peers: BTreeMap<&'static str, PeerResults>,
     pub errors: Vec<String>,
     pub notes: Vec<String>,
@@ -117,7 +119,7 @@ fn parse_args() -> Args {
                 println!(
                     "usage: dynsup-bench [--quick] [--no-peers | --peers LIST] [--only PHASES] [--trials N] [--idle-secs S] [--dynsup BIN] [--out FILE]\n\
                      \x20      dynsup-bench --sweep RUN_ID   (kill every process a run left behind)\n\
-                     phases for --only (default: all): restart (every N, and the peers), control, cold, spawn, idle, crash, flood\n\
+                     phases for --only (default: all): restart (every N, and the peers), control, cold, order, spawn, idle, crash, flood\n\
                      peers for --peers (default: all): runit, s6, supervisord\n\
                      --dynsup BIN: measure another dynsup binary (default: target/release/dynsup)"
                 );
@@ -342,6 +344,11 @@ fn main() {
             "spawn primitives: fork, vfork, posix_spawn, clone(CLONE_VM|CLONE_VFORK|CLONE_FILES)",
         );
         spawn_phase(&ctx, 3 * big.max(1000), &mut r);
+    }
+
+    // ---- start ordering: the same 1000 boot children in four graph shapes -----------
+    if ctx.wants("order") {
+        order_phase(&ctx, &mut r);
     }
 
     // ---- D: crash loop ------------------------------------------------------------
@@ -584,6 +591,40 @@ fn latency_phase(ctx: &Ctx, ns: &[usize], peers_on: &[&'static str], r: &mut Res
     }
     ctx.log("latency: stopping every subject");
     drop(insts);
+}
+
+/// Boot graphs of 1000 children (`after` edges; readiness = spawned): flat (no edges),
+/// star (all after one), layers (10 × 100, each layer after the whole layer before),
+/// chain (each after the one before: serial by definition). Interleaved repetitions.
+fn order_phase(ctx: &Ctx, r: &mut Results) {
+    const N: usize = 1000;
+    let reps = if ctx.quick { 2 } else { 3 };
+    let shapes: [(&'static str, fn(usize) -> Vec<usize>); 4] = [
+        ("flat", |_| Vec::new()),
+        ("star", |i| if i == 0 { Vec::new() } else { vec![0] }),
+        ("layers", |i| {
+            let layer = i / 100;
+            if layer == 0 {
+                Vec::new()
+            } else {
+                ((layer - 1) * 100..layer * 100).collect()
+            }
+        }),
+        ("chain", |i| if i == 0 { Vec::new() } else { vec![i - 1] }),
+    ];
+    for rep in 0..reps {
+        for (shape, after) in shapes {
+            ctx.log(&format!("boot order: {shape}, N={N}, repetition {}/{reps}", rep + 1));
+            let text = dynsup::config_text_ordered(ctx, N, after);
+            match dynsup::start_with(ctx, &format!("dynsup-order-{shape}"), N, &text, dynsup::Stderr::File) {
+                Ok(d) => match r.order.iter_mut().find(|(s, _)| *s == shape) {
+                    Some((_, v)) => v.push(d.cold_ms),
+                    None => r.order.push((shape, vec![d.cold_ms])),
+                },
+                Err(e) => r.errors.push(format!("boot order {shape}: {e}")),
+            }
+        }
+    }
 }
 
 /// Cold starts: floor, dynsup from `[[children]]`, dynsup over the socket and the peers,

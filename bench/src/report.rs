@@ -632,6 +632,30 @@ pub fn render(ctx: &Ctx, r: &Results, command: &str) -> String {
     }
     let _ = writeln!(o);
 
+    // ---------------------------------------------------------------- start ordering
+    if !r.order.is_empty() {
+        let _ = writeln!(
+            o,
+            "### Start ordering: 1000 boot children, launch → all stamped\n\n\
+             `after` edges, readiness = spawned. flat: no edges; star: 999 after one; layers: \
+             10 × 100, each child after all 100 of the layer before (9 × 10,000 edges); chain: \
+             each after the one before (serial by definition).\n"
+        );
+        let flat = r
+            .order
+            .iter()
+            .find(|(s, _)| *s == "flat")
+            .map(|(_, v)| med(v));
+        let _ = writeln!(o, "| shape | median | runs | × flat |\n|---|---|---|---|");
+        for (shape, v) in &r.order {
+            let m = med(v);
+            let runs: Vec<String> = v.iter().map(|x| f_ms(*x)).collect();
+            let ratio = flat.filter(|f| *f > 0.0).map_or("–".into(), |f| f_ratio(m / f));
+            let _ = writeln!(o, "| {shape} | {} | {} | {ratio} |", f_ms(m), runs.join(", "));
+        }
+        let _ = writeln!(o);
+    }
+
     // ---------------------------------------------------------------- spawn primitives
     if !r.spawn.is_empty() {
         let _ = writeln!(
