@@ -256,9 +256,24 @@ fn safe(line: Vec<u8>) -> Vec<u8> {
     let harmful = match decode_request(trim_cr(&line)) {
         // A restart may name a template, or all.
         Ok(Request::Watch { .. } | Request::Shutdown | Request::Restart { .. }) => true,
+        // A stop or kill may name several workers, a template, or all.
         Ok(
-            Request::Stop { name, .. } | Request::Kill { name, .. } | Request::Cast { name, .. },
-        ) => name == "probe",
+            Request::Stop {
+                name,
+                names,
+                template,
+                all,
+                ..
+            }
+            | Request::Kill {
+                name,
+                names,
+                template,
+                all,
+                ..
+            },
+        ) => name.as_deref() == Some("probe") || !names.is_empty() || template.is_some() || all,
+        Ok(Request::Cast { name, .. }) => name == "probe",
         _ => false,
     };
     if harmful {

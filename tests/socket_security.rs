@@ -216,7 +216,7 @@ fn read_only_uids_may_look_but_not_touch() {
         // Allowed, then denied, then allowed again (the connection stays open), and
         // `watch` last (it turns the connection into an event stream).
         let allowed = [
-            line(&Request::List),
+            line(&Request::list()),
             line(&Request::Count),
             line(&lookup_req("w")),
             line(&whois_req(pid)),
