@@ -594,15 +594,15 @@ pub(super) fn shutdown_event() -> Event {
 
 /// One `list` row per worker, sorted by name (visits every worker).
 pub(super) fn list(registry: &Registry, now: Time) -> Answer {
-    Answer::List(list_rows(registry, now, |_, _| true))
+    list_where(registry, now, |_, _| true)
 }
 
-/// The `list` rows of the workers `keep` takes (name, template), sorted by name.
-pub(super) fn list_rows(
+/// `list` of the workers `keep` takes (by name and template), sorted by name.
+pub(super) fn list_where(
     registry: &Registry,
     now: Time,
     keep: impl Fn(&str, &str) -> bool,
-) -> Vec<protocol::WorkerInfo> {
+) -> Answer {
     let mut rows: Vec<protocol::WorkerInfo> = registry
         .iter()
         .filter(|(name, entry)| keep(name, &entry.worker.spec.template.name))
@@ -651,7 +651,7 @@ pub(super) fn list_rows(
         })
         .collect();
     rows.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    rows
+    Answer::List(rows)
 }
 
 /// The names among `after` that are not running and ready (what a `waiting` worker

@@ -174,9 +174,7 @@ impl Supervisor {
             Command::List { names, template } => {
                 let answer = match (names.is_empty(), &template) {
                     (true, None) => Ok(replies::list(&self.registry, now)),
-                    _ => self
-                        .filtered_list(&names, template.as_deref(), now)
-                        .map(Answer::List),
+                    _ => self.filtered_list(&names, template.as_deref(), now),
                 };
                 self.answer(from, answer, now, out);
             }

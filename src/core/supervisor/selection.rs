@@ -3,7 +3,7 @@
 //! one command per selected worker (`ReplyTo::Part`), so each gets exactly the answer
 //! its single-worker form gets.
 
-use super::replies::{self, Refusal};
+use super::replies::{self, Answer, Refusal};
 use super::Supervisor;
 use super::Time;
 
@@ -49,7 +49,7 @@ impl Supervisor {
         names: &[String],
         template: Option<&str>,
         now: Time,
-    ) -> Result<Vec<crate::protocol::WorkerInfo>, Refusal> {
+    ) -> Result<Answer, Refusal> {
         if let Some(template) = template {
             self.template_for(Some(template))?;
         }
@@ -57,7 +57,7 @@ impl Supervisor {
             return Err(Refusal::not_found(missing));
         }
         let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
-        Ok(replies::list_rows(&self.registry, now, |name, of| {
+        Ok(replies::list_where(&self.registry, now, |name, of| {
             (wanted.is_empty() || wanted.contains(name)) && template.is_none_or(|t| of == t)
         }))
     }
