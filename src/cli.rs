@@ -1,5 +1,5 @@
-//! The command line, as clap derive types. `--socket` and `--json` are global, so they
-//! are accepted before or after the subcommand.
+//! The command line, as clap derive types. `--socket`, `--config` and `--json` are
+//! global, so they are accepted before or after the subcommand.
 
 use clap::{ArgGroup, Parser, Subcommand};
 use std::path::PathBuf;
@@ -8,27 +8,32 @@ use std::path::PathBuf;
 #[command(
     name = "dynsup",
     version,
+    disable_version_flag = true,
     about = "An OS-level DynamicSupervisor + Registry: supervise named worker processes",
     after_help = crate::exit_status::HELP
 )]
 pub struct Cli {
-    /// The daemon's control socket [default: $DYNSUP_SOCKET; for root /run/dynsup/dynsup.sock if it exists; $XDG_RUNTIME_DIR/dynsup.sock; /tmp/dynsup-<uid>.sock]
+    /// The daemon's control socket [default: the --config file's `socket`; $DYNSUP_SOCKET; for root /run/dynsup/dynsup.sock if it exists; $XDG_RUNTIME_DIR/dynsup.sock; /tmp/dynsup-<uid>.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Config file (TOML). The daemon runs on it (without it: built-in defaults, one
+    /// template `worker`); the other commands use its `socket` (--socket wins)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Print the daemon's raw JSON reply
     #[arg(long, global = true)]
     pub json: bool,
+    /// Print the CLI's version and, when it is reachable, the daemon's
+    #[arg(short = 'V', long)]
+    pub version: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the supervisor daemon in the foreground
     Daemon {
-        /// Config file (TOML); without it, built-in defaults: one template `worker`
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
         /// Do not start the state file's workers: register them as failed (`restart
         /// NAME` starts one, `stop NAME` forgets it). For when they keep the daemon from
         /// running.
@@ -51,23 +56,42 @@ pub enum Command {
         #[arg(long)]
         wait_ready: bool,
     },
-    /// Stop a worker: stop signal, then SIGKILL after the timeout; it is not restarted
+    /// Stop workers: stop signal, then SIGKILL after the timeout; they are not restarted.
+    /// Several are stopped together; a line per worker, exit 1 if any failed
+    #[command(group(ArgGroup::new("which").required(true).args(["names", "template", "all"])))]
     Stop {
-        name: String,
+        /// The workers to stop
+        names: Vec<String>,
+        /// Every worker of template T
+        #[arg(long, value_name = "T")]
+        template: Option<String>,
+        /// Every worker
+        #[arg(long)]
+        all: bool,
         /// Milliseconds to wait before SIGKILL [default: the template's shutdown_ms]
         #[arg(long, value_name = "MS")]
         timeout: Option<u64>,
     },
-    /// Send a signal to the worker as if from outside; the restart rule applies
+    /// Send a signal to workers as if from outside; the restart rule applies. A line
+    /// per worker, exit 1 if any failed
+    #[command(group(ArgGroup::new("which").required(true).args(["names", "template", "all"])))]
     Kill {
-        name: String,
+        /// The workers to signal
+        names: Vec<String>,
+        /// Every worker of template T that has a process
+        #[arg(long, value_name = "T")]
+        template: Option<String>,
+        /// Every worker that has a process
+        #[arg(long)]
+        all: bool,
         /// Signal name or number
         #[arg(long, default_value = "SIGKILL", value_name = "SIG")]
         signal: String,
     },
     /// Send MESSAGE (one line) to the worker's stdin
     Cast { name: String, message: String },
-    /// Print the pid registered under NAME
+    /// Print the pid registered under NAME (exit 1, with its state on stderr, when it
+    /// has no process)
     Lookup { name: String },
     /// Print how many workers are registered
     Count {
@@ -76,25 +100,31 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Show every worker
+    /// Show every worker, or only these
     List {
+        /// Only these workers
+        names: Vec<String>,
+        /// Only the workers of template T
+        #[arg(long, value_name = "T")]
+        template: Option<String>,
         /// Also show each worker's processes (its cgroup, or its process group)
         #[arg(long)]
         tree: bool,
     },
     /// Stop every worker and exit the daemon
     Shutdown,
-    /// Stop a worker, then start it again with the same spec (not counted as a crash);
-    /// with --rolling, one worker after another, each once the one before is ready again
-    #[command(group(ArgGroup::new("which").required(true).args(["name", "template", "all"])))]
+    /// Stop workers, then start them again with the same spec (not counted as a crash):
+    /// several together (a line per worker, exit 1 if any failed), or with --rolling
+    /// one after another, each once the one before is ready again
+    #[command(group(ArgGroup::new("which").required(true).args(["names", "template", "all"])))]
     Restart {
-        /// The worker to restart
-        name: Option<String>,
-        /// Every running instance of template T (needs --rolling)
-        #[arg(long, value_name = "T", requires = "rolling")]
+        /// The workers to restart (one with --rolling)
+        names: Vec<String>,
+        /// Every worker of template T (with --rolling: every running one)
+        #[arg(long, value_name = "T")]
         template: Option<String>,
-        /// Every running worker (needs --rolling)
-        #[arg(long, requires = "rolling")]
+        /// Every worker (with --rolling: every running one)
+        #[arg(long)]
         all: bool,
         /// One at a time: stop, start again, wait until it is ready, then the next; a
         /// worker that fails to get ready stops the roll and leaves the rest untouched

@@ -9,18 +9,18 @@ use crate::cli::Command;
 use crate::exit_status::ExitStatus;
 use crate::protocol::{
     Counts, Event, ExitReport, HealthInfo, HealthReport, LogEvent, LogLine, LogStream, Processes,
-    Reply, Request, RolloutReport, StopReport, WorkerInfo,
+    Reply, Request, RolloutReport, StopReport, WorkerInfo, MAX_REQUEST_LINE, PROTOCOL_VERSION,
 };
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn run(socket: &Path, command: Command, json: bool) -> ExitStatus {
     let count_all = matches!(command, Command::Count { all: true });
-    let tree = matches!(command, Command::List { tree: true });
+    let tree = matches!(command, Command::List { tree: true, .. });
     let timestamps = matches!(
         command,
         Command::Logs {
@@ -36,9 +36,20 @@ pub fn run(socket: &Path, command: Command, json: bool) -> ExitStatus {
         } => Some(name.clone()),
         _ => None,
     };
-    let Some(request) = to_request(command) else {
-        return ExitStatus::Error;
+    let request = match to_request(command) {
+        Ok(request) => request,
+        Err(message) => {
+            eprintln!("dynsup: {message}");
+            return ExitStatus::Usage;
+        }
     };
+    let line_len = serde_json::to_vec(&request).map_or(0, |line| line.len());
+    if line_len > MAX_REQUEST_LINE {
+        eprintln!(
+            "dynsup: the request would be {line_len} bytes, more than the daemon takes ({MAX_REQUEST_LINE}); name fewer workers, or use --template or --all"
+        );
+        return ExitStatus::Usage;
+    }
     // Several requests on one connection: the replies come back in order.
     let mut requests = vec![request.clone()];
     if let Some(name) = wait_ready {
@@ -74,6 +85,13 @@ pub fn run(socket: &Path, command: Command, json: bool) -> ExitStatus {
     match request {
         Request::Health => return print_health(&reply),
         Request::Restart { rolling: true, .. } => return print_rollout(&reply),
+        _ if reply.results.is_some() => return print_results(&request, &reply),
+        Request::Lookup { name } if reply.ok && reply.pid.is_none() => {
+            // Nothing on stdout: `kill $(dynsup lookup NAME)` must not get a word.
+            let state = reply.state.map_or("unknown", |s| s.as_str());
+            eprintln!("dynsup: {name}: no pid (state {state})");
+            return ExitStatus::Error;
+        }
         _ => {}
     }
     if let Some(err) = reply.error.as_ref().filter(|_| !reply.ok) {
@@ -165,6 +183,103 @@ fn print_rollout(reply: &Reply) -> ExitStatus {
     ExitStatus::Error
 }
 
+/// A `stop`, `kill` or `restart` of several workers: a line per worker, in the
+/// daemon's order — what it did on stdout, why it failed on stderr — and exit 1 if any
+/// failed. The daemon's refusal of the whole request (an unknown template, no access)
+/// has no results and is printed by the caller.
+fn print_results(request: &Request, reply: &Reply) -> ExitStatus {
+    let results = reply.results.as_deref().unwrap_or_default();
+    if results.is_empty() {
+        eprintln!("dynsup: no worker matched; nothing was done");
+        return ExitStatus::Ok;
+    }
+    for result in results {
+        let name = result.name.as_deref().unwrap_or("?");
+        match result.error.as_ref().filter(|_| !result.ok) {
+            // Most messages name the worker; the others get its name in front.
+            Some(err) if err.message.contains(name) => eprintln!("dynsup: {}", err.message),
+            Some(err) => eprintln!("dynsup: {name}: {}", err.message),
+            None => println!("{}", describe_result(request, name, result)),
+        }
+    }
+    ExitStatus::of_reply(results.iter().all(|r| r.ok))
+}
+
+/// One worker's line in the answer to a request about several.
+fn describe_result(request: &Request, name: &str, result: &Reply) -> String {
+    let pid = result.pid.unwrap_or_default();
+    match request {
+        Request::Kill { .. } => format!(
+            "sent {} to {name} (pid {pid})",
+            result.signal.as_deref().unwrap_or("?")
+        ),
+        Request::Restart { .. } => format!("{name} restarted (pid {pid})"),
+        _ => match &result.stopped {
+            Some(report) => describe_stop(report),
+            None => format!("{name}: done"),
+        },
+    }
+}
+
+/// `dynsup --version`: the CLI's version, then the daemon's when it answers (a daemon
+/// that is not running is a line on stderr, not a failure).
+pub fn version(socket: &Path, json: bool) -> ExitStatus {
+    let cli = env!("CARGO_PKG_VERSION");
+    let reply = exchange(socket, &Request::Version);
+    if json {
+        let daemon = reply.as_ref().ok().and_then(|r| r.version.clone());
+        let both = serde_json::json!({
+            "cli": cli,
+            "protocol": PROTOCOL_VERSION,
+            "daemon": daemon,
+        });
+        println!("{both}");
+        return ExitStatus::Ok;
+    }
+    println!("dynsup {cli} (protocol {PROTOCOL_VERSION})");
+    match reply {
+        Ok(Reply {
+            version: Some(v), ..
+        }) => println!(
+            "daemon {} (protocol {}), pid {}, up {}, at {}",
+            v.daemon,
+            v.protocol,
+            v.pid,
+            uptime(v.uptime_ms),
+            socket.display()
+        ),
+        // A daemon from before `version` answers `bad_request`.
+        Ok(reply) => eprintln!(
+            "dynsup: the daemon at {} did not say its version ({})",
+            socket.display(),
+            reply.error.map(|e| e.message).unwrap_or_default()
+        ),
+        Err(message) => eprintln!("dynsup: no daemon: {message}"),
+    }
+    ExitStatus::Ok
+}
+
+/// The socket a client command uses: `--socket`; else the `socket` of the `--config`
+/// file (read by the daemon's own loader: a bad file is a usage error with its
+/// file:line:column) or, when it sets none, the daemon's default; else the default.
+pub fn socket_path(socket: Option<PathBuf>, config: Option<&Path>) -> Result<PathBuf, ExitStatus> {
+    if let Some(socket) = socket {
+        return Ok(socket);
+    }
+    let Some(path) = config else {
+        return Ok(crate::paths::default_socket());
+    };
+    match crate::config::load(path) {
+        Ok(config) => Ok(config
+            .socket
+            .unwrap_or_else(crate::paths::daemon_default_socket)),
+        Err(err) => {
+            eprintln!("dynsup: invalid configuration: {err}");
+            Err(ExitStatus::Usage)
+        }
+    }
+}
+
 /// `start --wait-ready` and `list --tree`: pipelined requests, printed together.
 fn run_sequence(socket: &Path, requests: &[Request], json: bool) -> ExitStatus {
     let replies = match exchange_all(socket, requests) {
@@ -189,7 +304,7 @@ fn run_sequence(socket: &Path, requests: &[Request], json: bool) -> ExitStatus {
         return ExitStatus::Error;
     }
     match (&requests[0], replies.as_slice()) {
-        (Request::List, [list, ps]) => print_table(
+        (Request::List { .. }, [list, ps]) => print_table(
             list.workers.as_deref().unwrap_or_default(),
             ps.processes.as_deref(),
         ),
@@ -199,9 +314,19 @@ fn run_sequence(socket: &Path, requests: &[Request], json: bool) -> ExitStatus {
     ExitStatus::Ok
 }
 
-fn to_request(command: Command) -> Option<Request> {
-    Some(match command {
-        Command::Daemon { .. } => return None,
+/// The names of a command line as the request's fields: one name is the `name` form
+/// (which every daemon understands, answered as one worker), several are `names`.
+fn one_or_many(mut names: Vec<String>) -> (Option<String>, Vec<String>) {
+    match names.len() {
+        1 => (names.pop(), Vec::new()),
+        _ => (None, names),
+    }
+}
+
+/// The request of a command line, or why there is none (a usage error).
+fn to_request(command: Command) -> Result<Request, String> {
+    Ok(match command {
+        Command::Daemon { .. } => return Err("`daemon` is not a request".to_string()),
         Command::Start {
             name,
             template,
@@ -214,32 +339,63 @@ fn to_request(command: Command) -> Option<Request> {
             args,
             command: (!command.is_empty()).then_some(command),
         },
-        Command::Stop { name, timeout } => Request::Stop {
-            name,
-            timeout_ms: timeout,
-        },
-        Command::Kill { name, signal } => Request::Kill {
-            name,
-            signal: Some(signal),
-        },
+        Command::Stop {
+            names,
+            template,
+            all,
+            timeout,
+        } => {
+            let (name, names) = one_or_many(names);
+            Request::Stop {
+                name,
+                names,
+                template,
+                all,
+                timeout_ms: timeout,
+            }
+        }
+        Command::Kill {
+            names,
+            template,
+            all,
+            signal,
+        } => {
+            let (name, names) = one_or_many(names);
+            Request::Kill {
+                name,
+                names,
+                template,
+                all,
+                signal: Some(signal),
+            }
+        }
         Command::Cast { name, message } => Request::Cast { name, message },
         Command::Lookup { name } => Request::Lookup { name },
         Command::Count { .. } => Request::Count,
-        Command::List { .. } => Request::List,
+        Command::List {
+            names, template, ..
+        } => Request::List { names, template },
         Command::Shutdown => Request::Shutdown,
         Command::Restart {
-            name,
+            names,
             template,
             all,
             rolling,
             timeout,
-        } => Request::Restart {
-            name,
-            template,
-            all,
-            rolling,
-            timeout_ms: timeout,
-        },
+        } => {
+            if rolling && names.len() > 1 {
+                return Err("restart --rolling takes one NAME, --template or --all".to_string());
+            }
+            let (name, names) = one_or_many(names);
+            Request::Restart {
+                name,
+                names,
+                template,
+                all,
+                rolling,
+                timeout_ms: timeout,
+            }
+        }
         Command::Health => Request::Health,
         Command::Whois { pid } => Request::Whois { pid },
         Command::Watch { names } => Request::Watch { names },
@@ -530,15 +686,16 @@ fn print_human(request: &Request, reply: &Reply) {
             }
         }
         Request::Kill { name, .. } => println!(
-            "sent {} to {name} (pid {})",
+            "sent {} to {} (pid {})",
             reply.signal.as_deref().unwrap_or("?"),
+            name.as_deref().unwrap_or_default(),
             reply.pid.unwrap_or_default()
         ),
         Request::Cast { .. }
         | Request::Watch { .. }
         | Request::Logs { .. }
         | Request::ReopenLogs => {}
-        Request::List => print_table(reply.workers.as_deref().unwrap_or_default(), None),
+        Request::List { .. } => print_table(reply.workers.as_deref().unwrap_or_default(), None),
         Request::WaitReady { name } => {
             println!("{name} is ready (pid {})", reply.pid.unwrap_or_default())
         }
@@ -553,7 +710,7 @@ fn print_human(request: &Request, reply: &Reply) {
         } => {
             println!("{name} restarted (pid {})", reply.pid.unwrap_or_default())
         }
-        Request::Restart { .. } | Request::Health => {}
+        Request::Restart { .. } | Request::Health | Request::Version => {}
         Request::Whois { .. } => println!("{}", reply.name.as_deref().unwrap_or_default()),
         Request::Reload => {
             let Some(r) = &reply.reload else { return };
@@ -570,6 +727,12 @@ fn print_human(request: &Request, reply: &Reply) {
             }
             if r.started.is_empty() && r.stopped.is_empty() && r.restarted.is_empty() {
                 println!("config reloaded: no child changed");
+            }
+            if !r.needs_daemon_restart.is_empty() {
+                println!(
+                    "not applied until the daemon restarts: [supervisor] {}",
+                    r.needs_daemon_restart.join(", ")
+                );
             }
         }
         Request::Shutdown => {

@@ -4,7 +4,7 @@
 
 #![deny(unsafe_code)]
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use dynsup::cli::{Cli, Command};
 use dynsup::daemon::{self, DaemonArgs};
 use dynsup::exit_status::ExitStatus;
@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
-            // `--help` and `--version` arrive here too, as "errors" printed to stdout.
+            // `--help` arrives here too, as an "error" printed to stdout.
             let _ = err.print();
             let status = if err.use_stderr() {
                 ExitStatus::Usage
@@ -25,15 +25,22 @@ fn main() -> ExitCode {
         }
     };
     let status = match cli.command {
-        Command::Daemon { config, no_restore } => daemon::run(DaemonArgs {
-            config,
+        Some(Command::Daemon { no_restore }) => daemon::run(DaemonArgs {
+            config: cli.config,
             socket: cli.socket,
             no_restore,
         }),
-        command => {
-            let socket = cli.socket.unwrap_or_else(dynsup::paths::default_socket);
-            dynsup::client::run(&socket, command, cli.json)
-        }
+        command => match dynsup::client::socket_path(cli.socket, cli.config.as_deref()) {
+            Err(status) => status,
+            Ok(socket) => match command {
+                _ if cli.version => dynsup::client::version(&socket, cli.json),
+                Some(command) => dynsup::client::run(&socket, command, cli.json),
+                None => {
+                    let _ = Cli::command().write_help(&mut std::io::stderr());
+                    ExitStatus::Usage
+                }
+            },
+        },
     };
     status.into()
 }

@@ -40,16 +40,41 @@ pub enum Request {
     },
     /// Stop a worker: stop signal to its process group, SIGKILL after the timeout.
     /// Answered once the worker has been reaped.
+    /// Exactly one of `name`, `names`, `template` and `all` says which; all but `name`
+    /// are answered with one result per worker (`results`).
     Stop {
-        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Several workers, stopped together.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        names: Vec<String>,
+        /// Every registered worker of this template.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        /// Every registered worker.
+        #[serde(default, skip_serializing_if = "is_false")]
+        all: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
     },
     /// Send a signal to the worker's pid as if from outside; the restart rule applies.
+    /// Exactly one of `name`, `names`, `template` and `all` says which (`template` and
+    /// `all`: the workers with a live process).
     Kill {
-        name: String,
-        /// Signal name (`SIGKILL`, `KILL`) or number; default SIGKILL.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        names: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        all: bool,
+        /// Signal name (`SIGKILL`, `KILL`) or number (`9` or `"9"`); default SIGKILL.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "signal_name_or_number"
+        )]
         signal: Option<String>,
     },
     /// Write `message` plus a newline to the worker's stdin.
@@ -58,16 +83,26 @@ pub enum Request {
     Lookup { name: String },
     /// How many names are registered.
     Count,
-    /// Every registered worker.
-    List,
+    /// Every registered worker; or only those named in `names`, or only the instances
+    /// of `template` (both: the named ones of that template).
+    List {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        names: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+    },
     /// Stop every worker and exit the daemon.
     Shutdown,
     /// Stop a worker (as `stop` does), then start it again with the same spec. An
-    /// operator action: not counted as a crash. Exactly one of `name`, `template` and
-    /// `all` says which; `template` and `all` need `rolling`.
+    /// operator action: not counted as a crash. Exactly one of `name`, `names`,
+    /// `template` and `all` says which; without `rolling`, all but `name` restart every
+    /// selected worker at once and answer with one result per worker (`results`).
     Restart {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// Several workers, restarted together (not with `rolling`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        names: Vec<String>,
         /// Every running instance of this template.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         template: Option<String>,
@@ -117,6 +152,81 @@ pub enum Request {
     /// Whether every boot child and every critical worker is running and ready (and
     /// passing its health check): for container and orchestrator probes.
     Health,
+    /// The daemon's version, protocol version, pid and uptime.
+    Version,
+}
+
+/// The protocol's version, in the `version` reply: raised when a change would break a
+/// client written for the previous one (new commands and fields do not).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// `kill`'s `signal`: a name (`"SIGTERM"`), or a number, as a JSON number (`15`) or a
+/// string (`"15"`).
+fn signal_name_or_number<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NameOrNumber {
+        Name(String),
+        Number(i64),
+    }
+    Ok(
+        match Option::<NameOrNumber>::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom(
+                "field `signal` must be a signal name such as \"SIGTERM\" or a number such as 15",
+            )
+        })? {
+            Some(NameOrNumber::Name(name)) => Some(name),
+            Some(NameOrNumber::Number(number)) => Some(number.to_string()),
+            None => None,
+        },
+    )
+}
+
+/// Which workers a `stop`, `kill` or `restart` is about: its `name`, `names`,
+/// `template` and `all` fields, of which exactly one is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `name`: one worker, answered as one (the reply of the single-worker form).
+    Name(String),
+    /// `names`, `template` or `all`: answered with one result per worker.
+    Many(Selection),
+}
+
+/// The workers of a request that names several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    Names(Vec<String>),
+    Template(String),
+    All,
+}
+
+impl Target {
+    /// The target of a request's fields, or the `bad_request` message.
+    pub fn of(
+        cmd: Cmd,
+        name: Option<&str>,
+        names: &[String],
+        template: Option<&str>,
+        all: bool,
+    ) -> Result<Target, String> {
+        match (name, names.is_empty(), template, all) {
+            (Some(name), true, None, false) => Ok(Target::Name(name.to_string())),
+            (None, false, None, false) => Ok(Target::Many(Selection::Names(names.to_vec()))),
+            (None, true, Some(template), false) => {
+                Ok(Target::Many(Selection::Template(template.to_string())))
+            }
+            (None, true, None, true) => Ok(Target::Many(Selection::All)),
+            (None, true, None, false) => Err(format!(
+                "`{cmd}` needs one of `name`, `names` (not empty), `template` or `all`"
+            )),
+            _ => Err(format!(
+                "`{cmd}` takes only one of `name`, `names`, `template` and `all`"
+            )),
+        }
+    }
 }
 
 /// How many lines `logs` returns when the request does not say.
@@ -131,6 +241,66 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl Request {
+    /// `list` of every worker.
+    pub fn list() -> Request {
+        Request::List {
+            names: Vec::new(),
+            template: None,
+        }
+    }
+
+    /// `stop` of one worker (`None`: its template's `shutdown_ms`).
+    pub fn stop(name: &str, timeout_ms: Option<u64>) -> Request {
+        Request::Stop {
+            name: Some(name.to_string()),
+            names: Vec::new(),
+            template: None,
+            all: false,
+            timeout_ms,
+        }
+    }
+
+    /// `kill` of one worker (`None`: SIGKILL).
+    pub fn kill(name: &str, signal: Option<&str>) -> Request {
+        Request::Kill {
+            name: Some(name.to_string()),
+            names: Vec::new(),
+            template: None,
+            all: false,
+            signal: signal.map(str::to_string),
+        }
+    }
+
+    /// Which workers a `stop`, `kill` or `restart` is about (`Ok(None)` for the other
+    /// commands), or the `bad_request` message when its fields do not say exactly one.
+    pub fn target(&self) -> Result<Option<Target>, String> {
+        let cmd = self.cmd();
+        match self {
+            Request::Stop {
+                name,
+                names,
+                template,
+                all,
+                ..
+            }
+            | Request::Kill {
+                name,
+                names,
+                template,
+                all,
+                ..
+            }
+            | Request::Restart {
+                name,
+                names,
+                template,
+                all,
+                ..
+            } => Target::of(cmd, name.as_deref(), names, template.as_deref(), *all).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Which command this is.
     pub fn cmd(&self) -> Cmd {
         match self {
@@ -140,7 +310,7 @@ impl Request {
             Request::Cast { .. } => Cmd::Cast,
             Request::Lookup { .. } => Cmd::Lookup,
             Request::Count => Cmd::Count,
-            Request::List => Cmd::List,
+            Request::List { .. } => Cmd::List,
             Request::Shutdown => Cmd::Shutdown,
             Request::Restart { .. } => Cmd::Restart,
             Request::Whois { .. } => Cmd::Whois,
@@ -151,6 +321,7 @@ impl Request {
             Request::Logs { .. } => Cmd::Logs,
             Request::ReopenLogs => Cmd::ReopenLogs,
             Request::Health => Cmd::Health,
+            Request::Version => Cmd::Version,
         }
     }
 }
@@ -177,11 +348,12 @@ pub enum Cmd {
     Logs,
     ReopenLogs,
     Health,
+    Version,
 }
 
 impl Cmd {
     /// Every command, in documentation order.
-    pub const ALL: [Cmd; 17] = [
+    pub const ALL: [Cmd; 18] = [
         Cmd::Start,
         Cmd::Stop,
         Cmd::Kill,
@@ -199,6 +371,7 @@ impl Cmd {
         Cmd::Logs,
         Cmd::ReopenLogs,
         Cmd::Health,
+        Cmd::Version,
     ];
 
     /// The wire name: the value of `"cmd"` (serde's snake_case of the variant).
@@ -221,6 +394,7 @@ impl Cmd {
             Cmd::Logs => "logs",
             Cmd::ReopenLogs => "reopen_logs",
             Cmd::Health => "health",
+            Cmd::Version => "version",
         }
     }
 
@@ -241,7 +415,8 @@ impl Cmd {
             | Cmd::Ps
             | Cmd::WaitReady
             | Cmd::Logs
-            | Cmd::Health => true,
+            | Cmd::Health
+            | Cmd::Version => true,
             Cmd::Start
             | Cmd::Stop
             | Cmd::Kill
@@ -567,6 +742,10 @@ pub struct ReloadReport {
     /// whose name a dynamic worker already holds).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
+    /// `[supervisor]` settings the new config changes that a reload cannot apply:
+    /// they take effect when the daemon is restarted (`socket`, `state_file`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_daemon_restart: Vec<String>,
 }
 
 /// One line of a `watch` stream.
@@ -741,6 +920,27 @@ pub struct Reply {
     /// `restart` with `rolling`: what was restarted (also on failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutReport>,
+    /// `stop`, `kill` and `restart` of several workers: one reply per worker, in the
+    /// order of the selection, each with its `name` and what the single-worker form
+    /// replies (`ok` and its fields, or `ok: false` and its `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<Reply>>,
+    /// `version`: the daemon's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionReport>,
+}
+
+/// The answer to `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionReport {
+    /// The daemon's version (its Cargo package version).
+    pub daemon: String,
+    /// [`PROTOCOL_VERSION`] of the daemon.
+    pub protocol: u32,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Milliseconds since the daemon started.
+    pub uptime_ms: u64,
 }
 
 /// The answer to `health`.
@@ -807,11 +1007,11 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
     match serde_json::from_slice::<Request>(line) {
         Ok(
             req @ (Request::Count
-            | Request::List
             | Request::Shutdown
             | Request::Reload
             | Request::ReopenLogs
-            | Request::Health),
+            | Request::Health
+            | Request::Version),
         ) => {
             // serde's deny_unknown_fields does not reach the fieldless variants of an
             // internally tagged enum; check them by hand so a typo is never ignored.
@@ -840,27 +1040,18 @@ fn check_ranges(req: Request) -> Result<Request, String> {
             ));
         }
     }
+    req.target()?;
     if let Request::Restart {
-        name,
-        template,
-        all,
-        rolling,
+        names,
+        rolling: true,
         ..
     } = &req
     {
-        match (name, template, all) {
-            (Some(_), None, false) => {}
-            (None, Some(_), false) | (None, None, true) if *rolling => {}
-            (None, Some(_), false) | (None, None, true) => {
-                return Err(
-                    "`restart` of a `template` or `all` needs `rolling: true` (one at a time)"
-                        .to_string(),
-                )
-            }
-            (None, None, false) => {
-                return Err("`restart` needs one of `name`, `template` or `all`".to_string())
-            }
-            _ => return Err("`restart` takes only one of `name`, `template` and `all`".to_string()),
+        if !names.is_empty() {
+            return Err(
+                "`restart` with `rolling` takes `name`, `template` or `all`, not `names`"
+                    .to_string(),
+            );
         }
     }
     Ok(req)
@@ -923,7 +1114,15 @@ mod tests {
     fn decodes_each_command() {
         let cases = [
             (r#"{"cmd":"count"}"#, Request::Count),
-            (r#"{"cmd":"list"}"#, Request::List),
+            (r#"{"cmd":"list"}"#, Request::list()),
+            (
+                r#"{"cmd":"list","names":["a"],"template":"t"}"#,
+                Request::List {
+                    names: vec!["a".into()],
+                    template: Some("t".into()),
+                },
+            ),
+            (r#"{"cmd":"version"}"#, Request::Version),
             (r#"{"cmd":"shutdown"}"#, Request::Shutdown),
             (
                 r#"{"cmd":"lookup","name":"w"}"#,
@@ -940,16 +1139,34 @@ mod tests {
             ),
             (
                 r#"{"cmd":"stop","name":"w","timeout_ms":10}"#,
+                Request::stop("w", Some(10)),
+            ),
+            (
+                r#"{"cmd":"stop","names":["a","b"]}"#,
                 Request::Stop {
-                    name: "w".into(),
-                    timeout_ms: Some(10),
+                    name: None,
+                    names: vec!["a".into(), "b".into()],
+                    template: None,
+                    all: false,
+                    timeout_ms: None,
                 },
             ),
             (
                 r#"{"cmd":"kill","name":"w","signal":"SIGTERM"}"#,
+                Request::kill("w", Some("SIGTERM")),
+            ),
+            (
+                r#"{"cmd":"kill","name":"w","signal":15}"#,
+                Request::kill("w", Some("15")),
+            ),
+            (
+                r#"{"cmd":"kill","all":true}"#,
                 Request::Kill {
-                    name: "w".into(),
-                    signal: Some("SIGTERM".into()),
+                    name: None,
+                    names: Vec::new(),
+                    template: None,
+                    all: true,
+                    signal: None,
                 },
             ),
             (
@@ -975,24 +1192,19 @@ mod tests {
                 args: Vec::new(),
                 command: None,
             },
-            Request::Stop {
-                name: name(),
-                timeout_ms: None,
-            },
-            Request::Kill {
-                name: name(),
-                signal: None,
-            },
+            Request::stop(&name(), None),
+            Request::kill(&name(), None),
             Request::Cast {
                 name: name(),
                 message: name(),
             },
             Request::Lookup { name: name() },
             Request::Count,
-            Request::List,
+            Request::list(),
             Request::Shutdown,
             Request::Restart {
                 name: Some(name()),
+                names: Vec::new(),
                 template: None,
                 all: false,
                 rolling: false,
@@ -1010,6 +1222,7 @@ mod tests {
             },
             Request::ReopenLogs,
             Request::Health,
+            Request::Version,
         ];
         for req in &one_of_each {
             let json = serde_json::to_value(req).unwrap();
@@ -1038,6 +1251,25 @@ mod tests {
         check(r#"{"cmd":7}"#, "`cmd` must be a string");
         check(r#"{"cmd":"lookup","name":3}"#, "invalid type");
         check(r#"{"cmd":"count","extra":1}"#, "unknown field `extra`");
+        check(r#"{"cmd":"version","extra":1}"#, "unknown field `extra`");
+        check(r#"{"cmd":"list","nmes":[]}"#, "unknown field `nmes`");
+        check(r#"{"cmd":"stop"}"#, "needs one of `name`, `names`");
+        check(
+            r#"{"cmd":"stop","names":[]}"#,
+            "needs one of `name`, `names`",
+        );
+        check(
+            r#"{"cmd":"kill","name":"a","all":true}"#,
+            "takes only one of `name`, `names`, `template` and `all`",
+        );
+        check(
+            r#"{"cmd":"restart","names":["a"],"rolling":true}"#,
+            "not `names`",
+        );
+        check(
+            r#"{"cmd":"kill","name":"a","signal":[9]}"#,
+            "field `signal` must be a signal name",
+        );
         check(
             r#"{"cmd":"stop","name":"w","timeout_ms":18446744073709551615}"#,
             "field `timeout_ms` must be at most 86400000",

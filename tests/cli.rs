@@ -240,16 +240,17 @@ fn kill_restarts_and_shutdown_ends_the_daemon() {
     assert_exit(&d.cli(&["count"]), 3);
 }
 
-/// `restart` takes exactly one of NAME, `--template` and `--all`, and the last two only
-/// with `--rolling`: anything else is clap's usage error, and nothing reaches the daemon.
+/// `restart` takes names, `--template` or `--all` (exactly one kind), and one name at
+/// most with `--rolling`: anything else is a usage error, and nothing reaches the daemon.
 #[test]
 fn restart_selection_usage_errors_exit_2() {
     let d = TestDaemon::start(&config());
     let pid = printed_pid(&d.cli(&["start", "w"]));
     for (args, says) in [
-        (vec!["restart"], "<NAME|--template <T>|--all>"),
-        (vec!["restart", "--template", "worker"], "--rolling"),
-        (vec!["restart", "--all"], "--rolling"),
+        (vec!["restart"], "<NAMES|--template <T>|--all>"),
+        (vec!["restart", "w", "x", "--rolling"], "takes one NAME"),
+        (vec!["stop"], "<NAMES|--template <T>|--all>"),
+        (vec!["kill", "w", "--all"], "cannot be used with"),
         (
             vec!["restart", "w", "--all", "--rolling"],
             "cannot be used with",
@@ -295,4 +296,126 @@ fn health_and_rolling_restart_without_a_daemon_exit_3() {
         );
         assert!(stdout_of(&out).is_empty(), "{args:?}: {}", stdout_of(&out));
     }
+}
+
+/// `lookup` of a worker with no pid: nothing on stdout (so `kill $(dynsup lookup x)`
+/// gets no word), its state on stderr, exit 1; `--json` prints the reply and exits 0.
+#[test]
+fn lookup_of_a_worker_without_a_pid_exits_1_with_its_state_on_stderr() {
+    let d = TestDaemon::start(&[LENIENT_SUPERVISOR, GIVES_UP].concat());
+    d.start_worker("c", Some("crash"), &[]);
+    d.wait_until(DEADLINE, "c to fail", || {
+        (d.list_one("c")?.state == WorkerStateName::Failed).then_some(())
+    });
+    let out = d.cli(&["lookup", "c"]);
+    assert_exit(&out, 1);
+    assert_eq!(stdout_of(&out), "");
+    assert_eq!(stderr_of(&out).trim(), "dynsup: c: no pid (state failed)");
+    let out = d.cli(&["lookup", "c", "--json"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        stdout_of(&out).trim(),
+        r#"{"ok":true,"name":"c","state":"failed"}"#
+    );
+}
+
+/// Template `crash`: exits 3 at once, permanent, given up after one restart in a minute.
+const GIVES_UP: &str = r#"
+[templates.crash]
+command = ["sh", "-c", "exit 3"]
+restart = "permanent"
+on_limit = "give_up"
+max_restarts = 1
+max_seconds = 60
+backoff = { initial_ms = 10, max_ms = 10 }
+"#;
+
+/// `restart` of a `failed` worker starts its own window afresh (as the backoff): it
+/// gets its whole `max_restarts` again before it is given up; `restarts` keeps the
+/// total.
+#[test]
+fn restart_of_a_failed_worker_starts_its_window_afresh() {
+    let d = TestDaemon::start(&[LENIENT_SUPERVISOR, GIVES_UP].concat());
+    d.start_worker("c", Some("crash"), &[]);
+    let failed = |d: &TestDaemon| {
+        d.wait_until(DEADLINE, "c to fail", || {
+            let row = d.list_one("c")?;
+            (row.state == WorkerStateName::Failed).then_some(row)
+        })
+    };
+    let row = failed(&d);
+    assert_eq!((row.restarts, row.restarts_in_window), (2, 2), "{row:?}");
+    let mut w = Watcher::subscribe(&d, &["c"]);
+    d.request_ok(&restart_req("c", None));
+    // With its old window it would be given up at its next exit; with a fresh one it
+    // is restarted once more first.
+    w.wait_for("c restarting", |e| matches!(e, Event::Restarting { .. }));
+    w.wait_for("c failed", |e| matches!(e, Event::Failed { .. }));
+    let row = failed(&d);
+    assert_eq!((row.restarts, row.restarts_in_window), (4, 2), "{row:?}");
+}
+
+/// Blank request lines are skipped (no reply); `kill`'s `signal` may be a JSON number.
+#[test]
+fn blank_lines_get_no_reply_and_a_signal_may_be_a_number() {
+    let d = TestDaemon::start(&config());
+    let pid = printed_pid(&d.cli(&["start", "w"]));
+    d.wait_started("w", 1);
+    let mut client = d.client();
+    client.send("");
+    client.send("  \r");
+    client.send(r#"{"cmd":"kill","name":"w","signal":10}"#);
+    let reply = client.recv();
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(reply.signal.as_deref(), Some("SIGUSR1"));
+    assert_eq!(reply.pid, Some(pid));
+    // The next reply is the count's: nothing was owed for the blank lines.
+    let reply = client.request(&Request::Count);
+    assert_eq!(reply.count, Some(1), "{reply:?}");
+    let reply = client.request(r#"{"cmd":"kill","name":"w","signal":1.5}"#);
+    assert_error(&reply, ErrorKind::BadRequest);
+}
+
+/// A reload that changes a setting only a daemon restart applies says so in its reply
+/// (and `dynsup reload` prints it), not only in the daemon's log.
+#[test]
+fn reload_names_the_settings_that_need_a_daemon_restart() {
+    let d = TestDaemon::start(&config());
+    let state = d.dir().join("state.json");
+    let text = format!(
+        "{}state_file = {}\n{SAMPLE_WORKER}",
+        LENIENT_SUPERVISOR,
+        toml_str(state.to_str().unwrap())
+    );
+    d.rewrite_config(&text);
+    let out = d.cli(&["reload"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout_of(&out).contains("not applied until the daemon restarts: [supervisor] state_file"),
+        "{}",
+        stdout_of(&out)
+    );
+    let reply = d.request_ok(&Request::Reload);
+    let report = reply.reload.expect("a reload report");
+    assert_eq!(report.needs_daemon_restart, ["state_file"]);
+    d.rewrite_config(&config());
+    let reply = d.request_ok(&Request::Reload);
+    assert!(reply.reload.unwrap().needs_daemon_restart.is_empty());
+}
+
+/// `shutdown` prints a line per stopped worker, then the total (as the README shows).
+#[test]
+fn shutdown_prints_a_line_per_worker() {
+    let mut d = TestDaemon::start(&config());
+    let pid = printed_pid(&d.cli(&["start", "w"]));
+    d.wait_started("w", 1);
+    let out = d.cli(&["shutdown"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        stdout_of(&out),
+        format!(
+            "w (pid {pid}) stopped: exited with status 0\ndaemon stopped (1 worker(s) stopped)\n"
+        )
+    );
+    d.wait_exit(DEADLINE);
 }

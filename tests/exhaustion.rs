@@ -171,7 +171,7 @@ fn a_restart_without_open_files_is_retried_until_fds_are_back() {
     send_signal(b, Signal::SIGKILL);
     // More failed attempts than the intensity allows restarts: retried, not escalated.
     wait_for_lines_while_alive(&mut d, "Too many open files", 7);
-    let list = client.request(&Request::List);
+    let list = client.request(&Request::list());
     assert!(list.ok, "{list:?}");
     assert!(
         list.workers.unwrap().iter().any(|w| w.name == "b"),

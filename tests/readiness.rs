@@ -180,7 +180,7 @@ fn never_ready_worker_is_killed_after_the_timeout_and_restarted() {
     let sent = Instant::now();
     client.send_batch(&[
         start_req("n", Some("never"), &[]),
-        Request::List,
+        Request::list(),
         wait_ready_req("n"),
     ]);
     let started = client.recv();

@@ -108,6 +108,7 @@ fn reload_applies_only_the_difference(trigger: impl FnOnce(&TestDaemon) -> Optio
                 restarted: strings(&["change", "tchild"]),
                 unchanged: strings(&["keep"]),
                 skipped: vec![],
+                needs_daemon_restart: vec![],
             }
         );
     }

@@ -232,6 +232,7 @@ fn a_roll_stops_at_the_first_instance_that_does_not_get_ready() {
     let now = pids(&rows);
     let reply = d.request(&Request::Restart {
         name: None,
+        names: Vec::new(),
         template: None,
         all: true,
         rolling: true,

@@ -52,7 +52,7 @@ fn flood_behind(d: &TestDaemon, head: &Request, lists: usize) -> UnixStream {
     let mut text = head.to_line();
     text.push('\n');
     for _ in 0..lists {
-        text.push_str(&Request::List.to_line());
+        text.push_str(&Request::list().to_line());
         text.push('\n');
     }
     stream.write_all(text.as_bytes()).expect("write the flood");
@@ -77,7 +77,7 @@ fn replies_parked_behind_a_waiting_request_are_bounded_in_bytes() {
     let stubborn = d.start_worker("s", Some("stubborn"), &[]);
     d.wait_started("s", 1);
     d.start_worker("n", Some("never_ready"), &[]);
-    let list_bytes = d.request(&Request::List).encode().len();
+    let list_bytes = d.request(&Request::list()).encode().len();
     assert!(
         list_bytes > 8 * 1024,
         "a list reply is only {list_bytes} bytes"
@@ -144,7 +144,7 @@ fn a_client_that_reads_no_reply_stops_being_read() {
     }
     let mut stream = UnixStream::connect(d.socket()).expect("connect");
     stream.set_nonblocking(true).expect("nonblocking");
-    let line = format!("{}\n", Request::List.to_line());
+    let line = format!("{}\n", Request::list().to_line());
     let chunk = line.repeat(4096);
     let mut accepted = 0usize;
     // Write until the kernel refuses more, with the daemon idle each time it does: the

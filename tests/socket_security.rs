@@ -216,7 +216,7 @@ fn read_only_uids_may_look_but_not_touch() {
         // Allowed, then denied, then allowed again (the connection stays open), and
         // `watch` last (it turns the connection into an event stream).
         let allowed = [
-            line(&Request::List),
+            line(&Request::list()),
             line(&Request::Count),
             line(&lookup_req("w")),
             line(&whois_req(pid)),
@@ -224,10 +224,15 @@ fn read_only_uids_may_look_but_not_touch() {
                 name: Some("w".to_string()),
             }),
             line(&wait_ready_req("w")),
+            line(&Request::Version),
+            r#"{"cmd":"list","names":["w"],"template":"sleeper"}"#.to_string(),
         ];
         let denied = [
             line(&start_req("intruder", Some("sleeper"), &[])),
             line(&stop_req("w", None)),
+            r#"{"cmd":"stop","all":true}"#.to_string(),
+            r#"{"cmd":"kill","names":["w"]}"#.to_string(),
+            r#"{"cmd":"restart","template":"sleeper"}"#.to_string(),
             line(&kill_req("w", None)),
             line(&cast_req("w", "hello")),
             line(&restart_req("w", None)),

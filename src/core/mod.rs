@@ -28,6 +28,6 @@ pub use spec::{
     Readiness, Resource, RestartLimit, RestartType, RestartWith, Rlimit, SavedWorker, Template,
 };
 pub use supervisor::{
-    Action, Command, Counts, Input, InstanceId, Limits, Notification, ReloadConfig, ReplyTo,
+    Action, Among, Command, Counts, Input, InstanceId, Limits, Notification, ReloadConfig, ReplyTo,
     Select, Supervisor, Time,
 };

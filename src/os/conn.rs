@@ -193,7 +193,8 @@ impl Conn {
         match self.stream.read(&mut chunk) {
             Ok(0) => {
                 self.read_done = true;
-                if self.inbuf.is_empty() {
+                if self.inbuf.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+                    self.clear_inbuf();
                     return Filled::Nothing;
                 }
                 // A last request without its newline still counts.
@@ -217,16 +218,33 @@ impl Conn {
         }
     }
 
-    /// The next complete line, decoded; or the oversize error.
+    /// The next complete line, decoded; or the oversize error. Blank lines (nothing
+    /// but spaces, tabs and a CR) are skipped, as line protocols do: they are not
+    /// requests and get no reply.
     fn next_line(&mut self) -> Option<Result<Request, String>> {
+        loop {
+            match self.next_raw_line() {
+                Some(Ok(None)) => continue,
+                Some(Ok(Some(request))) => return Some(Ok(request)),
+                Some(Err(message)) => return Some(Err(message)),
+                None => return None,
+            }
+        }
+    }
+
+    /// The next complete line: `None` inside when it is blank.
+    fn next_raw_line(&mut self) -> Option<Result<Option<Request>, String>> {
         let unscanned = &self.inbuf[self.scanned..];
         match unscanned.iter().position(|&b| b == b'\n') {
             Some(offset) => {
                 let end = self.scanned + offset;
+                let line = &self.inbuf[self.consumed..end];
                 let result = if end - self.consumed > MAX_REQUEST_LINE {
                     Err(self.oversize())
+                } else if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+                    Ok(None)
                 } else {
-                    decode_request(trim_cr(&self.inbuf[self.consumed..end]))
+                    decode_request(trim_cr(line)).map(Some)
                 };
                 self.consumed = end + 1;
                 self.scanned = self.consumed;

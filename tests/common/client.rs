@@ -66,17 +66,11 @@ pub fn lookup_req(name: &str) -> Request {
 }
 
 pub fn stop_req(name: &str, timeout_ms: Option<u64>) -> Request {
-    Request::Stop {
-        name: name.to_string(),
-        timeout_ms,
-    }
+    Request::stop(name, timeout_ms)
 }
 
 pub fn kill_req(name: &str, signal: Option<&str>) -> Request {
-    Request::Kill {
-        name: name.to_string(),
-        signal: signal.map(str::to_string),
-    }
+    Request::kill(name, signal)
 }
 
 pub fn cast_req(name: &str, message: &str) -> Request {
@@ -89,6 +83,7 @@ pub fn cast_req(name: &str, message: &str) -> Request {
 pub fn restart_req(name: &str, timeout_ms: Option<u64>) -> Request {
     Request::Restart {
         name: Some(name.to_string()),
+        names: Vec::new(),
         template: None,
         all: false,
         rolling: false,

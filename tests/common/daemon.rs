@@ -310,7 +310,7 @@ impl TestDaemon {
 
     #[track_caller]
     pub fn list(&self) -> Vec<WorkerInfo> {
-        let reply = self.request_ok(&Request::List);
+        let reply = self.request_ok(&Request::list());
         match reply.workers {
             Some(workers) => workers,
             None => panic!("list reply without workers: {reply:?}"),

@@ -48,6 +48,7 @@ mod reload;
 mod replies;
 mod requests;
 mod rollout;
+mod selection;
 mod shutdown;
 mod worker;
 
@@ -56,6 +57,7 @@ mod tests;
 
 pub use replies::Counts;
 pub use requests::{Command, Select};
+pub use selection::Among;
 
 use super::intensity::Intensity;
 use super::spec::{BootChild, SavedWorker, Template};
@@ -83,12 +85,19 @@ pub enum ReplyTo {
     Restore { index: usize },
     /// A child started by a reload: failures are logged.
     Reload,
+    /// One worker's part of a client's request about several (`stop`, `kill` or
+    /// `restart` of `names`, a `template` or `all`): the OS layer collects the parts of
+    /// `batch` and answers the client once every `index` is in.
+    Part { batch: u64, index: usize },
 }
 
 impl ReplyTo {
     /// Workers started for these are dynamic: recorded in the state file.
     fn is_dynamic(self) -> bool {
-        matches!(self, ReplyTo::Conn { .. } | ReplyTo::Restore { .. })
+        matches!(
+            self,
+            ReplyTo::Conn { .. } | ReplyTo::Restore { .. } | ReplyTo::Part { .. }
+        )
     }
 }
 

@@ -510,6 +510,8 @@ pub(super) fn reply(result: Result<Answer, Refusal>) -> Reply {
                 restarted: summary.restarted,
                 unchanged: summary.unchanged,
                 skipped: summary.skipped.iter().map(Skipped::to_string).collect(),
+                // The OS layer knows which daemon-wide settings changed.
+                needs_daemon_restart: Vec::new(),
             }),
             ..Reply::ok()
         },
@@ -592,8 +594,18 @@ pub(super) fn shutdown_event() -> Event {
 
 /// One `list` row per worker, sorted by name (visits every worker).
 pub(super) fn list(registry: &Registry, now: Time) -> Answer {
+    list_where(registry, now, |_, _| true)
+}
+
+/// `list` of the workers `keep` takes (by name and template), sorted by name.
+pub(super) fn list_where(
+    registry: &Registry,
+    now: Time,
+    keep: impl Fn(&str, &str) -> bool,
+) -> Answer {
     let mut rows: Vec<protocol::WorkerInfo> = registry
         .iter()
+        .filter(|(name, entry)| keep(name, &entry.worker.spec.template.name))
         .map(|(name, entry)| {
             let w = &entry.worker;
             let state = entry.state();

@@ -47,7 +47,12 @@ pub enum Command {
     /// A `[[children]]` entry at boot.
     StartChild(BootChild),
     Count,
-    List,
+    /// Every worker's row; or those of `names` (all when empty) of `template` (any
+    /// when none).
+    List {
+        names: Vec<String>,
+        template: Option<String>,
+    },
     /// `restart` with `rolling`: one at a time, each once the one before is ready.
     Rollout {
         select: Select,
@@ -166,8 +171,11 @@ impl Supervisor {
                 let answer = Ok(Answer::Count(self.counts()));
                 self.answer(from, answer, now, out);
             }
-            Command::List => {
-                let answer = Ok(replies::list(&self.registry, now));
+            Command::List { names, template } => {
+                let answer = match (names.is_empty(), &template) {
+                    (true, None) => Ok(replies::list(&self.registry, now)),
+                    _ => self.filtered_list(&names, template.as_deref(), now),
+                };
                 self.answer(from, answer, now, out);
             }
             Command::WaitReady { name } => match self.registry.get(&name) {

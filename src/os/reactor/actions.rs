@@ -183,11 +183,23 @@ impl Reactor {
 
     /// A reply to a connection goes out on it, in request order; a restored worker's
     /// failure is logged here (the core logs boot and reload failures itself).
-    pub(super) fn deliver(&mut self, to: ReplyTo, reply: Reply) {
+    pub(super) fn deliver(&mut self, to: ReplyTo, mut reply: Reply) {
+        if let (Some(report), Some((_, keys))) = (
+            reply.reload.as_mut(),
+            self.reload_notes.take_if(|(from, _)| *from == to),
+        ) {
+            // The settings this reload changed that only a daemon restart applies.
+            report.needs_daemon_restart = keys;
+        }
         match to {
             ReplyTo::Conn { conn, seq } => self.clients.deliver(Token(conn as usize), seq, &reply),
             ReplyTo::Restore { index } => self.files.report_restore_failure(index, &reply),
             ReplyTo::Boot { .. } | ReplyTo::Reload => {}
+            ReplyTo::Part { batch, index } => {
+                if let Some((to, reply)) = self.batches.answered(batch, index, reply) {
+                    self.deliver(to, reply);
+                }
+            }
         }
     }
 

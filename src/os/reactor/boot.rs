@@ -121,8 +121,10 @@ impl Files {
         );
     }
 
-    /// Warn about each setting a reload changed that applies only after a restart.
-    fn warn_fixed_changes(&self, config: &Config) {
+    /// Warn about each setting a reload changed that applies only after a restart,
+    /// and name them (for the reply).
+    fn warn_fixed_changes(&self, config: &Config) -> Vec<String> {
+        let mut keys = Vec::new();
         let new = config.fixed_settings();
         let old = &self.fixed;
         for (key, changed) in [
@@ -137,8 +139,10 @@ impl Files {
                 log::warn!(
                     "reload: [supervisor] {key} changed; the new value applies after a restart"
                 );
+                keys.push(key.to_string());
             }
         }
+        keys
     }
 }
 
@@ -248,7 +252,8 @@ impl Reactor {
             None => Err("the daemon runs on its built-in defaults (no --config); there is nothing to reload".to_string()),
             Some(path) => match config::load(path) {
                 Ok(config) => {
-                    self.apply_settings(&config);
+                    let fixed = self.apply_settings(&config);
+                    self.reload_notes = from.zip(Some(fixed));
                     Ok(Box::new(config.reload_config()))
                 }
                 Err(err) => Err(err.to_string()),
@@ -259,11 +264,11 @@ impl Reactor {
 
     /// The daemon-wide settings a reload can apply at once (log level, who may
     /// connect, how many, the workers' output settings), and a warning for each one it
-    /// cannot.
-    fn apply_settings(&mut self, config: &Config) {
+    /// cannot (whose keys it returns).
+    fn apply_settings(&mut self, config: &Config) -> Vec<String> {
         crate::logger::set_config_level(config.log_level);
         self.clients.apply_config(config);
         self.logs.apply_config(&config.logs, self.workers.live());
-        self.files.warn_fixed_changes(config);
+        self.files.warn_fixed_changes(config)
     }
 }

@@ -37,6 +37,7 @@
 //! - `boot`: the boot children, the state file (restore, save), and reload.
 
 mod actions;
+mod batches;
 mod boot;
 mod clients;
 mod leftovers;
@@ -60,7 +61,7 @@ use super::ready::NotifySocket;
 use super::spawn::{SpawnContext, Spawner};
 use crate::access::AccessPolicy;
 use crate::config::{FixedSettings, LogConfig};
-use crate::core::{Input, Supervisor, Time};
+use crate::core::{Input, ReplyTo, Supervisor, Time};
 use crate::signal::Signal;
 use mio::net::UnixListener;
 use mio::{Events, Interest, Poll, Registry, Token};
@@ -104,6 +105,11 @@ pub struct Reactor {
     exiting: Option<Exiting>,
     /// The last turn's reaps used their whole budget: there may be more.
     reap_more: bool,
+    /// Requests about several workers, waiting for the last worker's answer.
+    batches: batches::Batches,
+    /// A client's `reload` in progress, and the settings it changed that apply only
+    /// after a daemon restart: they go into its reply.
+    reload_notes: Option<(ReplyTo, Vec<String>)>,
 }
 
 /// What the reactor needs from the config and the command line.
@@ -237,6 +243,8 @@ impl Reactor {
             leftovers: Leftovers::default(),
             probes: Probes::default(),
             reap_more: false,
+            batches: batches::Batches::default(),
+            reload_notes: None,
             files: Files::new(
                 settings.config,
                 settings.fixed,

@@ -1,9 +1,11 @@
 //! The request router: every request read from a connection comes through here, and
-//! one exhaustive `match` decides who answers it. `watch`, `ps`, `reload`, `logs` and
-//! `reopen_logs` are answered here (with the core's help for `ps` and `reload`, and
+//! one exhaustive `match` decides who answers it. `watch`, `ps`, `reload`, `logs`,
+//! `reopen_logs` and `version` are answered here (with the core's help for `ps` and `reload`, and
 //! the output room `logs.rs` for the last two); `whois` gets its pid's
 //! process group from /proc; every request the core answers becomes its `Command`,
-//! each variant spelled out, and goes in through [`Reactor::command`].
+//! each variant spelled out, and goes in through [`Reactor::command`]; a `stop`, `kill`
+//! or `restart` of several workers becomes one command per worker (`bulk`), collected
+//! into one reply by `batches.rs`.
 //!
 //! A connection's share of a loop turn is bounded by cost, not only by count: it is
 //! served until [`TURN_REQUESTS`] requests or [`TURN_TIME`] of work, whichever comes
@@ -11,11 +13,13 @@
 //! every worker) gets one of them per turn while every other client gets its own
 //! share. The /proc scan of `ps` is shared by every `ps` of the turn.
 
-use super::Reactor;
-use crate::core::{Command, Input, ReplyTo, Select};
+use super::{batches, Reactor};
+use crate::core::{Among, Command, Input, ReplyTo, Select};
 use crate::os::cgroup::Cgroups;
 use crate::os::process;
-use crate::protocol::{ErrorKind, Processes, Reply, Request};
+use crate::protocol::{
+    ErrorKind, Processes, Reply, Request, Selection, Target, VersionReport, PROTOCOL_VERSION,
+};
 use mio::Token;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -98,15 +102,31 @@ impl Reactor {
                     command,
                 },
             ),
-            Request::Stop { name, timeout_ms } => {
-                self.command(from, Command::Stop { name, timeout_ms })
-            }
+            Request::Stop {
+                name,
+                names,
+                template,
+                all,
+                timeout_ms,
+            } => match target(name, names, template, all) {
+                Target::Name(name) => self.command(from, Command::Stop { name, timeout_ms }),
+                Target::Many(selection) => self.bulk(from, selection, Among::Registered, |name| {
+                    Command::Stop { name, timeout_ms }
+                }),
+            },
             Request::Restart {
-                name: Some(name),
+                name,
+                names,
+                template,
+                all,
                 rolling: false,
                 timeout_ms,
-                ..
-            } => self.command(from, Command::Restart { name, timeout_ms }),
+            } => match target(name, names, template, all) {
+                Target::Name(name) => self.command(from, Command::Restart { name, timeout_ms }),
+                Target::Many(selection) => self.bulk(from, selection, Among::Registered, |name| {
+                    Command::Restart { name, timeout_ms }
+                }),
+            },
             Request::Restart {
                 name,
                 template,
@@ -122,13 +142,73 @@ impl Reactor {
                 self.command(from, Command::Rollout { select, timeout_ms })
             }
             Request::Health => self.command(from, Command::Health),
-            Request::Kill { name, signal } => self.command(from, Command::Kill { name, signal }),
+            Request::Kill {
+                name,
+                names,
+                template,
+                all,
+                signal,
+            } => match target(name, names, template, all) {
+                Target::Name(name) => self.command(from, Command::Kill { name, signal }),
+                Target::Many(selection) => {
+                    self.bulk(from, selection, Among::Live, |name| Command::Kill {
+                        name,
+                        signal: signal.clone(),
+                    })
+                }
+            },
             Request::Cast { name, message } => self.command(from, Command::Cast { name, message }),
             Request::Lookup { name } => self.command(from, Command::Lookup { name }),
             Request::Count => self.command(from, Command::Count),
-            Request::List => self.command(from, Command::List),
+            Request::List { names, template } => {
+                self.command(from, Command::List { names, template })
+            }
+            // Answered here: the daemon's own facts.
+            Request::Version => {
+                let reply = Reply {
+                    version: Some(VersionReport {
+                        daemon: env!("CARGO_PKG_VERSION").to_string(),
+                        protocol: PROTOCOL_VERSION,
+                        pid: std::process::id(),
+                        uptime_ms: self.clock.epoch.elapsed().as_millis() as u64,
+                    }),
+                    ..Reply::ok()
+                };
+                self.deliver(from, reply);
+            }
             Request::Shutdown => self.command(from, Command::Shutdown),
             Request::WaitReady { name } => self.command(from, Command::WaitReady { name }),
+        }
+    }
+
+    /// A request about several workers: the selection's names (distinct, in the
+    /// order given; or the core's choice for a template or all), then one command per
+    /// name, all in this turn, answered together by `batches.rs`. An unknown template
+    /// is refused as a whole; an empty selection is answered at once, with no results.
+    fn bulk(
+        &mut self,
+        from: ReplyTo,
+        selection: Selection,
+        among: Among,
+        command: impl Fn(String) -> Command,
+    ) {
+        let names = match selection {
+            Selection::Names(names) => distinct(names),
+            Selection::Template(template) => match self.core.select(Some(&template), among) {
+                Ok(names) => names,
+                Err(reply) => return self.deliver(from, *reply),
+            },
+            Selection::All => match self.core.select(None, among) {
+                Ok(names) => names,
+                Err(reply) => return self.deliver(from, *reply),
+            },
+        };
+        if names.is_empty() {
+            return self.deliver(from, batches::combined(Vec::new()));
+        }
+        let batch = self.batches.open(from, names.clone());
+        for (index, name) in names.into_iter().enumerate() {
+            self.command(ReplyTo::Part { batch, index }, command(name));
         }
     }
 
@@ -158,6 +238,26 @@ impl Reactor {
             ..Reply::ok()
         }
     }
+}
+
+/// The target of a `stop`, `kill` or `restart` whose fields the decoder checked
+/// (exactly one of them is set).
+fn target(name: Option<String>, names: Vec<String>, template: Option<String>, all: bool) -> Target {
+    match (name, template) {
+        (Some(name), _) => Target::Name(name),
+        (None, Some(template)) => Target::Many(Selection::Template(template)),
+        (None, None) if all => Target::Many(Selection::All),
+        (None, None) => Target::Many(Selection::Names(names)),
+    }
+}
+
+/// `names` without repeats, in the order first given (a name twice is stopped once).
+fn distinct(names: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    names
+        .into_iter()
+        .filter(|name| seen.insert(name.clone()))
+        .collect()
 }
 
 /// Each live worker's processes: its cgroup's members.

@@ -245,7 +245,10 @@ fn count() -> Input {
 }
 
 fn list() -> Input {
-    request(Command::List)
+    request(Command::List {
+        names: Vec::new(),
+        template: None,
+    })
 }
 
 fn shutdown() -> Input {
@@ -377,6 +380,7 @@ fn render_to(to: &ReplyTo) -> String {
         ReplyTo::Boot { index } => format!("boot{index}"),
         ReplyTo::Restore { index } => format!("restore{index}"),
         ReplyTo::Reload => "reload".to_string(),
+        ReplyTo::Part { batch, index } => format!("b{batch}.{index}"),
     }
 }
 
