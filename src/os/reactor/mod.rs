@@ -357,7 +357,7 @@ impl Reactor {
             self.end_log_turn();
             // Before replies go out: an answered start or stop is on disk first (or
             // its reply says it is not).
-            let written = self.files.write_if_dirty(&self.core);
+            let written = self.files.write_if_dirty(&mut self.core);
             self.answer_after_write(written);
             self.clients.end_turn(&mut self.poller);
         }
