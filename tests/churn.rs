@@ -220,3 +220,54 @@ fn every_durable_worker_comes_back_after_each_kill_9() {
         assert_eq!(d.count(), DURABLE, "round {round}");
     }
 }
+
+/// Bursts of pipelined durable `start`s, each cut short by `kill -9` of the daemon after
+/// a different number of replies: every start that was answered comes back with the
+/// next daemon, and the file — snapshot and journal, torn wherever the kill fell — is
+/// never one it refuses or sets aside.
+#[test]
+fn a_kill_9_in_a_burst_of_durable_starts_loses_no_answered_start() {
+    const BURST: usize = 120;
+    let dir = Rc::new(TestDir::new());
+    let state = dir.join("state.json");
+    let config = durable_config(&state);
+    let mut d = Launch::new(&config).in_dir(dir.clone()).start();
+    let mut answered: Vec<String> = Vec::new();
+    for round in 0..6 {
+        let names: Vec<String> = (0..BURST).map(|i| format!("r{round}_{i:03}")).collect();
+        let requests: Vec<Request> = names
+            .iter()
+            .map(|n| start_req(n, Some("sleeper"), &[]))
+            .collect();
+        let mut c = d.client();
+        c.send_batch(&requests);
+        // Kill after a different number of answers each round (the last round: at once).
+        let kill_after = [5, 37, 1, 90, 64, 0][round];
+        for name in names.iter().take(kill_after) {
+            let reply = c.recv();
+            assert!(reply.ok, "round {round}: start {name}: {reply:?}");
+            answered.push(name.clone());
+        }
+        let old = children_of(d.pid());
+        d.kill_hard();
+        wait_until(DEADLINE, "the old workers to die with the daemon", || {
+            old.iter().all(is_gone).then_some(())
+        });
+
+        d = d.start_another(&config);
+        d.wait_until(DEADLINE, "every answered start to be restored", || {
+            answered
+                .iter()
+                .all(|name| d.lookup(name).is_some())
+                .then_some(())
+        });
+        let log = d.log();
+        for refused in ["corrupt", "damaged", "moved it to", "could not restore"] {
+            assert!(
+                lines_with(&log, refused).is_empty(),
+                "round {round}: the new daemon says {refused:?}:\n{}",
+                d.log_tail()
+            );
+        }
+    }
+}

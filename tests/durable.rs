@@ -48,24 +48,6 @@ fn durable_daemon(max_restarts: u32) -> (Rc<TestDir>, std::path::PathBuf, String
     (dir, state, config, d)
 }
 
-/// The state file as JSON: `version` and the workers by name.
-#[track_caller]
-fn read_state(path: &Path) -> (u64, BTreeMap<String, serde_json::Value>) {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("the state file is not JSON ({e}): {text:?}"));
-    let version = value["version"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no version: {text}"));
-    let workers = value["workers"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no workers: {text}"))
-        .iter()
-        .map(|w| (w["name"].as_str().expect("name").to_string(), w.clone()))
-        .collect();
-    (version, workers)
-}
-
 #[track_caller]
 fn state_names(path: &Path) -> Vec<String> {
     read_state(path).1.into_keys().collect()
@@ -115,7 +97,7 @@ fn dynamic_workers_come_back_after_kill_9_of_the_daemon() {
         !saved.contains_key("boot"),
         "a [[children]] entry was recorded"
     );
-    // Written through a temporary file that is renamed over it: none is left behind.
+    // Changes are appended to the journal; no temporary file is left behind.
     let mut files: Vec<String> = fs::read_dir(dir.path())
         .unwrap()
         .flatten()
@@ -123,7 +105,7 @@ fn dynamic_workers_come_back_after_kill_9_of_the_daemon() {
         .filter(|n| n.contains("state"))
         .collect();
     files.sort();
-    assert_eq!(files, ["state.json"]);
+    assert_eq!(files, ["state.json.journal"]);
     d.wait_worker_line("b", "args=[x y z]", 1);
     let old: Vec<Stat> = [a, b, c].iter().map(|&p| stat(p).unwrap()).collect();
 
@@ -202,8 +184,9 @@ fn after_an_escalation_the_workers_come_back_and_the_culprit_is_held_failed() {
         ["a", "b"],
         "the escalation must not forget the dynamic workers"
     );
-    let text = std::fs::read_to_string(&state).expect("the state file");
-    assert!(text.contains("it made the daemon escalate"), "{text}");
+    let (_, saved) = read_state(&state);
+    let why = saved["b"]["failed"].as_str().unwrap_or_default();
+    assert!(why.contains("it made the daemon escalate"), "{saved:?}");
 
     let d2 = d.start_another(&config);
     for name in ["boot", "a"] {
@@ -223,8 +206,11 @@ fn after_an_escalation_the_workers_come_back_and_the_culprit_is_held_failed() {
     let pid = reply.pid.expect("restart answers the new pid");
     d2.wait_worker_line("b", "args=[arg]", 1);
     assert_eq!(d2.lookup("b"), Some(pid));
-    let text = std::fs::read_to_string(&state).expect("the state file");
-    assert!(!text.contains("escalate"), "restart unholds it: {text}");
+    let (_, saved) = read_state(&state);
+    assert!(
+        saved["b"].get("failed").is_none(),
+        "restart unholds it: {saved:?}"
+    );
 }
 
 /// `--no-restore`: the daemon starts, serves its socket, and holds every saved worker

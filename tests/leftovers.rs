@@ -21,6 +21,10 @@ command = ["sh", "-c", "(trap '' TERM; exec sleep 1001) & exec sleep 1000"]
 restart = "permanent"
 shutdown_ms = 300
 
+[templates.orphan_maker]
+command = ["sh", "-c", "(sleep 30 &); exec sleep 1003"]
+restart = "permanent"
+
 [templates.stubborn_bg_patient]
 command = ["sh", "-c", "(trap '' TERM; exec sleep 1002) & exec sleep 1000"]
 restart = "permanent"
@@ -171,4 +175,23 @@ restart = "transient"
         reply.last_exit.map(|e| e.reason),
         Some("exit 3".to_string())
     );
+}
+
+/// Workers' own exits are reaped through their pidfds; an orphan the daemon adopts (as
+/// subreaper) has none, and must be reaped all the same — here one that exits while its
+/// worker runs on, so no group is being drained when it goes.
+#[test]
+fn an_adopted_orphan_that_exits_while_its_worker_runs_is_reaped() {
+    let d = TestDaemon::start(&config());
+    let main = d.start_worker("orphans", Some("orphan_maker"), &[]);
+    let orphan = d.wait_until(DEADLINE, "the orphan adopted by the daemon", || {
+        children_of(d.pid()).into_iter().find(|s| {
+            s.pid != main && s.pgrp == main && cmdline(s.pid).first().is_some_and(|c| c == "sleep")
+        })
+    });
+    send_signal(orphan.pid, Signal::SIGKILL);
+    d.wait_until(DEADLINE, "the orphan reaped", || {
+        (!is_alive(orphan.pid) && zombie_children_of(d.pid()).is_empty()).then_some(())
+    });
+    assert_eq!(d.lookup("orphans"), Some(main), "its worker runs on");
 }

@@ -27,15 +27,7 @@ fn config(state: &Path) -> String {
 /// The names recorded in the state file at `path` (which must be valid).
 #[track_caller]
 fn recorded(path: &Path) -> Vec<String> {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("the state file is not JSON ({e}): {text:?}"));
-    value["workers"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no workers: {text}"))
-        .iter()
-        .map(|w| w["name"].as_str().expect("name").to_string())
-        .collect()
+    recorded_names(path)
 }
 
 /// The entries of `dir` whose name starts with `prefix`.
@@ -229,7 +221,13 @@ fn a_full_file_system_leaves_the_old_state_file_intact_and_recovers() {
     assert_eq!(recorded(&state), ["a"]);
 
     let filler = fill(tmpfs.path());
-    let req = start_cmd_req("b", Some("sleeper"), &["sleep", "99999"]);
+    // A record larger than a page: it cannot fit in the journal's last page.
+    let long = "x".repeat(8192);
+    let req = start_cmd_req(
+        "b",
+        Some("sleeper"),
+        &["sh", "-c", "exec sleep 99999", &long],
+    );
     let b = start_unrecorded(&d, &req, "No space left on device");
     write_failed_cleanly(&d, &state, "No space left on device", &["a"], b);
 
@@ -290,12 +288,17 @@ fn a_state_directory_the_daemon_may_not_write_leaves_the_old_file_and_recovers()
     d.start_worker("a", Some("sleeper"), &[]);
     assert_eq!(recorded(&state), ["a"]);
 
+    // Neither a new snapshot nor an append to the journal (which the daemon opens
+    // for each write) is allowed any more.
     fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o555)).expect("chmod");
+    let journal = state_dir.join("state.json.journal");
+    fs::set_permissions(&journal, fs::Permissions::from_mode(0o444)).expect("chmod");
     let req = start_req("b", Some("sleeper"), &[]);
     let b = start_unrecorded(&d, &req, "Permission denied");
     write_failed_cleanly(&d, &state, "Permission denied", &["a"], b);
 
     fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::set_permissions(&journal, fs::Permissions::from_mode(0o644)).expect("chmod");
     d.start_worker("c", Some("sleeper"), &[]);
     assert_eq!(recorded(&state), ["a", "b", "c"]);
 }

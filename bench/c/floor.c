@@ -1,9 +1,11 @@
 /*
  * floor: the physical floor of supervision, measured in the same run as dynsup.
  *
- *   floor N PROGRAM [ARG...]
+ *   floor [--vfork] N PROGRAM [ARG...]
  *
- * Blocks SIGCHLD/SIGTERM/SIGINT, fork+execve's N copies of PROGRAM, then loops:
+ * Blocks SIGCHLD/SIGTERM/SIGINT, fork+execve's N copies of PROGRAM (with --vfork:
+ * vfork+execve, the primitive dynsup itself uses, clone(CLONE_VM|CLONE_VFORK): no page
+ * tables copied, the parent resumes once the child has exec'd), then loops:
  * sigwaitinfo() for SIGCHLD, waitpid(-1, WNOHANG) until nothing is left, and
  * fork+execve a replacement for each exit. Nothing else: no pipes, no process groups,
  * no registry, no log. SIGTERM/SIGINT: SIGKILL every child and exit 0.
@@ -23,9 +25,12 @@ static pid_t *kids;
 static long nkids;
 static char **child_argv;
 static sigset_t empty;
+static int use_vfork;
 
 static pid_t spawn(void) {
-    pid_t pid = fork();
+    /* vfork's child may only exec or _exit: it does, after one sigprocmask (a plain
+       syscall), as posix_spawn implementations do. */
+    pid_t pid = use_vfork ? vfork() : fork();
     if (pid == 0) {
         sigprocmask(SIG_SETMASK, &empty, NULL);
         execve(child_argv[0], child_argv, environ);
@@ -35,8 +40,13 @@ static pid_t spawn(void) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--vfork") == 0) {
+        use_vfork = 1;
+        argv++;
+        argc--;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: floor N PROGRAM [ARG...]\n");
+        fprintf(stderr, "usage: floor [--vfork] N PROGRAM [ARG...]\n");
         return 2;
     }
     nkids = atol(argv[1]);

@@ -1,4 +1,5 @@
-//! The floor: bench/c/floor.c, a bare fork+execve / sigwaitinfo / waitpid loop.
+//! The floor: bench/c/floor.c, a bare fork+execve (or vfork+execve) / sigwaitinfo /
+//! waitpid loop.
 
 use crate::harness::{live_from, Ctx, Live, Tree};
 use crate::stamps::Stamps;
@@ -14,9 +15,23 @@ pub struct Floor {
 }
 
 pub fn start(ctx: &Ctx, n: usize) -> Result<Floor, String> {
-    let (dir, tag) = ctx.instance(&format!("floor-{n}"));
+    start_with(ctx, n, false)
+}
+
+/// The floor with dynsup's own spawn primitive (vfork: the child shares the parent's
+/// memory until it execs).
+pub fn start_vfork(ctx: &Ctx, n: usize) -> Result<Floor, String> {
+    start_with(ctx, n, true)
+}
+
+fn start_with(ctx: &Ctx, n: usize, vfork: bool) -> Result<Floor, String> {
+    let label = if vfork { "floor-vfork" } else { "floor" };
+    let (dir, tag) = ctx.instance(&format!("{label}-{n}"));
     let stamps = Stamps::new(&dir.join("stamps.fifo"))?;
     let mut cmd = ctx.command(&ctx.floor_bin, &dir, &tag, &stamps.path);
+    if vfork {
+        cmd.arg("--vfork");
+    }
     cmd.arg(n.to_string()).arg(&ctx.stamp_bin);
     let tree = Tree::spawn(cmd, &tag)?;
     let got = stamps.collect(n, Duration::from_secs(30 + n as u64 / 100));

@@ -46,6 +46,8 @@ pub struct PeerResults {
 #[derive(Default)]
 pub struct Results {
     pub floor_restart: Option<Samples>,
+    /// The floor with vfork, dynsup's own spawn primitive.
+    pub floor_vfork_restart: Option<Samples>,
     /// N → launch → all stamped, ms, one value per repetition.
     pub floor_cold: BTreeMap<usize, Vec<f64>>,
     pub floor_mem: BTreeMap<usize, Mem>,
@@ -241,11 +243,11 @@ fn main() {
     let threads_max = util::read_u64("/proc/sys/kernel/threads-max").unwrap_or(0);
     let mut ns: Vec<usize> = vec![10, 100, 1000];
     if !quick {
-        // The big N: 10,000 workers if the machine allows. Each worker costs dynsup 2
-        // fds (its stdin pipe, and one pipe for stdout and stderr), and every worker is
-        // a pid.
+        // The big N: 10,000 workers if the machine allows. Each worker costs dynsup 3
+        // fds (its stdin pipe, one pipe for stdout and stderr, and its pidfd), and
+        // every worker is a pid.
         let busy = util::all_pids().len() as u64;
-        let fd_fit = nofile.saturating_sub(200) / 2;
+        let fd_fit = nofile.saturating_sub(200) / 3;
         let pid_fit = pid_max
             .saturating_sub(busy + 2000)
             .min(threads_max.saturating_sub(busy + 2000));
@@ -257,7 +259,7 @@ fn main() {
             let why = if fd_fit < 10_000 {
                 format!(
                     "RLIMIT_NOFILE is {nofile} and cannot be raised (hard limit; raising it needs CAP_SYS_RESOURCE), \
-                     while dynsup holds 2 fds per worker plus a few of its own: 10,000 workers need about 20,020"
+                     while dynsup holds 3 fds per worker plus a few of its own: 10,000 workers need about 30,020"
                 )
             } else {
                 format!("pid_max {pid_max} / threads-max {threads_max} with {busy} pids in use leave room for {pid_fit} workers")
@@ -440,6 +442,19 @@ fn latency_phase(ctx: &Ctx, ns: &[usize], peers_on: &[&'static str], r: &mut Res
         }
         Err(e) => r.errors.push(format!("floor: {e}")),
     }
+    ctx.log("latency: floor with vfork, N=10");
+    match floor::start_vfork(ctx, 10) {
+        Ok(f) => {
+            insts.push(Inst::Floor(f));
+            slots.push(slot(
+                insts.len() - 1,
+                Kind::Stamp(Duration::ZERO),
+                "floor-vfork",
+                10,
+            ));
+        }
+        Err(e) => r.errors.push(format!("floor with vfork: {e}")),
+    }
     for &n in ns {
         ctx.log(&format!("latency: dynsup with {n} boot children"));
         match dynsup::start(ctx, &format!("dynsup-{n}"), n, &dynsup::NEVER_TRIP, &[]).and_then(
@@ -528,6 +543,7 @@ fn latency_phase(ctx: &Ctx, ns: &[usize], peers_on: &[&'static str], r: &mut Res
         let samples = Samples::new(s.samples.clone());
         match s.who.as_str() {
             "floor" => r.floor_restart = Some(samples),
+            "floor-vfork" => r.floor_vfork_restart = Some(samples),
             "dynsup" => {
                 r.dyn_restart.insert(s.n, samples);
             }

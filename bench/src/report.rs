@@ -160,6 +160,35 @@ pub fn render(ctx: &Ctx, r: &Results, command: &str) -> String {
             verdict(x <= 1.5),
         );
     }
+    if let (Some(f), Some(d)) = (r.floor_vfork_restart.as_ref(), r.dyn_restart.get(&10)) {
+        let x = d.median() / f.median();
+        row(
+            &mut o,
+            "restart, N=10: SIGKILL → first instruction, against the vfork floor",
+            f_ms(d.median()),
+            format!("vfork floor {}", f_ms(f.median())),
+            f_ratio(x),
+            "≤ 1.10× vfork floor",
+            verdict(x <= 1.10),
+        );
+    }
+    for (label, map) in [
+        ("SIGKILL → first instruction", &r.dyn_restart),
+        ("SIGKILL → new pid answered by `lookup`", &r.dyn_lookup_restart),
+    ] {
+        if let (Some(small), Some((&big, large))) = (map.get(&10), map.range(11..).next_back()) {
+            let x = large.p90() / small.p90();
+            row(
+                &mut o,
+                &format!("flat: restart p90, N={big} against N=10, {label}"),
+                f_ms(large.p90()),
+                format!("N=10 {}", f_ms(small.p90())),
+                f_ratio(x),
+                "≤ 1.3× N=10",
+                verdict(x <= 1.3),
+            );
+        }
+    }
     if let Some(d) = r.dyn_restart.get(&10) {
         let best = r
             .peers

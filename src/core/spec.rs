@@ -375,6 +375,17 @@ pub struct SavedWorker {
     pub failed: Option<String>,
 }
 
+/// One change of the record of dynamic workers, in the order it happened: what the
+/// state file's journal appends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SavedChange {
+    /// Recorded, or recorded anew (held failed, or no longer).
+    Put(SavedWorker),
+    /// Gone for good: dropped from the record.
+    Forget(String),
+}
+
 /// Validate a worker name: 1 to 128 characters from `A-Z a-z 0-9 _ - . : @`, not
 /// starting with a dot. Names travel in environment variables, log prefixes and file
 /// names (a worker's cgroup), so whitespace, slashes and control characters are

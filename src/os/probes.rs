@@ -26,6 +26,7 @@ use crate::core::Exit;
 use crate::signal::Signal;
 use mio::unix::pipe::Receiver;
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 /// Bytes of a check's output kept for its message.
@@ -46,6 +47,8 @@ pub struct Probe {
     timeout: Duration,
     /// When its timeout ran out and it was sent SIGKILL.
     killed_at: Option<Instant>,
+    /// Readable when it exits, until the loop takes it to watch.
+    pub pidfd: Option<OwnedFd>,
 }
 
 impl Probe {
@@ -63,6 +66,7 @@ impl Probe {
             kept: Vec::new(),
             timeout,
             killed_at: None,
+            pidfd: child.pidfd,
         })
     }
 

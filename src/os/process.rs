@@ -1,9 +1,11 @@
 //! Process syscalls: reaping exits and sending signals; and the `/proc` reads about
 //! processes (process groups, a peer's groups).
 //!
-//! The daemon is the only place that waits for its children, with `waitpid(-1)`, so
-//! each exit is seen exactly once. A pid stays reserved by the kernel until it is
-//! reaped, so signalling a pid the core still lists as live is always safe.
+//! The daemon is the only place that waits for its children, so each exit is seen
+//! exactly once: a child it spawned through its pidfd (`waitid(P_PIDFD)`, one child,
+//! O(1)), an adopted orphan — or any child on a kernel without pidfds — by
+//! `waitpid(-1)`, which walks every child. A pid stays reserved by the kernel until it
+//! is reaped, so signalling a pid the core still lists as live is always safe.
 
 use crate::core::Exit;
 use crate::signal::Signal;
@@ -42,6 +44,39 @@ pub fn reap_one() -> Option<(i32, Exit)> {
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             // ECHILD: no children at all.
             Err(_) => return None,
+        }
+    }
+}
+
+/// What a child's pidfd says.
+pub enum PidfdReap {
+    /// It exited and is reaped now.
+    Exited(i32, Exit),
+    /// It has not exited (a spurious wake-up).
+    Running,
+    /// It was reaped already, by `waitpid(-1)`.
+    Gone,
+}
+
+/// Reap the child `pidfd` refers to, if it has exited.
+pub fn reap_pidfd(pidfd: std::os::fd::BorrowedFd<'_>) -> PidfdReap {
+    loop {
+        match crate::os::spawn::wait_pidfd_nohang(pidfd) {
+            Ok(Some(end)) => {
+                let exit = match end.code {
+                    libc::CLD_EXITED => Exit::Code(end.status),
+                    libc::CLD_KILLED | libc::CLD_DUMPED => Exit::Signaled {
+                        signal: Signal(end.status),
+                        core_dumped: end.code == libc::CLD_DUMPED,
+                    },
+                    // WEXITED only: stops and continues are not reported.
+                    _ => continue,
+                };
+                return PidfdReap::Exited(end.pid, exit);
+            }
+            Ok(None) => return PidfdReap::Running,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(_) => return PidfdReap::Gone,
         }
     }
 }

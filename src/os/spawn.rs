@@ -54,7 +54,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -290,12 +290,14 @@ fn resolve_program(program: &str, ctx: &SpawnContext) -> Result<PathBuf, String>
     ))
 }
 
-/// A running worker: its pid and the daemon's ends of its pipes (non-blocking).
+/// A running worker: its pid, the daemon's ends of its pipes (non-blocking), and a
+/// pidfd that becomes readable when it exits (none on a kernel without `CLONE_PIDFD`).
 pub struct Spawned {
     pub pid: i32,
     pub stdin: OwnedFd,
     /// The worker's stdout and stderr.
     pub output: OwnedFd,
+    pub pidfd: Option<OwnedFd>,
 }
 
 /// What stays the same from one spawn to the next: the child's stack, three reserved
@@ -314,6 +316,9 @@ pub struct Spawner {
     devnull: OwnedFd,
     /// Signals the daemon does not leave at SIG_DFL (handled or ignored).
     reset_signals: Vec<libc::c_int>,
+    /// Whether the kernel gives a pidfd with the clone (`CLONE_PIDFD`, Linux 5.2); set
+    /// false the first time it refuses the flag.
+    pidfds: bool,
 }
 
 const SLOTS: usize = 3;
@@ -343,7 +348,13 @@ impl Spawner {
             slots,
             devnull,
             reset_signals: Vec::new(),
+            pidfds: true,
         })
+    }
+
+    /// Whether children come with a pidfd (else their exits are found by `waitpid(-1)`).
+    pub fn gives_pidfds(&self) -> bool {
+        self.pidfds
     }
 
     /// Record which signals the child must put back to SIG_DFL: those the daemon
@@ -481,11 +492,12 @@ pub fn spawn(
     set_nonblocking(&stdin_w).map_err(|e| {
         SpawnError::os("cannot make a worker pipe non-blocking", io::Error::from(e))
     })?;
-    let (pid, output) = clone_exec(spawner, plan, daemon_pid, cgroup_procs, Some(stdin_r))?;
+    let (pid, output, pidfd) = clone_exec(spawner, plan, daemon_pid, cgroup_procs, Some(stdin_r))?;
     Ok(Spawned {
         pid,
         stdin: stdin_w,
         output,
+        pidfd,
     })
 }
 
@@ -494,6 +506,8 @@ pub fn spawn(
 pub struct SpawnedProbe {
     pub pid: i32,
     pub output: OwnedFd,
+    /// Readable when the check exits (see [`Spawned::pidfd`]).
+    pub pidfd: Option<OwnedFd>,
 }
 
 /// Clone and exec a health check's plan: the same steps as a worker's (its own process
@@ -504,20 +518,21 @@ pub fn spawn_probe(
     plan: &ExecPlan,
     daemon_pid: i32,
 ) -> Result<SpawnedProbe, SpawnError> {
-    let (pid, output) = clone_exec(spawner, plan, daemon_pid, None, None)?;
-    Ok(SpawnedProbe { pid, output })
+    let (pid, output, pidfd) = clone_exec(spawner, plan, daemon_pid, None, None)?;
+    Ok(SpawnedProbe { pid, output, pidfd })
 }
 
 /// The clone and exec of `spawn` and `spawn_probe`: the child's stdin is `stdin`'s read
 /// end, or `/dev/null` (the slot's resting state) when none; its stdout and stderr are
-/// a new pipe, whose read end (non-blocking) is returned with the pid.
+/// a new pipe, whose read end (non-blocking) is returned with the pid and the child's
+/// pidfd (when the kernel gives one).
 fn clone_exec(
     spawner: &mut Spawner,
     plan: &ExecPlan,
     daemon_pid: i32,
     cgroup_procs: Option<&OwnedFd>,
     stdin: Option<OwnedFd>,
-) -> Result<(i32, OwnedFd), SpawnError> {
+) -> Result<(i32, OwnedFd, Option<OwnedFd>), SpawnError> {
     let (output_r, output_w) = cloexec_pipe()?;
     set_nonblocking(&output_r).map_err(|e| {
         SpawnError::os("cannot make a worker pipe non-blocking", io::Error::from(e))
@@ -581,14 +596,37 @@ fn clone_exec(
     // CLONE_FILES shares the fd table until the child unshares it with close_range;
     // until then it only reads it. PR_SET_PDEATHSIG is tied to the parent thread, the
     // loop's thread, which lives as long as the daemon.
-    let pid = unsafe {
+    //
+    // SAFETY: as above, for the clone in this closure. With CLONE_PIDFD the kernel
+    // writes the child's pidfd (close-on-exec) into `pidfd_out`, a local of this frame,
+    // before `clone` returns; the child, sharing the fd table until its close_range,
+    // closes its view of it there with everything else above the slots.
+    let mut pidfd_out: libc::c_int = -1;
+    let clone_with = |flags: libc::c_int, pidfd_out: &mut libc::c_int| unsafe {
         libc::clone(
             child_main,
             stack_top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD,
+            flags,
             &args as *const ChildArgs as *mut libc::c_void,
+            pidfd_out as *mut libc::c_int,
         )
     };
+    let base_flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD;
+    let mut pid = if spawner.pidfds {
+        clone_with(base_flags | libc::CLONE_PIDFD, &mut pidfd_out)
+    } else {
+        clone_with(base_flags, &mut pidfd_out)
+    };
+    if pid < 0 && spawner.pidfds && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL)
+    {
+        // A kernel older than 5.2: no pidfds; exits are found by `waitpid(-1)`.
+        log::info!(
+            "the kernel gives no pidfd with clone (CLONE_PIDFD): exits are found by waitpid(-1)"
+        );
+        spawner.pidfds = false;
+        pidfd_out = -1;
+        pid = clone_with(base_flags, &mut pidfd_out);
+    }
     let clone_error = io::Error::last_os_error();
     // SAFETY: restores the mask saved above.
     unsafe {
@@ -603,6 +641,11 @@ fn clone_exec(
     if pid < 0 {
         return Err(SpawnError::os("clone failed", clone_error));
     }
+    let pidfd = (pidfd_out >= 0).then(|| {
+        // SAFETY: the kernel just created this fd for us (CLONE_PIDFD) and nothing else
+        // holds it: this OwnedFd is its only owner.
+        unsafe { OwnedFd::from_raw_fd(pidfd_out) }
+    });
     if let Some((stage, errno)) = args.failure.get() {
         super::process::reap_pid(pid);
         let err = io::Error::from_raw_os_error(errno);
@@ -611,7 +654,7 @@ fn clone_exec(
             message: stage.describe(plan, err),
         });
     }
-    Ok((pid, output_r))
+    Ok((pid, output_r, pidfd))
 }
 
 /// The child's side of the clone: set up, then exec. Never returns.
@@ -809,6 +852,47 @@ pub fn wait_any_nohang() -> io::Result<Option<(libc::pid_t, libc::c_int)>> {
         0 => Ok(None),
         pid => Ok(Some((pid, status))),
     }
+}
+
+/// How a child ended, as `waitid` reports it: `si_code` (`CLD_EXITED`, `CLD_KILLED`,
+/// `CLD_DUMPED`) and `si_status` (the exit code, or the signal number).
+pub struct ChildEnd {
+    pub pid: libc::pid_t,
+    pub code: libc::c_int,
+    pub status: libc::c_int,
+}
+
+/// `waitid(P_PIDFD, pidfd, WEXITED | WNOHANG)`: reap exactly the child `pidfd` refers
+/// to, if it has exited. `Ok(None)`: it has not. ECHILD: it was reaped already.
+/// Cost: O(1) in the number of children, unlike `waitpid(-1)`, which walks them all.
+pub fn wait_pidfd_nohang(pidfd: BorrowedFd<'_>) -> io::Result<Option<ChildEnd>> {
+    // SAFETY: a siginfo_t is plain data; all-zero is a valid value, and the one WNOHANG
+    // leaves when the child has not exited (si_pid stays 0).
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes one siginfo_t through the pointer, which points at `info`,
+    // a local that outlives the call; the fd is borrowed, so open for the call.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after a successful waitid with WEXITED, si_pid and si_status are the
+    // members the kernel filled in (the SIGCHLD layout of the union).
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(ChildEnd {
+        pid,
+        code: info.si_code,
+        status,
+    }))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! | [`bins`] | paths of `dynsup`, the sample worker and `python3` |
 //! | [`rlimit`] | another process's resource limits, read and set ([`set_rlimit_of`]) |
 //! | [`mount`] | [`SmallTmpfs`], a tmpfs to fill up or make read-only |
+//! | [`saved`] | a state file read as the daemon reads it (snapshot and journal): [`read_state`], [`recorded_names`] |
 //! | [`recorded`] | [`RECORDING_WORKER`], a notify worker that writes down when it started, got ready and stopped; [`Record`] |
 //!
 //! Rules the harness keeps: nothing sleeps to synchronise (wait for a condition with a
@@ -42,6 +43,7 @@ pub mod notify;
 pub mod proc;
 pub mod recorded;
 pub mod rlimit;
+pub mod saved;
 pub mod stderr_pipe;
 pub mod wait;
 pub mod watch;
@@ -50,8 +52,8 @@ pub mod watch;
 #[allow(unused_imports)]
 pub use self::{
     bins::*, cgroup::*, cli::*, client::*, configs::*, daemon::*, dirs::*, journal::*, launch::*,
-    log::*, mount::*, notify::*, proc::*, recorded::*, rlimit::*, stderr_pipe::*, wait::*,
-    watch::*,
+    log::*, mount::*, notify::*, proc::*, recorded::*, rlimit::*, saved::*, stderr_pipe::*,
+    wait::*, watch::*,
 };
 #[allow(unused_imports)]
 pub use dynsup::protocol::{

@@ -60,7 +60,7 @@ pub use requests::{Command, Select};
 pub use selection::Among;
 
 use super::intensity::Intensity;
-use super::spec::{BootChild, SavedWorker, Template};
+use super::spec::{BootChild, SavedChange, SavedWorker, Template};
 use super::ChildSpec;
 use crate::signal::Signal;
 use log::error;
@@ -297,6 +297,8 @@ pub struct Supervisor {
     /// that change that record — a dynamic start, a stop, a hold, an escalation — never
     /// by a shutdown, so a daemon that comes back restores what was running.
     saved: BTreeMap<Rc<str>, SavedWorker>,
+    /// The changes of `saved` since the reactor last took them (the journal's lines).
+    saved_changes: Vec<SavedChange>,
     /// How far the boot is (for `READY=1` and `health`).
     boot: ordering::Boot,
     /// Rolling restarts in progress.
@@ -314,6 +316,7 @@ impl Supervisor {
             phase: Phase::Running,
             durable: false,
             saved: BTreeMap::new(),
+            saved_changes: Vec::new(),
             boot: ordering::Boot::default(),
             rollouts: Vec::new(),
         }
@@ -345,6 +348,7 @@ impl Supervisor {
             command: spec.command.clone(),
             failed,
         };
+        self.saved_changes.push(SavedChange::Put(saved.clone()));
         self.saved.insert(spec.name.clone(), saved);
         out.push(Action::SaveState);
     }
@@ -352,6 +356,8 @@ impl Supervisor {
     /// A dynamic worker is gone for good: drop it from the state file.
     fn unrecord(&mut self, name: &str, out: &mut Vec<Action>) {
         if self.saved.remove(name).is_some() {
+            self.saved_changes
+                .push(SavedChange::Forget(name.to_string()));
             out.push(Action::SaveState);
         }
     }
@@ -421,6 +427,12 @@ impl Supervisor {
     /// The dynamic workers, as the state file records them, sorted by name.
     pub fn saved_workers(&self) -> Vec<SavedWorker> {
         self.saved.values().cloned().collect()
+    }
+
+    /// The changes of the record since the last call, in order (for an append to the
+    /// state file's journal instead of a rewrite of the whole record).
+    pub fn take_saved_changes(&mut self) -> Vec<SavedChange> {
+        std::mem::take(&mut self.saved_changes)
     }
 
     /// The registry by state (visits every worker).

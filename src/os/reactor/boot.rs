@@ -34,6 +34,11 @@ pub(super) struct Files {
     pending: VecDeque<(usize, SavedWorker)>,
     /// The record of dynamic workers changed since the file was last written.
     dirty: bool,
+    /// The next write is a whole snapshot, not an append (after the restore, which
+    /// drops the workers that could not be restored).
+    full: bool,
+    /// The state file's journal, open for appends.
+    journal: state_file::Journal,
     /// Successful replies to changes of the record, waiting for the turn's write.
     held: Vec<(ReplyTo, Reply)>,
 }
@@ -53,6 +58,8 @@ impl Files {
             restoring: None,
             pending: VecDeque::new(),
             dirty: false,
+            full: false,
+            journal: state_file::Journal::default(),
             held: Vec::new(),
         }
     }
@@ -71,6 +78,12 @@ impl Files {
         self.dirty = true;
     }
 
+    /// Write a whole snapshot next time (and empty the journal).
+    fn mark_full(&mut self) {
+        self.dirty = true;
+        self.full = true;
+    }
+
     /// Saved workers are still waiting to be restored.
     pub(super) fn is_restoring(&self) -> bool {
         !self.pending.is_empty()
@@ -80,13 +93,25 @@ impl Files {
     /// workers, plus those not restored yet (they must not be lost by a write that
     /// happens during the restore). Called once per loop turn, before replies are
     /// flushed, so an answered `start` or `stop` is on disk first.
-    pub(super) fn write_if_dirty(&mut self, core: &Supervisor) -> Result<(), String> {
+    pub(super) fn write_if_dirty(&mut self, core: &mut Supervisor) -> Result<(), String> {
         if !std::mem::take(&mut self.dirty) {
             return Ok(());
         }
+        let changes = core.take_saved_changes();
         let Some(path) = self.state_file.as_deref() else {
             return Ok(());
         };
+        // An append: the turn's changes, one fdatasync. The workers not restored yet
+        // are in the file already, and stay.
+        if !self.full && !self.journal.wants_compaction() {
+            return self.journal.append(path, &changes).map_err(|e| {
+                log::error!("cannot write the state file {}: {e}", path.display());
+                // What the journal holds is settled by a whole snapshot next time.
+                self.full = true;
+                format!("{}: {e}", path.display())
+            });
+        }
+        // A snapshot: the core's dynamic workers, plus those not restored yet.
         let mut workers = core.saved_workers();
         if !self.pending.is_empty() {
             let known: std::collections::HashSet<String> =
@@ -99,10 +124,16 @@ impl Files {
             );
             workers.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         }
-        state_file::save(path, &workers).map_err(|e| {
-            log::error!("cannot write the state file {}: {e}", path.display());
-            format!("{}: {e}", path.display())
-        })
+        match self.journal.compact(path, &workers) {
+            Ok(()) => {
+                self.full = false;
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("cannot write the state file {}: {e}", path.display());
+                Err(format!("{}: {e}", path.display()))
+            }
+        }
     }
 
     /// A restored worker could not be started: say which, and that it is dropped.
@@ -173,9 +204,30 @@ impl Reactor {
             return;
         }
         let saved = match state_file::load(&path) {
-            Ok(Some(saved)) => saved,
+            Ok(Some(loaded)) => {
+                if let Some(damage) = loaded.journal_damage {
+                    match state_file::set_journal_aside(&path) {
+                        Ok(aside) => log::error!(
+                            "{damage}; moved it to {} and starting with the {} worker(s) read",
+                            aside.display(),
+                            loaded.workers.len()
+                        ),
+                        Err(e) => log::error!(
+                            "{damage}; could not move it aside ({e}); starting with the {} worker(s) read",
+                            loaded.workers.len()
+                        ),
+                    }
+                }
+                // Once restored, the file is written whole (journal emptied).
+                self.files.mark_full();
+                self.files.dirty = false;
+                loaded.workers
+            }
             Ok(None) => return,
             Err(message) => {
+                // The next write puts a whole, proper file where this one was.
+                self.files.mark_full();
+                self.files.dirty = false;
                 match state_file::set_aside(&path) {
                     Ok(aside) => log::error!(
                         "{message}; moved it to {} and starting without it",
@@ -241,7 +293,7 @@ impl Reactor {
         }
         if self.files.pending.is_empty() && self.files.restoring.take().is_some() {
             log::info!("the state file's workers are restored");
-            self.files.mark_dirty();
+            self.files.mark_full();
         }
     }
 

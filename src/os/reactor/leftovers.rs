@@ -110,6 +110,11 @@ impl Leftovers {
         emptied
     }
 
+    /// Whether any group is being drained (its orphans' exits matter at once).
+    pub(super) fn any(&self) -> bool {
+        !self.watched.is_empty()
+    }
+
     /// When the next check without a SIGCHLD is due (none while nothing is watched).
     pub(super) fn next_check(&self) -> Option<Instant> {
         self.next_check

@@ -40,6 +40,7 @@ mod actions;
 mod batches;
 mod boot;
 mod clients;
+mod exits;
 mod leftovers;
 mod logs;
 mod probes;
@@ -49,6 +50,7 @@ mod workers_io;
 
 use self::boot::Files;
 use self::clients::Clients;
+use self::exits::Exits;
 use self::leftovers::Leftovers;
 use self::logs::Logs;
 use self::probes::Probes;
@@ -139,6 +141,8 @@ struct Poller {
     /// created).
     worker_notify: Option<NotifySocket>,
     next_token: usize,
+    /// The spawned children's pidfds, and when the next `waitpid(-1)` sweep is due.
+    exits: Exits,
     /// Sources that still had data when their budget ran out: read again on the next
     /// turn, and the poll before it does not sleep.
     retry: Vec<Token>,
@@ -234,6 +238,7 @@ impl Reactor {
                 signals,
                 worker_notify,
                 next_token: FIRST_DYNAMIC,
+                exits: Exits::default(),
                 retry: Vec::new(),
             },
             clients: Clients::new(listener, settings.access, settings.max_connections),
@@ -310,6 +315,7 @@ impl Reactor {
                     LISTENER => self.clients.accept(&mut self.poller),
                     NOTIFY => self.on_worker_notify(),
                     token if self.clients.has(token) => self.on_conn(token),
+                    token if self.poller.exits.has(token) => self.on_pidfd(token),
                     token if self.probes.has(token) => {
                         self.probes.on_ready(token, &mut self.poller)
                     }
@@ -317,6 +323,9 @@ impl Reactor {
                         .workers
                         .on_ready(token, &mut self.poller, &mut self.logs.store),
                 }
+            }
+            if self.poller.exits.take_due_sweep(Instant::now()) {
+                self.sweep();
             }
             if self
                 .leftovers
@@ -356,7 +365,7 @@ impl Reactor {
             self.end_log_turn();
             // Before replies go out: an answered start or stop is on disk first (or
             // its reply says it is not).
-            let written = self.files.write_if_dirty(&self.core);
+            let written = self.files.write_if_dirty(&mut self.core);
             self.answer_after_write(written);
             self.clients.end_turn(&mut self.poller);
         }
@@ -393,8 +402,13 @@ impl Reactor {
             .probes
             .next_deadline()
             .map(|at| at.saturating_duration_since(Instant::now()));
+        let sweep = self
+            .poller
+            .exits
+            .next_sweep()
+            .map(|at| at.saturating_duration_since(Instant::now()));
         [
-            deadline, grace, systemd, leftovers, clients, log_notes, probes,
+            deadline, grace, systemd, leftovers, clients, log_notes, probes, sweep,
         ]
         .into_iter()
         .flatten()
@@ -413,34 +427,14 @@ impl Reactor {
                 _ => {}
             }
         }
-        if child_exited || self.reap_more {
-            // A budget per turn: workers that die as fast as they are restarted would
-            // otherwise keep this loop reaping forever, and no client would be served.
-            let mut reaped = 0;
-            while reaped < REAP_BUDGET {
-                let Some((pid, exit)) = process::reap_one() else {
-                    break;
-                };
-                if self.probes.owns(pid) {
-                    // A health check's, never a worker's exit.
-                    if let Some(answer) = self.probes.reaped(pid, exit, &mut self.poller) {
-                        self.feed(answer);
-                    }
-                } else {
-                    self.feed(Input::Exited { pid, exit });
-                }
-                reaped += 1;
-            }
-            self.reap_more = reaped == REAP_BUDGET;
-            if self.reap_more {
-                // Maybe more: look again next turn (no new SIGCHLD would say so).
-                self.poller.retry(SIGNALS);
-            }
-            // Orphaned leftovers are our children (we are their subreaper): a reap may
-            // have emptied a group being drained.
-            self.feed_emptied_leftovers();
-            let core = &self.core;
-            self.cgroups.retry_emptying(|name| core.is_registered(name));
+        if self.reap_more
+            || (child_exited
+                && self
+                    .poller
+                    .exits
+                    .on_sigchld(self.leftovers.any(), Instant::now()))
+        {
+            self.sweep();
         }
         if reload {
             log::info!("SIGHUP received: reloading the config");
@@ -449,6 +443,63 @@ impl Reactor {
         if let Some(signal) = shutdown {
             self.feed(Input::ShutdownSignal { signal });
         }
+    }
+
+    /// `waitpid(-1)` until nothing more has exited, within a budget per turn: the exits
+    /// that have no pidfd (orphans, or any child when pidfds are off) — and any child's
+    /// whose pidfd was not read yet, which is then dropped.
+    fn sweep(&mut self) {
+        // A budget per turn: workers that die as fast as they are restarted would
+        // otherwise keep this loop reaping forever, and no client would be served.
+        let mut reaped = 0;
+        while reaped < REAP_BUDGET {
+            let Some((pid, exit)) = process::reap_one() else {
+                break;
+            };
+            self.poller
+                .exits
+                .reaped_by_sweep(pid, self.poller.poll.registry());
+            self.child_exited(pid, exit);
+            reaped += 1;
+        }
+        self.reap_more = reaped == REAP_BUDGET;
+        if self.reap_more {
+            // Maybe more: look again next turn (no new SIGCHLD would say so).
+            self.poller.retry(SIGNALS);
+        }
+        self.after_reaps();
+    }
+
+    /// A spawned child's pidfd is readable: reap exactly that child.
+    fn on_pidfd(&mut self, token: Token) {
+        if let Some((pid, exit)) = self
+            .poller
+            .exits
+            .on_ready(token, self.poller.poll.registry())
+        {
+            self.child_exited(pid, exit);
+            self.after_reaps();
+        }
+    }
+
+    /// A reaped child: a health check's goes to the probes room, anything else to the
+    /// core (which ignores an orphan's pid).
+    fn child_exited(&mut self, pid: i32, exit: crate::core::Exit) {
+        if self.probes.owns(pid) {
+            if let Some(answer) = self.probes.reaped(pid, exit, &mut self.poller) {
+                self.feed(answer);
+            }
+        } else {
+            self.feed(Input::Exited { pid, exit });
+        }
+    }
+
+    /// After reaps: an orphaned leftover reaped may have emptied a group being drained,
+    /// and a cgroup being emptied may be removable now.
+    fn after_reaps(&mut self) {
+        self.feed_emptied_leftovers();
+        let core = &self.core;
+        self.cgroups.retry_emptying(|name| core.is_registered(name));
     }
 
     /// Datagrams on the workers' notify socket, each fed with its sender's process

@@ -110,6 +110,7 @@ impl Probes {
             }
         };
         let pid = probe.pid;
+        poller.watch_exit(pid, probe.pidfd.take());
         let mut token = None;
         if let Some(pipe) = probe.output.as_mut() {
             let new = poller.new_token();
@@ -320,6 +321,7 @@ mod tests {
                     signals: Signals::new(Vec::<i32>::new()).expect("no signals"),
                     worker_notify: None,
                     next_token: 3,
+                    exits: Default::default(),
                     retry: Vec::new(),
                 },
                 spawner: Spawner::new().expect("spawner"),

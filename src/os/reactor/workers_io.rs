@@ -71,6 +71,7 @@ impl WorkerIo {
             self.ctx.daemon_pid,
             cgroup_procs.as_ref(),
         )?;
+        poller.watch_exit(child.pid, child.pidfd);
         let name: Rc<str> = spec.name.clone();
         let mut pipe = Receiver::from(child.output);
         let token = poller.new_token();
