@@ -551,3 +551,70 @@ pub fn backoff_curve(ctx: &Ctx) -> Result<Backoff, String> {
         expected_ms,
     })
 }
+
+/// `n` pipelined `start`s on one connection (all written at once, replies read as they
+/// come), with or without a state file: send → last reply, ms, and the bytes the daemon
+/// wrote meanwhile (`wchar` of /proc/PID/io: the state file, and its log lines, which
+/// are the same in both runs).
+pub fn pipelined_starts(ctx: &Ctx, n: usize, durable: bool) -> Result<(f64, u64), String> {
+    let label = if durable { "dynsup-durable" } else { "dynsup-volatile" };
+    let (probe_dir, _) = ctx.instance(&format!("{label}-state"));
+    let mut text = config_text(ctx, 0, &NEVER_TRIP, &[]);
+    if durable {
+        let state = probe_dir.join("state.json");
+        text = text.replacen(
+            "[supervisor]\n",
+            &format!("[supervisor]\nstate_file = \"{}\"\n", state.display()),
+            1,
+        );
+    }
+    let d = start_with(ctx, label, 0, &text, Stderr::File)?;
+    let (mut w, mut r) = d.client()?.split();
+    let mut buf = Vec::with_capacity(n * 48);
+    for i in 0..n {
+        let _ = writeln!(
+            &mut buf,
+            r#"{{"cmd":"start","name":"w{i}","template":"w"}}"#
+        );
+    }
+    let pid = d.tree.pid();
+    let before = util::io_of(pid).map_or(0, |(w, _)| w);
+    let t0 = now_ns();
+    let writer = std::thread::spawn(move || w.write_all(&buf).map(|_| w));
+    let mut line = String::new();
+    for _ in 0..n {
+        line.clear();
+        if r.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed".into());
+        }
+        if !line.contains("\"ok\":true") {
+            return Err(format!("a start failed: {}", line.trim()));
+        }
+    }
+    let elapsed = ms(now_ns() - t0);
+    let after = util::io_of(pid).map_or(0, |(w, _)| w);
+    let _w = writer.join().map_err(|_| "writer panicked")?;
+    Ok((elapsed, after.saturating_sub(before)))
+}
+
+/// `lookup` latency, 16 clients, while `crashers` workers crash-loop under backoff
+/// (exit 1 at once; backoff 50 ms doubling to 400 ms) beside 1000 stable workers.
+pub fn lookup_under_churn(ctx: &Ctx, crashers: usize, per: usize) -> Result<Samples, String> {
+    let extra = format!(
+        "\n[templates.crash]\ncommand = [\"/bin/sh\", \"-c\", \"exit 1\"]\nrestart = \"permanent\"\nbackoff = {{ initial_ms = 50, multiplier = 2, max_ms = 400 }}\n"
+    );
+    let mut text = config_text(ctx, 1000, &NEVER_TRIP, &[]);
+    // The crash template after the stable one's keys, before the children.
+    let at = text.find("\n[[children]]").unwrap_or(text.len());
+    text.insert_str(at, &extra);
+    let d = start_with(ctx, "dynsup-churn", 1000, &text, Stderr::DevNull)?;
+    let mut c = d.client()?;
+    for i in 0..crashers {
+        c.call(&format!(
+            r#"{{"cmd":"start","name":"crash{i}","template":"crash"}}"#
+        ))?;
+    }
+    // Let the loops settle into their backoff cycle.
+    std::thread::sleep(Duration::from_secs(2));
+    lookup_concurrent(&d, 16, per)
+}

@@ -70,6 +70,11 @@ pub struct Results {
     pub flood: Option<flood::Flood>,
     /// (mode, heap MiB, extra fds) → spawn → first instruction, µs.
     pub spawn: Vec<(String, u64, u64, Samples)>,
+    /// 1000 pipelined starts: (volatile ms, durable ms, volatile bytes, durable bytes) per
+    /// repetition.
+    pub durable: Vec<(f64, f64, u64, u64)>,
+    /// `lookup` latency (µs), 16 clients, while 1000 workers crash-loop under backoff.
+    pub churn_lookup: Option<Samples>,
     /// Boot graph shape → launch → all 1000 boot children stamped, ms, per repetition.
     pub order: Vec<(&'static str, Vec<f64>)>,
     pub peers: BTreeMap<&'static str, PeerResults>,
@@ -121,7 +126,7 @@ fn parse_args() -> Args {
                 println!(
                     "usage: dynsup-bench [--quick] [--no-peers | --peers LIST] [--only PHASES] [--trials N] [--idle-secs S] [--dynsup BIN] [--out FILE]\n\
                      \x20      dynsup-bench --sweep RUN_ID   (kill every process a run left behind)\n\
-                     phases for --only (default: all): restart (every N, and the peers), control, cold, order, spawn, idle, crash, flood\n\
+                     phases for --only (default: all): restart (every N, and the peers), control, cold, order, durable, churn, spawn, idle, crash, flood\n\
                      peers for --peers (default: all): runit, s6, supervisord\n\
                      --dynsup BIN: measure another dynsup binary (default: target/release/dynsup)"
                 );
@@ -346,6 +351,31 @@ fn main() {
             "spawn primitives: fork, vfork, posix_spawn, clone(CLONE_VM|CLONE_VFORK|CLONE_FILES)",
         );
         spawn_phase(&ctx, 3 * big.max(1000), &mut r);
+    }
+
+    // ---- durable starts: 1000 pipelined starts with and without a state file ------
+    if ctx.wants("durable") {
+        let reps = if ctx.quick { 2 } else { 5 };
+        for rep in 0..reps {
+            ctx.log(&format!("durable starts: N=1000 pipelined, with and without a state file, {}/{reps}", rep + 1));
+            match (
+                dynsup::pipelined_starts(&ctx, 1000, false),
+                dynsup::pipelined_starts(&ctx, 1000, true),
+            ) {
+                (Ok((v, vb)), Ok((d, db))) => r.durable.push((v, d, vb, db)),
+                (Err(e), _) | (_, Err(e)) => r.errors.push(format!("durable starts: {e}")),
+            }
+        }
+    }
+
+    // ---- control plane under churn ---------------------------------------------------
+    if ctx.wants("churn") {
+        ctx.log("lookup, 16 clients, while 1000 workers crash-loop under backoff");
+        let per = if ctx.quick { 300 } else { 1000 };
+        match dynsup::lookup_under_churn(&ctx, 1000, per) {
+            Ok(s) => r.churn_lookup = Some(s),
+            Err(e) => r.errors.push(format!("lookup under churn: {e}")),
+        }
     }
 
     // ---- start ordering: the same 1000 boot children in four graph shapes -----------

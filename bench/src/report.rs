@@ -319,6 +319,47 @@ pub fn render(ctx: &Ctx, r: &Results, command: &str) -> String {
             );
         }
     }
+    if !r.durable.is_empty() {
+        let volatile = med(&r.durable.iter().map(|x| x.0).collect::<Vec<_>>());
+        let durable = med(&r.durable.iter().map(|x| x.1).collect::<Vec<_>>());
+        let x = durable / volatile;
+        row(
+            &mut o,
+            "durable starts: 1000 pipelined `start`s with `state_file`, send → last reply",
+            f_ms(durable),
+            format!("without {}", f_ms(volatile)),
+            f_ratio(x),
+            "≤ 1.3× without",
+            verdict(x <= 1.3),
+        );
+        let extra: Vec<f64> = r
+            .durable
+            .iter()
+            .map(|x| x.3.saturating_sub(x.2) as f64 / 1000.0)
+            .collect();
+        let per_start = med(&extra);
+        row(
+            &mut o,
+            "durable starts: bytes written per start for the state file (wchar, with − without)",
+            format!("{per_start:.0} B"),
+            "one record ≈ 50 B".into(),
+            "–".into(),
+            "O(1) amortised",
+            verdict(per_start < 1000.0),
+        );
+    }
+    if let Some(s) = &r.churn_lookup {
+        let p99 = s.pct(99.0) / 1000.0;
+        row(
+            &mut o,
+            "`lookup` p99, 16 clients, 1000 workers crash-looping under backoff",
+            f_ms(p99),
+            format!("p50 {}", f_ms(s.median() / 1000.0)),
+            "–".into(),
+            "≤ 1 ms",
+            verdict(p99 <= 1.0),
+        );
+    }
     if let Some(m) = r.dyn_mem.get(&1000) {
         let v = m.rss_kb as f64 / 1024.0;
         row(
