@@ -11,6 +11,10 @@ use dynsup::exit_status::ExitStatus;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The completion scripts' helper: not a command of the CLI (see completions.rs).
+    if let Some(status) = dynsup::completions::run_helper(std::env::args_os().skip(1)) {
+        return status.into();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -30,6 +34,8 @@ fn main() -> ExitCode {
             socket: cli.socket,
             no_restore,
         }),
+        Command::Completions { shell } => dynsup::completions::print_script(shell),
+        Command::Manpage { dir } => dynsup::manpage::run(dir.as_deref()),
         command => {
             let socket = cli.socket.unwrap_or_else(dynsup::paths::default_socket);
             dynsup::client::run(&socket, command, cli.json)
