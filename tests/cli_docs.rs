@@ -36,7 +36,7 @@ fn readme_table_commands() -> BTreeSet<String> {
         .lines()
         .filter_map(|line| line.strip_prefix("| `dynsup "))
         .map(|rest| {
-            rest.split(|c: char| c == ' ' || c == '`')
+            rest.split([' ', '`'])
                 .next()
                 .unwrap_or_default()
                 .to_string()
