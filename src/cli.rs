@@ -161,6 +161,19 @@ pub enum Command {
     },
     /// Close and reopen every worker's log file (after an external logrotate moved them)
     ReopenLogs,
+    /// Print a completion script for SHELL; it completes worker names from the running
+    /// daemon (e.g. `dynsup completions bash > /etc/bash_completion.d/dynsup`)
+    Completions {
+        #[arg(value_enum)]
+        shell: crate::completions::Shell,
+    },
+    /// Print the man page (roff) to stdout; with --dir, write dynsup.1 and one
+    /// dynsup-COMMAND.1 per command into DIR
+    Manpage {
+        /// Write the pages into this directory instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn dynsup_default_lines() -> usize {

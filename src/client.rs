@@ -9,11 +9,12 @@ use crate::cli::Command;
 use crate::exit_status::ExitStatus;
 use crate::protocol::{
     Counts, Event, ExitReport, HealthInfo, HealthReport, LogEvent, LogLine, LogStream, Processes,
-    Reply, Request, RolloutReport, StopReport, WorkerInfo, MAX_REQUEST_LINE, PROTOCOL_VERSION,
+    Reply, Request, RolloutReport, StopReport, WorkerInfo, WorkerStateName, MAX_REQUEST_LINE,
+    PROTOCOL_VERSION,
 };
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -326,7 +327,9 @@ fn one_or_many(mut names: Vec<String>) -> (Option<String>, Vec<String>) {
 /// The request of a command line, or why there is none (a usage error).
 fn to_request(command: Command) -> Result<Request, String> {
     Ok(match command {
-        Command::Daemon { .. } => return Err("`daemon` is not a request".to_string()),
+        Command::Daemon { .. } | Command::Completions { .. } | Command::Manpage { .. } => {
+            return Err("`daemon`, `completions` and `manpage` are not requests".to_string())
+        }
         Command::Start {
             name,
             template,
@@ -847,17 +850,28 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
             *w = (*w).max(cell.len());
         }
     }
-    let print_row = |cells: &[&str]| {
+    let colour = colour_wanted();
+    // The STATE cell is coloured after padding, so the columns stay aligned.
+    let print_row = |cells: &[&str], state: Option<WorkerStateName>| {
         let line: Vec<String> = cells
             .iter()
             .zip(&widths)
-            .map(|(c, &w)| format!("{c:<w$}"))
+            .enumerate()
+            .map(|(column, (c, &w))| match state.and_then(state_colour) {
+                Some(sgr) if colour && column == STATE_COLUMN => {
+                    format!("\x1b[{sgr}m{c:<w$}\x1b[0m")
+                }
+                _ => format!("{c:<w$}"),
+            })
             .collect();
         println!("{}", line.join("  ").trim_end());
     };
-    print_row(&header);
+    print_row(&header, None);
     for (row, worker) in rows.iter().zip(workers) {
-        print_row(&row.iter().map(String::as_str).collect::<Vec<_>>());
+        print_row(
+            &row.iter().map(String::as_str).collect::<Vec<_>>(),
+            Some(worker.state),
+        );
         let Some(tree) = tree else { continue };
         let pids = tree
             .iter()
@@ -872,6 +886,33 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
             };
             println!("  {branch} {pid} {}", command_of(*pid));
         }
+    }
+}
+
+/// Where `list`'s table has its STATE.
+const STATE_COLUMN: usize = 2;
+
+/// Colour is for a person at a terminal: stdout is one, `NO_COLOR` is unset or empty
+/// (no-color.org), and `TERM` is not `dumb`. Never in a pipe or a file (nor `--json`,
+/// which prints no table).
+fn colour_wanted() -> bool {
+    std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+}
+
+/// The SGR code for a STATE cell: green running, red failed, yellow on the way
+/// (starting, waiting, backoff, restarting, stopping, draining).
+fn state_colour(state: WorkerStateName) -> Option<&'static str> {
+    match state {
+        WorkerStateName::Running => Some("32"),
+        WorkerStateName::Failed => Some("1;31"),
+        WorkerStateName::Starting
+        | WorkerStateName::Waiting
+        | WorkerStateName::Backoff
+        | WorkerStateName::Restarting
+        | WorkerStateName::Stopping
+        | WorkerStateName::Draining => Some("33"),
     }
 }
 

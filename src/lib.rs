@@ -12,11 +12,13 @@
 pub mod access;
 pub mod cli;
 pub mod client;
+pub mod completions;
 pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod exit_status;
 pub mod logger;
+pub mod manpage;
 pub mod os;
 pub mod paths;
 pub mod protocol;

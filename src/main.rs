@@ -11,6 +11,10 @@ use dynsup::exit_status::ExitStatus;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The completion scripts' helper: not a command of the CLI (see completions.rs).
+    if let Some(status) = dynsup::completions::run_helper(std::env::args_os().skip(1)) {
+        return status.into();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -30,6 +34,8 @@ fn main() -> ExitCode {
             socket: cli.socket,
             no_restore,
         }),
+        Some(Command::Completions { shell }) => dynsup::completions::print_script(shell),
+        Some(Command::Manpage { dir }) => dynsup::manpage::run(dir.as_deref()),
         command => match dynsup::client::socket_path(cli.socket, cli.config.as_deref()) {
             Err(status) => status,
             Ok(socket) => match command {

@@ -600,14 +600,12 @@ pub fn pipelined_starts(ctx: &Ctx, n: usize, durable: bool) -> Result<(f64, u64)
 /// `lookup` latency, 16 clients, while `crashers` workers crash-loop under backoff
 /// (exit 1 at once; backoff 50 ms doubling to 400 ms) beside 1000 stable workers.
 pub fn lookup_under_churn(ctx: &Ctx, crashers: usize, per: usize) -> Result<Samples, String> {
-    let extra = format!(
-        "\n[templates.crash]\ncommand = [\"/bin/sh\", \"-c\", \"exit 1\"]\nrestart = \"permanent\"\nbackoff = {{ initial_ms = 50, multiplier = 2, max_ms = 400 }}\n"
-    );
-    let mut text = config_text(ctx, 1000, &NEVER_TRIP, &[]);
-    // The crash template after the stable one's keys, before the children.
-    let at = text.find("\n[[children]]").unwrap_or(text.len());
-    text.insert_str(at, &extra);
-    let d = start_with(ctx, "dynsup-churn", 1000, &text, Stderr::DevNull)?;
+    let extra = "\n[templates.crash]\ncommand = [\"/bin/sh\", \"-c\", \"exit 1\"]\nrestart = \"permanent\"\nbackoff = { initial_ms = 50, multiplier = 2, max_ms = 400 }\n";
+    let mut text = config_text(ctx, 0, &NEVER_TRIP, &[]) + &extra;
+    for i in 0..1000 {
+        let _ = write!(text, "\n[[children]]\nname = \"w{i}\"\ntemplate = \"w\"\n");
+    }
+    let d = start_with(ctx, "dynsup-churn", 1000, &text, Stderr::File)?;
     let mut c = d.client()?;
     for i in 0..crashers {
         c.call(&format!(
