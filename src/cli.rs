@@ -131,6 +131,8 @@ pub enum Command {
     },
     /// Close and reopen every worker's log file (after an external logrotate moved them)
     ReopenLogs,
+    /// Print the daemon's metrics in the Prometheus text format (see docs/OPERATIONS.md)
+    Metrics,
 }
 
 fn dynsup_default_lines() -> usize {

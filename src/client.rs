@@ -255,6 +255,7 @@ fn to_request(command: Command) -> Option<Request> {
             follow,
         },
         Command::ReopenLogs => Request::ReopenLogs,
+        Command::Metrics => Request::Metrics,
     })
 }
 
@@ -579,6 +580,8 @@ fn print_human(request: &Request, reply: &Reply) {
             }
             println!("daemon stopped ({} worker(s) stopped)", reports.len());
         }
+        // The exposition ends with its own newline.
+        Request::Metrics => print!("{}", reply.metrics.as_deref().unwrap_or_default()),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod core;
 pub mod daemon;
 pub mod exit_status;
 pub mod logger;
+pub mod metrics;
 pub mod os;
 pub mod paths;
 pub mod protocol;

@@ -117,6 +117,9 @@ pub enum Request {
     /// Whether every boot child and every critical worker is running and ready (and
     /// passing its health check): for container and orchestrator probes.
     Health,
+    /// The daemon's metrics in the Prometheus text exposition format (0.0.4), as one
+    /// string in the reply's `metrics`.
+    Metrics,
 }
 
 /// How many lines `logs` returns when the request does not say.
@@ -151,6 +154,7 @@ impl Request {
             Request::Logs { .. } => Cmd::Logs,
             Request::ReopenLogs => Cmd::ReopenLogs,
             Request::Health => Cmd::Health,
+            Request::Metrics => Cmd::Metrics,
         }
     }
 }
@@ -177,11 +181,12 @@ pub enum Cmd {
     Logs,
     ReopenLogs,
     Health,
+    Metrics,
 }
 
 impl Cmd {
     /// Every command, in documentation order.
-    pub const ALL: [Cmd; 17] = [
+    pub const ALL: [Cmd; 18] = [
         Cmd::Start,
         Cmd::Stop,
         Cmd::Kill,
@@ -199,6 +204,7 @@ impl Cmd {
         Cmd::Logs,
         Cmd::ReopenLogs,
         Cmd::Health,
+        Cmd::Metrics,
     ];
 
     /// The wire name: the value of `"cmd"` (serde's snake_case of the variant).
@@ -221,6 +227,7 @@ impl Cmd {
             Cmd::Logs => "logs",
             Cmd::ReopenLogs => "reopen_logs",
             Cmd::Health => "health",
+            Cmd::Metrics => "metrics",
         }
     }
 
@@ -241,7 +248,8 @@ impl Cmd {
             | Cmd::Ps
             | Cmd::WaitReady
             | Cmd::Logs
-            | Cmd::Health => true,
+            | Cmd::Health
+            | Cmd::Metrics => true,
             Cmd::Start
             | Cmd::Stop
             | Cmd::Kill
@@ -741,6 +749,9 @@ pub struct Reply {
     /// `restart` with `rolling`: what was restarted (also on failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutReport>,
+    /// `metrics`: the Prometheus text exposition (format 0.0.4), newlines included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 /// The answer to `health`.

@@ -34,13 +34,15 @@
 //!   the `logs` and `reopen_logs` requests, and each turn's end for output;
 //! - `worker_cgroups`: the workers' cgroups, from before the spawn to removal;
 //! - `probes`: the health checks in flight (start, output, timeout, reap, answer);
-//! - `boot`: the boot children, the state file (restore, save), and reload.
+//! - `boot`: the boot children, the state file (restore, save), and reload;
+//! - `metrics`: the `metrics` request's counters and snapshot.
 
 mod actions;
 mod boot;
 mod clients;
 mod leftovers;
 mod logs;
+mod metrics;
 mod probes;
 mod router;
 mod worker_cgroups;
@@ -50,6 +52,7 @@ use self::boot::Files;
 use self::clients::Clients;
 use self::leftovers::Leftovers;
 use self::logs::Logs;
+use self::metrics::MetricsState;
 use self::probes::Probes;
 use self::worker_cgroups::WorkerCgroups;
 use self::workers_io::WorkerIo;
@@ -104,6 +107,8 @@ pub struct Reactor {
     exiting: Option<Exiting>,
     /// The last turn's reaps used their whole budget: there may be more.
     reap_more: bool,
+    /// The counters `metrics` renders.
+    metrics: MetricsState,
 }
 
 /// What the reactor needs from the config and the command line.
@@ -245,6 +250,7 @@ impl Reactor {
             ),
             systemd: Systemd::from_env(),
             exiting: None,
+            metrics: MetricsState::new(),
         })
     }
 
