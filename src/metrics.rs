@@ -16,6 +16,9 @@
 //! under the same name starts its own series from zero (a counter reset, which
 //! Prometheus's `rate()` handles).
 
+pub mod http;
+pub mod listen;
+
 use crate::protocol::{Event, ExitReport};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;

@@ -4,6 +4,7 @@
 //! rendered: the core's census and intensity, the log counters, the connections, and
 //! the daemon's RSS (one small read of /proc/self/statm per request).
 
+use super::metrics_http::MetricsHttp;
 use super::Reactor;
 use crate::metrics::{self, LogCounters, Metrics, Snapshot};
 use crate::protocol::Reply;
@@ -14,6 +15,8 @@ pub(super) struct MetricsState {
     /// When the daemon's loop was built (wall clock, for `dynsup_start_time_seconds`).
     started_wall: SystemTime,
     started: Instant,
+    /// The HTTP endpoint (`metrics_listen`), if configured.
+    pub(super) http: Option<MetricsHttp>,
 }
 
 impl MetricsState {
@@ -22,7 +25,18 @@ impl MetricsState {
             data: Metrics::new(),
             started_wall: SystemTime::now(),
             started: Instant::now(),
+            http: None,
         }
+    }
+
+    /// Whether `token` is the HTTP endpoint's listener or one of its connections.
+    pub(super) fn has_http(&self, token: mio::Token) -> bool {
+        self.http.as_ref().is_some_and(|http| http.has(token))
+    }
+
+    /// When an HTTP connection's deadline is due, if any is open.
+    pub(super) fn next_wake(&self) -> Option<Instant> {
+        self.http.as_ref().and_then(MetricsHttp::next_deadline)
     }
 }
 
@@ -60,7 +74,11 @@ impl Reactor {
             },
             connections_open: self.clients.open(),
             connections: self.clients.counted,
-            http: None,
+            http: self
+                .metrics
+                .http
+                .as_ref()
+                .map(|http| (http.open(), http.counters)),
         };
         metrics::render(&self.metrics.data, &snapshot)
     }

@@ -43,6 +43,7 @@ mod clients;
 mod leftovers;
 mod logs;
 mod metrics;
+mod metrics_http;
 mod probes;
 mod router;
 mod worker_cgroups;
@@ -53,6 +54,7 @@ use self::clients::Clients;
 use self::leftovers::Leftovers;
 use self::logs::Logs;
 use self::metrics::MetricsState;
+pub use self::metrics_http::{bind as bind_metrics, MetricsListener};
 use self::probes::Probes;
 use self::worker_cgroups::WorkerCgroups;
 use self::workers_io::WorkerIo;
@@ -127,6 +129,8 @@ pub struct Settings {
     pub no_restore: bool,
     /// What happens to the workers' output (a reload replaces it).
     pub logs: LogConfig,
+    /// Where `GET /metrics` is served (`metrics_listen`), bound before the loop.
+    pub metrics_listener: Option<MetricsListener>,
 }
 
 /// epoll, and what every room needs from it: registration, fresh tokens and the retry
@@ -211,6 +215,7 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut settings = settings;
         settings.spawner.record_signal_dispositions();
+        let metrics_listener = settings.metrics_listener.take();
         let worker_notify = match NotifySocket::bind() {
             Ok(mut notify) => {
                 poll.registry()
@@ -223,7 +228,7 @@ impl Reactor {
                 None
             }
         };
-        Ok(Reactor {
+        let mut reactor = Reactor {
             core,
             clock: Clock {
                 epoch: Instant::now(),
@@ -251,7 +256,12 @@ impl Reactor {
             systemd: Systemd::from_env(),
             exiting: None,
             metrics: MetricsState::new(),
-        })
+        };
+        if let Some(listener) = metrics_listener {
+            let http = metrics_http::MetricsHttp::new(listener, &mut reactor.poller)?;
+            reactor.metrics.http = Some(http);
+        }
+        Ok(reactor)
     }
 
     /// True once a shutdown began (a boot child failed, say).
@@ -308,6 +318,7 @@ impl Reactor {
                     LISTENER => self.clients.accept(&mut self.poller),
                     NOTIFY => self.on_worker_notify(),
                     token if self.clients.has(token) => self.on_conn(token),
+                    token if self.metrics.has_http(token) => self.on_metrics_http(token),
                     token if self.probes.has(token) => {
                         self.probes.on_ready(token, &mut self.poller)
                     }
@@ -356,6 +367,7 @@ impl Reactor {
             // its reply says it is not).
             let written = self.files.write_if_dirty(&self.core);
             self.answer_after_write(written);
+            self.end_metrics_http_turn();
             self.clients.end_turn(&mut self.poller);
         }
     }
@@ -391,8 +403,19 @@ impl Reactor {
             .probes
             .next_deadline()
             .map(|at| at.saturating_duration_since(Instant::now()));
+        let metrics_http = self
+            .metrics
+            .next_wake()
+            .map(|at| at.saturating_duration_since(Instant::now()));
         [
-            deadline, grace, systemd, leftovers, clients, log_notes, probes,
+            deadline,
+            grace,
+            systemd,
+            leftovers,
+            clients,
+            log_notes,
+            probes,
+            metrics_http,
         ]
         .into_iter()
         .flatten()
