@@ -89,6 +89,7 @@ fn run_logged(args: DaemonArgs) -> ExitStatus {
         }
         None => None,
     };
+    let metrics_at = metrics_listener.as_ref().map(|l| l.describe());
     log::info!(
         "dynsup {} starting (pid {}), config {}, {} template(s), {} boot child(ren)",
         env!("CARGO_PKG_VERSION"),
@@ -150,8 +151,8 @@ fn run_logged(args: DaemonArgs) -> ExitStatus {
             reactor.boot(&config.children);
             if !reactor.is_shutting_down() {
                 log::info!("listening on {}", socket.display());
-                if let Some(listen) = &config.metrics_listen {
-                    log::info!("serving metrics on {listen}");
+                if let Some(at) = &metrics_at {
+                    log::info!("serving metrics on {at}");
                 }
             }
             match reactor.run() {

@@ -47,6 +47,26 @@ pub fn bind(
     }
 }
 
+impl MetricsListener {
+    /// Where it listens, as the log says it (the port the kernel chose for `:0`).
+    pub fn describe(&self) -> String {
+        match self {
+            MetricsListener::Tcp(l) => match l.local_addr() {
+                Ok(addr) => format!("http://{addr}/metrics"),
+                Err(_) => "a TCP socket".to_string(),
+            },
+            MetricsListener::Unix(l) => match l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+            {
+                Some(path) => format!("{path} (GET /metrics)"),
+                None => "a Unix socket".to_string(),
+            },
+        }
+    }
+}
+
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
@@ -169,7 +189,11 @@ impl MetricsHttp {
             }
         }
         match wire::parse(&conn.head) {
-            Some(Request::Metrics) => Next::Render,
+            Some(Request::Metrics) => {
+                // Counted before rendering: the answer counts itself.
+                self.counters.ok += 1;
+                Next::Render
+            }
             Some(Request::Refuse(status, why)) => {
                 self.counters.client_errors += 1;
                 let body = format!("{why}\n");
@@ -190,7 +214,6 @@ impl MetricsHttp {
 
     /// The metrics for a connection that asked for them.
     pub(super) fn answer(&mut self, token: Token, text: &str, registry: &Registry) {
-        self.counters.ok += 1;
         let response = wire::response(Status::Ok, crate::metrics::CONTENT_TYPE, text.as_bytes());
         self.answer_with(token, response, registry);
     }
