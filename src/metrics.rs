@@ -738,6 +738,16 @@ mod tests {
         }
     }
 
+    /// docs/OPERATIONS.md ("Metrics") lists every family with its type.
+    #[test]
+    fn every_family_is_documented() {
+        let doc = include_str!("../docs/OPERATIONS.md");
+        for (name, kind, _) in FAMILIES {
+            let row = format!("| `{name}` | {kind} |");
+            assert!(doc.contains(&row), "docs/OPERATIONS.md has no row {row}");
+        }
+    }
+
     #[test]
     fn fill_ratio_and_values() {
         let mut snap = snapshot();
