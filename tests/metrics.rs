@@ -193,7 +193,25 @@ fn metrics_pass_promtool_and_count_a_kill() {
         1.0
     );
 
-    // A read-only peer may ask too (`metrics` is in the read-only list).
+    // A `start` whose exec fails leaves no series of its name; its template counts it.
+    let reply = d.request(&start_cmd_req(
+        "bad",
+        Some("sleeper"),
+        &["/nonexistent/program"],
+    ));
+    assert!(!reply.ok, "{reply:?}");
+    let failed = cli_metrics(&d);
+    assert!(!failed.contains(r#"worker="bad""#), "{failed}");
+    assert_eq!(
+        sample(
+            &failed,
+            r#"dynsup_template_spawn_failures_total{template="sleeper"}"#
+        ),
+        1.0
+    );
+
+    // The request itself: the text in the reply's `metrics` (a read-only peer may ask:
+    // tests/socket_security.rs).
     let reply = d.request_ok(&Request::Metrics);
     assert!(reply
         .metrics
@@ -245,7 +263,8 @@ fn the_http_endpoint_refuses_what_it_does_not_serve_and_bounds_slow_clients() {
         let text = cli_metrics(&d);
         (sample(&text, "dynsup_http_connections") == 16.0).then_some(())
     });
-    let full = http_raw(&addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    // One more is answered 503 at once, before it sends anything.
+    let full = http_raw(&addr, b"");
     assert_eq!(status_of(&full), 503, "{full}");
     // The control socket is not held up meanwhile.
     let pid = d.start_worker("busy", Some("sleeper"), &[]);

@@ -224,6 +224,7 @@ fn read_only_uids_may_look_but_not_touch() {
                 name: Some("w".to_string()),
             }),
             line(&wait_ready_req("w")),
+            line(&Request::Metrics),
         ];
         let denied = [
             line(&start_req("intruder", Some("sleeper"), &[])),

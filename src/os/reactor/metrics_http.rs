@@ -1,6 +1,7 @@
 //! `[supervisor] metrics_listen`: `GET /metrics` over HTTP/1.x from the event loop (no
 //! thread, no HTTP library): accept, read a request head (bounded, `metrics::http`),
-//! answer once, close.
+//! answer once, shut the writing side, and close once the client does (what it still
+//! sends is discarded, bounded), so the answer is never lost to a reset.
 //!
 //! Slow or abusive clients are bounded like the control socket's: at most
 //! [`MAX_CONNS`] at once (one more is answered 503 and closed), at most
@@ -23,6 +24,10 @@ use std::time::{Duration, Instant};
 pub const MAX_CONNS: usize = 16;
 /// How long a connection may take, from its accept to its answer's last byte.
 pub const DEADLINE: Duration = Duration::from_secs(5);
+/// After its answer, what a client still sends is read and discarded, up to this
+/// much, until it closes (a close with unread bytes would reset the connection, and the
+/// client could lose the answer).
+const DRAIN_MAX: usize = 64 * 1024;
 
 /// The bound listener (made before the loop, like the control socket).
 pub enum MetricsListener {
@@ -93,6 +98,33 @@ impl Stream {
             Stream::Unix(s) => s.write(buf),
         }
     }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
+
+    /// Read and discard what is there; `true` when the peer closed (or failed), or
+    /// `budget` ran out.
+    fn discard(&mut self, budget: &mut usize) -> bool {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    *budget = budget.saturating_sub(n);
+                    if *budget == 0 {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return true,
+            }
+        }
+    }
 }
 
 struct HttpConn {
@@ -101,6 +133,9 @@ struct HttpConn {
     head: Vec<u8>,
     /// The answer, once there is one, and how much of it is written.
     answer: Option<(Vec<u8>, usize)>,
+    /// The answer is written and the writing side shut down: what the peer still sends
+    /// is discarded (at most this many more bytes) until it closes.
+    draining: Option<usize>,
     deadline: Instant,
 }
 
@@ -160,6 +195,12 @@ impl MetricsHttp {
         let Some(conn) = self.conns.get_mut(&token) else {
             return Next::Nothing;
         };
+        if let Some(budget) = conn.draining.as_mut() {
+            if conn.stream.discard(budget) {
+                self.close(token, poller.registry());
+            }
+            return Next::Nothing;
+        }
         if conn.answer.is_some() {
             self.write(token, poller.registry());
             return Next::Nothing;
@@ -227,7 +268,9 @@ impl MetricsHttp {
         }
     }
 
-    /// Write what the peer takes; close once all is written (or it failed).
+    /// Write what the peer takes; once all is written, shut the writing side down and
+    /// discard what the peer still sends until it closes (closed at once if writing
+    /// failed).
     fn write(&mut self, token: Token, registry: &Registry) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
@@ -235,20 +278,30 @@ impl MetricsHttp {
         let Some((bytes, sent)) = conn.answer.as_mut() else {
             return;
         };
-        let done = loop {
+        let written = loop {
             if *sent == bytes.len() {
-                break true;
+                break Some(true);
             }
             match conn.stream.write(&bytes[*sent..]) {
-                Ok(0) => break true,
+                Ok(0) => break Some(false),
                 Ok(n) => *sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break true,
+                Err(_) => break Some(false),
             }
         };
-        if done {
-            self.close(token, registry);
+        match written {
+            None => {}
+            Some(true) if conn.stream.shutdown_write().is_ok() => {
+                conn.answer = None;
+                let mut budget = DRAIN_MAX;
+                let closed = conn.stream.discard(&mut budget);
+                conn.draining = Some(budget);
+                if closed {
+                    self.close(token, registry);
+                }
+            }
+            Some(_) => self.close(token, registry),
         }
     }
 
@@ -272,6 +325,10 @@ impl MetricsHttp {
             };
             if self.conns.len() >= MAX_CONNS {
                 self.counters.refused += 1;
+                // What it sent already is read first, so that the close that follows
+                // is not a reset that could lose the answer (best effort).
+                let mut budget = wire::MAX_HEAD;
+                stream.discard(&mut budget);
                 let body = format!("at most {MAX_CONNS} metrics connections at once\n");
                 let response = wire::response(
                     Status::ServiceUnavailable,
@@ -297,6 +354,7 @@ impl MetricsHttp {
                     stream,
                     head: Vec::new(),
                     answer: None,
+                    draining: None,
                     deadline: Instant::now() + DEADLINE,
                 },
             );
@@ -315,8 +373,13 @@ impl MetricsHttp {
             .map(|(t, _)| *t)
             .collect();
         for token in late {
-            self.counters.timed_out += 1;
             if let Some(conn) = self.conns.get_mut(&token) {
+                if conn.draining.is_some() {
+                    // Answered; the peer just did not close.
+                    self.close(token, registry);
+                    continue;
+                }
+                self.counters.timed_out += 1;
                 if conn.answer.is_none() {
                     let body = b"the request head did not arrive in time\n";
                     let response =
