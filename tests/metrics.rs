@@ -342,3 +342,28 @@ fn a_public_address_needs_the_explicit_opt_in() {
     .start();
     d.wait_log("serving metrics on http://0.0.0.0:");
 }
+
+/// `dynsup metrics --json` prints the reply; without a daemon it exits 3 like every
+/// command, naming the socket.
+#[test]
+fn the_cli_prints_the_reply_with_json_and_exits_3_without_a_daemon() {
+    let d = Launch::new(&config_with("127.0.0.1:0")).start();
+    let out = d.cli(&["metrics", "--json"]);
+    assert_exit(&out, 0);
+    let reply: Reply = serde_json::from_str(stdout_of(&out).trim()).expect("one JSON reply");
+    assert!(reply.ok);
+    assert!(reply
+        .metrics
+        .is_some_and(|m| m.contains("# TYPE dynsup_uptime_seconds gauge")));
+
+    let dir = TestDir::new();
+    let socket = dir.join("nobody-listens.sock");
+    let out = run(cli_command(&socket).arg("metrics"), DEADLINE);
+    assert_exit(&out, 3);
+    assert!(
+        stderr_of(&out).contains(socket.to_str().unwrap()),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(stdout_of(&out).is_empty());
+}
