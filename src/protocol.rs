@@ -1021,6 +1021,7 @@ mod tests {
             },
             Request::ReopenLogs,
             Request::Health,
+            Request::Metrics,
         ];
         for req in &one_of_each {
             let json = serde_json::to_value(req).unwrap();
