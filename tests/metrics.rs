@@ -364,3 +364,26 @@ fn the_cli_prints_the_reply_with_json_and_exits_3_without_a_daemon() {
     );
     assert!(stdout_of(&out).is_empty());
 }
+
+/// Template names are any TOML key: quotes, backslashes, newlines and non-ASCII come
+/// out escaped, and promtool still parses every line.
+#[test]
+fn odd_template_names_are_escaped() {
+    let config = [
+        LENIENT_SUPERVISOR,
+        "\n[templates.\"we\\\"ird\\\\ line\\nbreak \u{e4}\"]\ncommand = [\"sleep\", \"100000\"]\n",
+    ]
+    .concat();
+    let d = Launch::new(&config).start();
+    let template = "we\"ird\\ line\nbreak \u{e4}";
+    d.start_worker("w", Some(template), &[]);
+    let text = cli_metrics(&d);
+    promtool_check(&text);
+    assert_eq!(
+        sample(
+            &text,
+            r#"dynsup_workers{template="we\"ird\\ line\nbreak ä",state="running"}"#
+        ),
+        1.0
+    );
+}
