@@ -174,6 +174,8 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Print the daemon's metrics in the Prometheus text format (see docs/OPERATIONS.md)
+    Metrics,
 }
 
 fn dynsup_default_lines() -> usize {

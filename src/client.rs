@@ -414,6 +414,7 @@ fn to_request(command: Command) -> Result<Request, String> {
             follow,
         },
         Command::ReopenLogs => Request::ReopenLogs,
+        Command::Metrics => Request::Metrics,
     })
 }
 
@@ -745,6 +746,8 @@ fn print_human(request: &Request, reply: &Reply) {
             }
             println!("daemon stopped ({} worker(s) stopped)", reports.len());
         }
+        // The exposition ends with its own newline.
+        Request::Metrics => print!("{}", reply.metrics.as_deref().unwrap_or_default()),
     }
 }
 

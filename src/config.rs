@@ -59,6 +59,8 @@ pub const KEYS: &[&str] = &[
     "supervisor.log_dir",
     "supervisor.log_max_bytes",
     "supervisor.log_keep",
+    "supervisor.metrics_listen",
+    "supervisor.metrics_listen_public",
     "templates.NAME.command",
     "templates.NAME.restart",
     "templates.NAME.shutdown_ms",
@@ -137,6 +139,8 @@ pub struct Config {
     /// What happens to the workers' output: kept in memory, rate-limited, written to
     /// files.
     pub logs: LogConfig,
+    /// Where `GET /metrics` is served over HTTP, if anywhere.
+    pub metrics_listen: Option<crate::metrics::listen::MetricsListen>,
 }
 
 /// The workers' output settings: the bound on all kept lines, and each template's own.
@@ -240,6 +244,7 @@ pub struct FixedSettings {
     pub state_file: Option<PathBuf>,
     pub cgroup: bool,
     pub cgroup_root: Option<PathBuf>,
+    pub metrics_listen: Option<crate::metrics::listen::MetricsListen>,
 }
 
 impl Config {
@@ -269,6 +274,7 @@ impl Config {
             state_file: self.state_file.clone(),
             cgroup: self.cgroup,
             cgroup_root: self.cgroup_root.clone(),
+            metrics_listen: self.metrics_listen.clone(),
         }
     }
 }
@@ -336,6 +342,9 @@ struct RawSupervisor {
     log_dir: Option<Spanned<String>>,
     log_max_bytes: Option<Spanned<u64>>,
     log_keep: Option<Spanned<u32>>,
+    metrics_listen: Option<Spanned<String>>,
+    #[serde(default)]
+    metrics_listen_public: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -611,6 +620,13 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         Some(m) => m.into_inner(),
         None => 1024,
     };
+    let metrics_listen = match &raw.supervisor.metrics_listen {
+        Some(listen) => Some(
+            crate::metrics::listen::parse(listen.get_ref(), raw.supervisor.metrics_listen_public)
+                .map_err(|message| (listen.span(), message))?,
+        ),
+        None => None,
+    };
     Ok(Config {
         source: file.to_string(),
         log_level,
@@ -628,6 +644,7 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         templates,
         children,
         logs,
+        metrics_listen,
     })
 }
 

@@ -75,6 +75,21 @@ fn run_logged(args: DaemonArgs) -> ExitStatus {
             return ExitStatus::Usage;
         }
     };
+    let metrics_listener = match &config.metrics_listen {
+        Some(listen) => {
+            match crate::os::reactor::bind_metrics(listen, config.socket_mode, config.socket_group)
+            {
+                Ok(listener) => Some(listener),
+                Err(err) => {
+                    log::error!("{err}");
+                    remove_socket(&socket);
+                    return ExitStatus::Usage;
+                }
+            }
+        }
+        None => None,
+    };
+    let metrics_at = metrics_listener.as_ref().map(|l| l.describe());
     log::info!(
         "dynsup {} starting (pid {}), config {}, {} template(s), {} boot child(ren)",
         env!("CARGO_PKG_VERSION"),
@@ -129,12 +144,16 @@ fn run_logged(args: DaemonArgs) -> ExitStatus {
         max_connections: config.max_connections,
         no_restore: args.no_restore,
         logs: config.logs.clone(),
+        metrics_listener,
     };
     let status = match Reactor::new(listener, core, ctx, settings) {
         Ok(mut reactor) => {
             reactor.boot(&config.children);
             if !reactor.is_shutting_down() {
                 log::info!("listening on {}", socket.display());
+                if let Some(at) = &metrics_at {
+                    log::info!("serving metrics on {at}");
+                }
             }
             match reactor.run() {
                 Ok(code) => ExitStatus::after_shutdown(code),
@@ -150,6 +169,9 @@ fn run_logged(args: DaemonArgs) -> ExitStatus {
         }
     };
     remove_socket(&socket);
+    if let Some(crate::metrics::listen::MetricsListen::Unix(path)) = &config.metrics_listen {
+        remove_socket(path);
+    }
     log::info!("exiting with status {}", status.code());
     status
 }

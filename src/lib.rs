@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod exit_status;
 pub mod logger;
 pub mod manpage;
+pub mod metrics;
 pub mod os;
 pub mod paths;
 pub mod protocol;

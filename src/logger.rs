@@ -201,6 +201,12 @@ fn start_writer() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Lines (records and worker lines) dropped since the daemon started because stderr
+/// did not keep up (for `metrics`).
+pub fn stderr_dropped_total() -> u64 {
+    QUEUE.dropped_total()
+}
+
 /// At exit: waits until everything logged so far is written to stderr, at most
 /// `grace`. `false`: stderr did not take it all in time (the rest is lost with the
 /// process).

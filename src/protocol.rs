@@ -154,6 +154,9 @@ pub enum Request {
     Health,
     /// The daemon's version, protocol version, pid and uptime.
     Version,
+    /// The daemon's metrics in the Prometheus text exposition format (0.0.4), as one
+    /// string in the reply's `metrics`.
+    Metrics,
 }
 
 /// The protocol's version, in the `version` reply: raised when a change would break a
@@ -322,6 +325,7 @@ impl Request {
             Request::ReopenLogs => Cmd::ReopenLogs,
             Request::Health => Cmd::Health,
             Request::Version => Cmd::Version,
+            Request::Metrics => Cmd::Metrics,
         }
     }
 }
@@ -349,11 +353,12 @@ pub enum Cmd {
     ReopenLogs,
     Health,
     Version,
+    Metrics,
 }
 
 impl Cmd {
     /// Every command, in documentation order.
-    pub const ALL: [Cmd; 18] = [
+    pub const ALL: [Cmd; 19] = [
         Cmd::Start,
         Cmd::Stop,
         Cmd::Kill,
@@ -372,6 +377,7 @@ impl Cmd {
         Cmd::ReopenLogs,
         Cmd::Health,
         Cmd::Version,
+        Cmd::Metrics,
     ];
 
     /// The wire name: the value of `"cmd"` (serde's snake_case of the variant).
@@ -395,6 +401,7 @@ impl Cmd {
             Cmd::ReopenLogs => "reopen_logs",
             Cmd::Health => "health",
             Cmd::Version => "version",
+            Cmd::Metrics => "metrics",
         }
     }
 
@@ -417,6 +424,7 @@ impl Cmd {
             | Cmd::Logs
             | Cmd::Health
             | Cmd::Version => true,
+            Cmd::Metrics => true,
             Cmd::Start
             | Cmd::Stop
             | Cmd::Kill
@@ -928,6 +936,9 @@ pub struct Reply {
     /// `version`: the daemon's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<VersionReport>,
+    /// `metrics`: the Prometheus text exposition (format 0.0.4), newlines included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 /// The answer to `version`.
@@ -1223,6 +1234,7 @@ mod tests {
             Request::ReopenLogs,
             Request::Health,
             Request::Version,
+            Request::Metrics,
         ];
         for req in &one_of_each {
             let json = serde_json::to_value(req).unwrap();

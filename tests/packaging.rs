@@ -117,10 +117,10 @@ fn dockerfile_builds_in_one_stage_and_runs_dynsup_in_a_slim_one() {
     assert_eq!(entrypoint[..2], ["dynsup", "daemon"], "{entrypoint:?}");
     let cli = Cli::try_parse_from(&entrypoint)
         .unwrap_or_else(|e| panic!("the CLI refuses the ENTRYPOINT {entrypoint:?}: {e}"));
-    let Command::Daemon { config, .. } = cli.command else {
+    let Some(Command::Daemon { .. }) = cli.command else {
         panic!("the ENTRYPOINT is not `dynsup daemon`");
     };
-    let config = config.expect("the ENTRYPOINT passes --config");
+    let config = cli.config.expect("the ENTRYPOINT passes --config");
     assert!(
         copied_to.iter().any(|dest| Path::new(dest) == config),
         "{} is not copied into the image ({copied_to:?})",

@@ -226,6 +226,7 @@ fn read_only_uids_may_look_but_not_touch() {
             line(&wait_ready_req("w")),
             line(&Request::Version),
             r#"{"cmd":"list","names":["w"],"template":"sleeper"}"#.to_string(),
+            line(&Request::Metrics),
         ];
         let denied = [
             line(&start_req("intruder", Some("sleeper"), &[])),

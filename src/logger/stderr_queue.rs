@@ -18,7 +18,7 @@
 //! record per half a bound written.
 
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,8 @@ pub struct StderrQueue {
     /// A copy of `State::dropping`, read without the lock: a line that will be refused
     /// need not be formatted first.
     refusing: AtomicBool,
+    /// Lines refused since the daemon started (for `metrics`).
+    dropped_total: AtomicU64,
 }
 
 struct State {
@@ -71,6 +73,7 @@ impl StderrQueue {
             capacity,
             dropped_record,
             refusing: AtomicBool::new(false),
+            dropped_total: AtomicU64::new(0),
         }
     }
 
@@ -89,6 +92,7 @@ impl StderrQueue {
         let mut state = self.lock();
         if state.dropping {
             state.dropped += 1;
+            self.dropped_total.fetch_add(1, Ordering::Relaxed);
         }
         state.dropping
     }
@@ -101,6 +105,7 @@ impl StderrQueue {
             state.dropping = true;
             self.refusing.store(true, Ordering::Relaxed);
             state.dropped += 1;
+            self.dropped_total.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         state.queued.extend_from_slice(line);
@@ -180,6 +185,11 @@ impl StderrQueue {
                 .0;
         }
         true
+    }
+
+    /// Lines refused since the daemon started.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total.load(Ordering::Relaxed)
     }
 
     /// Lines dropped since the last `dropped` record.

@@ -53,6 +53,8 @@ pub struct LogFiles {
     broken: bool,
     /// Lines dropped per name since its last batch that fit.
     dropped: HashMap<String, u64>,
+    /// Lines dropped since the daemon started, for `metrics`.
+    pub dropped_total: u64,
 }
 
 struct Writer {
@@ -101,6 +103,7 @@ impl LogFiles {
     /// them if the queue is full.
     pub fn write(&mut self, name: &str, settings: &FileSettings, mut bytes: Vec<u8>, lines: u64) {
         let Some(writer) = self.writer() else {
+            self.dropped_total += lines;
             *self.dropped.entry(name.to_string()).or_insert(0) += lines;
             return;
         };
@@ -115,6 +118,7 @@ impl LogFiles {
                 );
             }
             *count += lines;
+            self.dropped_total += lines;
             return;
         }
         if let Some(lost) = self.dropped.remove(name).filter(|&n| n > 0) {

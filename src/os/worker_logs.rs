@@ -163,6 +163,10 @@ pub struct WorkerLogs {
     /// Entries that may have become removable (no line, no pipe); looked at in
     /// `end_turn`, so that ids handed out this turn stay valid until then.
     maybe_empty: Vec<NameId>,
+    /// Lines let through (pushed) since the daemon started, for `metrics`.
+    pub lines_total: u64,
+    /// Lines dropped over a rate limit since the daemon started, for `metrics`.
+    pub dropped_total: u64,
 }
 
 /// A name's lines for its log file, gathered during a loop turn.
@@ -188,6 +192,8 @@ impl WorkerLogs {
             drops_changed: Vec::new(),
             open_windows: Vec::new(),
             maybe_empty: Vec::new(),
+            lines_total: 0,
+            dropped_total: 0,
         }
     }
 
@@ -315,6 +321,7 @@ impl WorkerLogs {
         if n == 0 {
             return;
         }
+        self.dropped_total += n;
         let Some(entry) = self.entry(id) else { return };
         entry.window.limit = entry.settings.rate_limit;
         entry.window.dropped += n;
@@ -332,6 +339,7 @@ impl WorkerLogs {
     /// A line `id` wrote (its newline removed), admitted by its rate limit: to the
     /// daemon's log, the ring, the file batch and the followers.
     pub fn push(&mut self, id: NameId, pid: i32, raw: &[u8], at: &mut Stamp) {
+        self.lines_total += 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let text = String::from_utf8_lossy(raw);
         let Some(entry) = self.entry_ref(id) else {

@@ -440,6 +440,27 @@ impl Supervisor {
         replies::counts(&self.registry)
     }
 
+    /// For `metrics`: how many workers of each template are in each state, by
+    /// (template, state name as `list` shows it) (visits every worker).
+    pub fn census(&self) -> BTreeMap<(&str, &'static str), usize> {
+        replies::census(&self.registry)
+    }
+
+    /// For `metrics`: the config's template names.
+    pub fn template_names(&self) -> impl Iterator<Item = &str> {
+        self.templates.keys().map(String::as_str)
+    }
+
+    /// For `metrics`: the supervisor-wide intensity at `now`: the restarts within its
+    /// window, its `max_restarts` and its `max_seconds`.
+    pub fn intensity_fill(&self, now: Time) -> (usize, u32, u64) {
+        (
+            self.intensity.count_within(now.secs()),
+            self.limits.max_restarts,
+            self.limits.max_seconds,
+        )
+    }
+
     /// Every worker with a live process: (name, pid), for `ps`.
     pub fn live_pids(&self, name: Option<&str>) -> Vec<(String, i32)> {
         let mut rows: Vec<(String, i32)> = self

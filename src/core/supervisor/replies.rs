@@ -401,6 +401,21 @@ pub(super) fn counts(registry: &Registry) -> Counts {
     counts
 }
 
+/// How many workers of each template are in each state, by (template, state name)
+/// (visits every worker; for `metrics`).
+pub(super) fn census(
+    registry: &Registry,
+) -> std::collections::BTreeMap<(&str, &'static str), usize> {
+    let mut census = std::collections::BTreeMap::new();
+    for (_, entry) in registry.iter() {
+        let template = entry.worker.spec.template.name.as_str();
+        *census
+            .entry((template, state_name(entry.state()).as_str()))
+            .or_insert(0) += 1;
+    }
+    census
+}
+
 /// What a reload did, by `[[children]]` name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct ReloadSummary {

@@ -53,6 +53,7 @@ impl Reactor {
             Action::Spawn { instance, spec } => {
                 // Answered before anything else: the pid is in the registry before
                 // `waitpid` can return it.
+                let began = Instant::now();
                 let spawned = self.workers.spawn(
                     instance,
                     &spec,
@@ -60,6 +61,13 @@ impl Reactor {
                     &mut self.poller,
                     &mut self.logs,
                 );
+                self.metrics.data.spawned(
+                    &spec.name,
+                    &spec.template.name,
+                    began.elapsed().as_secs_f64(),
+                    spawned.is_ok(),
+                );
+                let failed = spawned.is_err();
                 let input = match spawned {
                     Ok(pid) => Input::Spawned { instance, pid },
                     Err(error) => Input::SpawnFailed {
@@ -69,6 +77,10 @@ impl Reactor {
                     },
                 };
                 self.feed(input);
+                if failed && !self.core.is_registered(&spec.name) {
+                    // A `start` that could not exec: the name is not kept.
+                    self.metrics.data.forget(&spec.name);
+                }
             }
             Action::Kill {
                 pid,
@@ -112,6 +124,7 @@ impl Reactor {
             }
             Action::Reply { to, reply } => self.deliver(to, *reply),
             Action::Event(event) => {
+                self.metrics.data.observe(&event);
                 if event == Event::Shutdown {
                     self.systemd.stopping();
                 }

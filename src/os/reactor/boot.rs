@@ -165,6 +165,7 @@ impl Files {
             ("state_file", new.state_file != old.state_file),
             ("cgroup", new.cgroup != old.cgroup),
             ("cgroup_root", new.cgroup_root != old.cgroup_root),
+            ("metrics_listen", new.metrics_listen != old.metrics_listen),
         ] {
             if changed {
                 log::warn!(

@@ -9,6 +9,7 @@
 use super::Poller;
 use crate::access::{Access, AccessPolicy};
 use crate::config::Config;
+use crate::metrics::Connections;
 use crate::os::conn::{Conn, ConnStatus};
 use crate::os::process;
 use crate::protocol::{Cmd, ErrorKind, Event, LogEvent, Reply, Request};
@@ -49,6 +50,8 @@ pub(super) struct Clients {
     /// The process groups read from /proc for the `ps` requests of this loop turn:
     /// one scan shared by all of them, dropped at the end of the turn.
     process_groups: Option<HashMap<i32, Vec<i32>>>,
+    /// Connections admitted and turned away, for `metrics`.
+    pub(super) counted: Connections,
 }
 
 /// The listener could not accept (its queue still holds connections).
@@ -76,7 +79,13 @@ impl Clients {
             accept_retry: None,
             idle_check_at: None,
             process_groups: None,
+            counted: Connections::default(),
         }
+    }
+
+    /// How many connections are open (for `metrics`).
+    pub(super) fn open(&self) -> usize {
+        self.conns.len()
     }
 
     pub(super) fn has(&self, token: Token) -> bool {
@@ -135,11 +144,26 @@ impl Clients {
         }
     }
 
-    /// Check who is connecting and whether there is room; register or turn away.
-    fn admit(&mut self, mut stream: UnixStream, poller: &mut Poller) {
+    /// Check who is connecting and whether there is room; register or turn away
+    /// (counted for `metrics`).
+    fn admit(&mut self, stream: UnixStream, poller: &mut Poller) {
+        match self.admit_or_refuse(stream, poller) {
+            None => self.counted.accepted += 1,
+            Some(ErrorKind::TooManyConnections) => self.counted.refused_full += 1,
+            Some(_) => self.counted.refused_denied += 1,
+        }
+    }
+
+    /// `admit`'s decision; the kind of the refusal, if it was turned away.
+    fn admit_or_refuse(
+        &mut self,
+        mut stream: UnixStream,
+        poller: &mut Poller,
+    ) -> Option<ErrorKind> {
         let refuse = |stream: &mut UnixStream, kind: ErrorKind, message: String| {
             // Best effort, never blocking: a fresh socket's buffer takes one line.
             let _ = io::Write::write(stream, &Reply::error(kind, message).encode());
+            Some(kind)
         };
         let open = self.conns.len();
         if open >= self.max_connections {
@@ -197,6 +221,7 @@ impl Clients {
             Ok(()) => self.register(token, Conn::new(stream, access, peer)),
             Err(e) => log::error!("cannot watch a new connection: {e}"),
         }
+        None
     }
 
     fn register(&mut self, token: Token, conn: Conn) {

@@ -42,6 +42,12 @@ impl Logs {
         self.store.open_pipe(name, settings)
     }
 
+    /// Lines dropped because the log file writer was behind, since the daemon started
+    /// (for `metrics`).
+    pub(super) fn file_drops(&self) -> u64 {
+        self.files.dropped_total
+    }
+
     /// When a drop note is due, if any (a poll timeout).
     pub(super) fn next_wake(&self) -> Option<Instant> {
         self.store.next_wake()

@@ -34,7 +34,8 @@
 //!   the `logs` and `reopen_logs` requests, and each turn's end for output;
 //! - `worker_cgroups`: the workers' cgroups, from before the spawn to removal;
 //! - `probes`: the health checks in flight (start, output, timeout, reap, answer);
-//! - `boot`: the boot children, the state file (restore, save), and reload.
+//! - `boot`: the boot children, the state file (restore, save), and reload;
+//! - `metrics`: the `metrics` request's counters and snapshot.
 
 mod actions;
 mod batches;
@@ -43,6 +44,8 @@ mod clients;
 mod exits;
 mod leftovers;
 mod logs;
+mod metrics;
+mod metrics_http;
 mod probes;
 mod router;
 mod worker_cgroups;
@@ -53,6 +56,8 @@ use self::clients::Clients;
 use self::exits::Exits;
 use self::leftovers::Leftovers;
 use self::logs::Logs;
+use self::metrics::MetricsState;
+pub use self::metrics_http::{bind as bind_metrics, MetricsListener};
 use self::probes::Probes;
 use self::worker_cgroups::WorkerCgroups;
 use self::workers_io::WorkerIo;
@@ -112,6 +117,8 @@ pub struct Reactor {
     /// A client's `reload` in progress, and the settings it changed that apply only
     /// after a daemon restart: they go into its reply.
     reload_notes: Option<(ReplyTo, Vec<String>)>,
+    /// The counters `metrics` renders.
+    metrics: MetricsState,
 }
 
 /// What the reactor needs from the config and the command line.
@@ -130,6 +137,8 @@ pub struct Settings {
     pub no_restore: bool,
     /// What happens to the workers' output (a reload replaces it).
     pub logs: LogConfig,
+    /// Where `GET /metrics` is served (`metrics_listen`), bound before the loop.
+    pub metrics_listener: Option<MetricsListener>,
 }
 
 /// epoll, and what every room needs from it: registration, fresh tokens and the retry
@@ -216,6 +225,7 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut settings = settings;
         settings.spawner.record_signal_dispositions();
+        let metrics_listener = settings.metrics_listener.take();
         let worker_notify = match NotifySocket::bind() {
             Ok(mut notify) => {
                 poll.registry()
@@ -228,7 +238,7 @@ impl Reactor {
                 None
             }
         };
-        Ok(Reactor {
+        let mut reactor = Reactor {
             core,
             clock: Clock {
                 epoch: Instant::now(),
@@ -258,7 +268,13 @@ impl Reactor {
             ),
             systemd: Systemd::from_env(),
             exiting: None,
-        })
+            metrics: MetricsState::new(),
+        };
+        if let Some(listener) = metrics_listener {
+            let http = metrics_http::MetricsHttp::new(listener, &mut reactor.poller)?;
+            reactor.metrics.http = Some(http);
+        }
+        Ok(reactor)
     }
 
     /// True once a shutdown began (a boot child failed, say).
@@ -316,6 +332,7 @@ impl Reactor {
                     NOTIFY => self.on_worker_notify(),
                     token if self.clients.has(token) => self.on_conn(token),
                     token if self.poller.exits.has(token) => self.on_pidfd(token),
+                    token if self.metrics.has_http(token) => self.on_metrics_http(token),
                     token if self.probes.has(token) => {
                         self.probes.on_ready(token, &mut self.poller)
                     }
@@ -367,6 +384,7 @@ impl Reactor {
             // its reply says it is not).
             let written = self.files.write_if_dirty(&mut self.core);
             self.answer_after_write(written);
+            self.end_metrics_http_turn();
             self.clients.end_turn(&mut self.poller);
         }
     }
@@ -407,8 +425,20 @@ impl Reactor {
             .exits
             .next_sweep()
             .map(|at| at.saturating_duration_since(Instant::now()));
+        let metrics_http = self
+            .metrics
+            .next_wake()
+            .map(|at| at.saturating_duration_since(Instant::now()));
         [
-            deadline, grace, systemd, leftovers, clients, log_notes, probes, sweep,
+            deadline,
+            grace,
+            systemd,
+            leftovers,
+            clients,
+            log_notes,
+            probes,
+            metrics_http,
+            sweep,
         ]
         .into_iter()
         .flatten()

@@ -82,6 +82,11 @@ impl Reactor {
                 follow,
             } => self.logs_request(token, seq, from, name, lines, follow),
             Request::ReopenLogs => self.reopen_logs(from),
+            // Rendered here from the loop's counters and the core's census: `metrics.rs`.
+            Request::Metrics => {
+                let reply = self.metrics_reply();
+                self.deliver(from, reply);
+            }
             // The core answers; the pid's process group, read from /proc, goes with it.
             Request::Whois { pid } => {
                 let group = process::process_group(pid);
