@@ -33,7 +33,7 @@ fn config(dir: &Path) -> String {
     let templates = format!(
         r#"
 [templates.pinger]
-command = [{worker}, "--stop-watchdog-after", "3"]
+command = ["sh", "-c", {first_run_only}, {pinger_mark}, {worker}, "--stop-watchdog-after", "3"]
 restart = "permanent"
 ready = "notify"
 watchdog_ms = 400
@@ -49,7 +49,7 @@ watchdog_ms = 2000
 rlimits = {{ core = 0 }}
 
 [templates.trigger]
-command = [{worker}, "--watchdog-ping-ms", "20", "--watchdog-trigger-after", "2"]
+command = ["sh", "-c", {first_run_only}, {trigger_mark}, {worker}, "--watchdog-ping-ms", "20", "--watchdog-trigger-after", "2"]
 restart = "permanent"
 watchdog_ms = 600000
 rlimits = {{ core = 0 }}
@@ -70,10 +70,10 @@ user = "nobody"
 rlimits = {{ core = 0 }}
 
 [templates.failing]
-command = ["sleep", "100000"]
+command = ["sh", "-c", "if [ -e \"$0\" ]; then touch \"$0.healthy\"; fi; touch \"$0\"; exec sleep 100000", {failing_mark}]
 restart = "permanent"
 rlimits = {{ core = 0 }}
-health = {{ command = ["sh", "-c", "echo not ok; exit 1"], interval_ms = 100, timeout_ms = 10000, failures = 3 }}
+health = {{ command = ["sh", "-c", "[ -e \"$0.healthy\" ] && exit 0; echo not ok; exit 1", {failing_mark}], interval_ms = 100, timeout_ms = 10000, failures = 3 }}
 
 [templates.hanging]
 command = ["sleep", "100000"]
@@ -95,6 +95,10 @@ restart = "permanent"
 health = {{ command = ["sh", "-c", "echo $$ >> \"$0\"; exec sleep 100000", {slow_pids}], interval_ms = 50, timeout_ms = 600000, failures = 3 }}
 "#,
         script = toml_str(SHELL_WORKER),
+        first_run_only = toml_str(FIRST_RUN_ONLY),
+        pinger_mark = path("pinger-ran"),
+        trigger_mark = path("trigger-ran"),
+        failing_mark = path("failing-ran"),
         hanging_pids = path("hanging-pids"),
         slow_pids = path("slow-pids"),
         dir = toml_str(dir.to_str().unwrap()),
@@ -103,6 +107,13 @@ health = {{ command = ["sh", "-c", "echo $$ >> \"$0\"; exec sleep 100000", {slow
     );
     [LENIENT_SUPERVISOR, &templates].concat()
 }
+
+/// `sh -c FIRST_RUN_ONLY MARK WORKER FLAG...`: the worker with its misbehaving flags the
+/// first time (MARK does not exist yet), without them once restarted — so the restarted
+/// worker stays up for the test to look at. `exec`: the worker keeps the shell's pid.
+const FIRST_RUN_ONLY: &str = r#"mark=$0; worker=$1; shift
+if [ -e "$mark" ]; then exec "$worker"; fi
+touch "$mark"; exec "$worker" "$@""#;
 
 /// An unmodified sd_notify shell script: ready, then a keep-alive (with a count in
 /// its status) every 50 ms, through the real `systemd-notify`.
