@@ -120,7 +120,8 @@ fn path_notify_socket_gets_ready_status_and_stopping() {
     let slow = d.start_worker("slow", Some("slow_backoff"), &[]);
     send_signal(slow, Signal::SIGKILL);
     n.wait_for(DEADLINE, "with STATUS= counting 1 in backoff", |m| {
-        notify_field(m, "STATUS").is_some_and(|s| s.contains("2 running, 1 in backoff"))
+        notify_field(m, "STATUS")
+            .is_some_and(|s| s.starts_with("2 running") && s.contains(" 1 in backoff"))
     });
 
     // Idle now: nothing is due for systemd (no watchdog), so the daemon sleeps. Over a

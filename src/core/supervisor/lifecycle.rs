@@ -25,6 +25,9 @@ enum Retry {
     AfterOtherEvents,
 }
 
+/// How many due deadlines one `Input::Tick` handles at most (spawns, kills, timeouts).
+pub const TICK_BUDGET: usize = 8;
+
 impl Supervisor {
     /// Register `worker` as being spawned and ask the OS layer to spawn it — or, when
     /// a worker it is `after` is not running and ready, register it `Blocked` until
@@ -559,7 +562,14 @@ impl Supervisor {
 
     /// Every deadline at or before now: stop timeouts, ready timeouts, restart times.
     pub(super) fn on_tick(&mut self, now: Time, out: &mut Vec<Action>) {
-        while let Some(name) = self.registry.first_due(now.mono_us) {
+        // A budget per tick: the rest stay due, and the reactor ticks again on its next
+        // turn (its poll does not sleep while a deadline has passed), after serving its
+        // clients — so a thousand restarts due at once never hold a `lookup` behind all
+        // of their spawns.
+        for _ in 0..TICK_BUDGET {
+            let Some(name) = self.registry.first_due(now.mono_us) else {
+                break;
+            };
             match self.step(&name, Event::Due, now, out) {
                 None => {}
                 Some((mut worker, Next::Spawn(purpose))) => {

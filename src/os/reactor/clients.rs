@@ -405,6 +405,13 @@ impl Clients {
         self.process_groups = None;
     }
 
+    /// Send the replies ready so far, before the turn's deadlines (restarts due, kills):
+    /// a `lookup` answered in this turn does not wait for the spawns that follow it.
+    /// Replies held for the state file's write are not in the connections yet.
+    pub(super) fn flush_answered(&mut self, poller: &mut Poller) {
+        self.flush(poller);
+    }
+
     /// Write what the connections that got replies can take; want writability only
     /// while bytes wait; resume reading a connection the bounds had paused.
     fn flush(&mut self, poller: &mut Poller) {

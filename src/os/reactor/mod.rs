@@ -112,6 +112,9 @@ pub struct Reactor {
     exiting: Option<Exiting>,
     /// The last turn's reaps used their whole budget: there may be more.
     reap_more: bool,
+    /// Children reaped through their pidfds this turn (at most `REAP_BUDGET`; the rest
+    /// wait on the retry list).
+    pidfd_reaps: usize,
     /// Requests about several workers, waiting for the last worker's answer.
     batches: batches::Batches,
     /// A client's `reload` in progress, and the settings it changed that apply only
@@ -258,6 +261,7 @@ impl Reactor {
             leftovers: Leftovers::default(),
             probes: Probes::default(),
             reap_more: false,
+            pidfd_reaps: 0,
             batches: batches::Batches::default(),
             reload_notes: None,
             files: Files::new(
@@ -325,6 +329,7 @@ impl Reactor {
             // otherwise be served twice, and put back twice, growing every turn.
             seen.clear();
             ready.retain(|token| seen.insert(*token));
+            self.pidfd_reaps = 0;
             for &token in &ready {
                 match token {
                     SIGNALS => self.on_signals(),
@@ -341,6 +346,7 @@ impl Reactor {
                         .on_ready(token, &mut self.poller, &mut self.logs.store),
                 }
             }
+            self.clients.flush_answered(&mut self.poller);
             if self.poller.exits.take_due_sweep(Instant::now()) {
                 self.sweep();
             }
@@ -502,6 +508,13 @@ impl Reactor {
 
     /// A spawned child's pidfd is readable: reap exactly that child.
     fn on_pidfd(&mut self, token: Token) {
+        // A budget per turn, as for the sweep: a thousand workers dying at once are
+        // restarted over several turns, with clients served between them.
+        if self.pidfd_reaps >= REAP_BUDGET {
+            self.poller.retry(token);
+            return;
+        }
+        self.pidfd_reaps += 1;
         if let Some((pid, exit)) = self
             .poller
             .exits
