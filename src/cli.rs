@@ -50,6 +50,10 @@ pub enum Command {
         /// Reply only once the worker is ready (sends READY=1, for `ready = "notify"`)
         #[arg(long)]
         wait_ready: bool,
+        /// An environment variable for this worker only, on top of its template's `env`
+        /// and `env_file`s (repeatable; kept across its restarts and in the state file)
+        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = env_var)]
+        env: Vec<(String, String)>,
     },
     /// Stop a worker: stop signal, then SIGKILL after the timeout; it is not restarted
     Stop {
@@ -131,6 +135,15 @@ pub enum Command {
     },
     /// Close and reopen every worker's log file (after an external logrotate moved them)
     ReopenLogs,
+}
+
+/// `--env KEY=VALUE`: split at the first `=`; the key non-empty, neither holding a NUL.
+fn env_var(text: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!("expected KEY=VALUE, found {text:?}"));
+    };
+    crate::core::validate_env_var(key, value)?;
+    Ok((key.to_string(), value.to_string()))
 }
 
 fn dynsup_default_lines() -> usize {

@@ -207,12 +207,14 @@ fn to_request(command: Command) -> Option<Request> {
             template,
             args,
             command,
+            env,
             ..
         } => Request::Start {
             name,
             template,
             args,
             command: (!command.is_empty()).then_some(command),
+            env: env.into_iter().collect(),
         },
         Command::Stop { name, timeout } => Request::Stop {
             name,

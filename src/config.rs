@@ -9,8 +9,8 @@
 
 use crate::access::{AccessPolicy, ConnectionLimits};
 use crate::core::{
-    validate_name, Backoff, Credentials, HealthCheck, Limits, OnLimit, OnReload, Readiness,
-    ReloadConfig, Resource, RestartLimit, RestartType, RestartWith, Rlimit, Template,
+    validate_name, Backoff, Credentials, EnvFile, HealthCheck, Limits, OnLimit, OnReload,
+    Readiness, ReloadConfig, Resource, RestartLimit, RestartType, RestartWith, Rlimit, Template,
 };
 use crate::signal::Signal;
 use serde::Deserialize;
@@ -65,6 +65,7 @@ pub const KEYS: &[&str] = &[
     "templates.NAME.stop_signal",
     "templates.NAME.clean_signals",
     "templates.NAME.env",
+    "templates.NAME.env_file",
     "templates.NAME.cwd",
     "templates.NAME.extra_args",
     "templates.NAME.normal_exit_codes",
@@ -348,6 +349,8 @@ struct RawTemplate {
     clean_signals: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, String>,
+    #[serde(default)]
+    env_file: Vec<Spanned<String>>,
     cwd: Option<Spanned<String>>,
     #[serde(default)]
     extra_args: Vec<String>,
@@ -951,6 +954,11 @@ fn validate_template(
         }
         env.push((key.into_inner(), value));
     }
+    let env_files = raw
+        .env_file
+        .iter()
+        .map(|path| env_file(&name, path))
+        .collect::<Result<Vec<_>, _>>()?;
     let cwd = match raw.cwd {
         Some(c) if c.get_ref().is_empty() || c.get_ref().contains('\0') => {
             return Err((
@@ -1062,6 +1070,7 @@ fn validate_template(
         stop_signal,
         clean_signals,
         env,
+        env_files,
         cwd,
         extra_args: raw.extra_args,
         normal_exit_codes: raw.normal_exit_codes.unwrap_or_else(|| vec![0]),
@@ -1080,6 +1089,26 @@ fn validate_template(
         health,
         critical: raw.critical,
         on_reload: raw.on_reload.unwrap_or(OnReload::Restart),
+    })
+}
+
+/// One `env_file` entry: an absolute path, optional when written with a leading `-`.
+/// The file itself is read at each start, not here.
+fn env_file(template: &str, path: &Spanned<String>) -> Result<EnvFile, Invalid> {
+    let written = path.get_ref();
+    let (optional, file) = match written.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, written.as_str()),
+    };
+    if !file.starts_with('/') || file.contains('\0') {
+        return Err((
+            path.span(),
+            format!("template {template:?}: env_file {written:?} must be an absolute path (with a leading - when a missing file is fine)"),
+        ));
+    }
+    Ok(EnvFile {
+        path: file.to_string(),
+        optional,
     })
 }
 

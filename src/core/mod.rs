@@ -24,8 +24,9 @@ pub use exit::Exit;
 pub use intensity::Intensity;
 pub use policy::{decide, CleanExits, Decision};
 pub use spec::{
-    validate_name, Backoff, BootChild, ChildSpec, Credentials, HealthCheck, OnLimit, OnReload,
-    Readiness, Resource, RestartLimit, RestartType, RestartWith, Rlimit, SavedWorker, Template,
+    validate_env_var, validate_name, Backoff, BootChild, ChildSpec, Credentials, EnvFile,
+    HealthCheck, OnLimit, OnReload, Readiness, Resource, RestartLimit, RestartType, RestartWith,
+    Rlimit, SavedWorker, Template,
 };
 pub use supervisor::{
     Action, Command, Counts, Input, InstanceId, Limits, Notification, ReloadConfig, ReplyTo,

@@ -66,6 +66,7 @@ impl Reactor {
                         instance,
                         error: error.message,
                         shortage: error.shortage,
+                        bad_env_file: error.bad_env_file,
                     },
                 };
                 self.feed(input);

@@ -224,6 +224,7 @@ impl Reactor {
                     template: worker.template,
                     args: worker.args,
                     command: worker.command,
+                    env: worker.env,
                     why,
                 },
                 None => Command::Start {
@@ -231,6 +232,7 @@ impl Reactor {
                     template: Some(worker.template),
                     args: worker.args,
                     command: worker.command,
+                    env: worker.env,
                 },
             };
             self.command(ReplyTo::Restore { index }, command);

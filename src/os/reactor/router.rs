@@ -89,6 +89,7 @@ impl Reactor {
                 template,
                 args,
                 command,
+                env,
             } => self.command(
                 from,
                 Command::Start {
@@ -96,6 +97,7 @@ impl Reactor {
                     template,
                     args,
                     command,
+                    env,
                 },
             ),
             Request::Stop { name, timeout_ms } => {
