@@ -1151,9 +1151,17 @@ fn credentials(
         _ => None,
     };
     let Some(entry) = entry else {
+        let which = match user.get_ref() {
+            toml::Value::String(name) => format!("unknown user {name:?}"),
+            toml::Value::Integer(n) => format!("unknown user id {n}"),
+            other => format!(
+                "a user must be a name or a number, not {}",
+                other.type_str()
+            ),
+        };
         return Err((
             user.span(),
-            format!("template {template:?}: unknown user (no passwd entry)"),
+            format!("template {template:?}: {which} (no passwd entry)"),
         ));
     };
     let gid = gid_override.unwrap_or(entry.gid.as_raw());
@@ -1417,6 +1425,21 @@ mod tests {
         assert_eq!(ok.children[0].template, "w");
         let e = err("[templates.w]\ncommand=[\"x\"]\n[templates.v]\ncommand=[\"y\"]\n[[children]]\nname=\"a\"\n");
         assert!(e.contains("names no template"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_user_is_named() {
+        let e = err("[templates.w]\ncommand = [\"x\"]\nuser = \"no-such-user-dynsup\"\n");
+        if nix::unistd::geteuid().is_root() {
+            assert!(
+                e.starts_with("t.toml:3:8: template \"w\": unknown user \"no-such-user-dynsup\" (no passwd entry)"),
+                "{e}"
+            );
+            let e = err("[templates.w]\ncommand = [\"x\"]\nuser = 4000000000\n");
+            assert!(e.contains("unknown user id 4000000000"), "{e}");
+        } else {
+            assert!(e.contains("the daemon is not running as root"), "{e}");
+        }
     }
 
     #[test]
