@@ -135,6 +135,16 @@ pub enum Command {
     },
     /// Close and reopen every worker's log file (after an external logrotate moved them)
     ReopenLogs,
+    /// Check a config file as the daemon would load it and print what it would run
+    /// (templates, boot children, socket, what is enabled); exit 0 if it is valid, 2 with
+    /// the daemon's error (FILE:LINE:COLUMN) if not. Starts nothing, touches no socket
+    #[command(name = "check-config")]
+    CheckConfig {
+        /// The config file [default: none, as `dynsup daemon` without --config: the
+        /// built-in config]
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 /// `--env KEY=VALUE`: split at the first `=`; the key non-empty, neither holding a NUL.

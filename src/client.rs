@@ -201,7 +201,7 @@ fn run_sequence(socket: &Path, requests: &[Request], json: bool) -> ExitStatus {
 
 fn to_request(command: Command) -> Option<Request> {
     Some(match command {
-        Command::Daemon { .. } => return None,
+        Command::Daemon { .. } | Command::CheckConfig { .. } => return None,
         Command::Start {
             name,
             template,

@@ -452,6 +452,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, &file)
 }
 
+/// What the daemon runs on: the file at `path`, or without one the built-in config.
+/// `dynsup check-config` loads through here too, so it says what the daemon would.
+pub fn load_or_builtin(path: Option<&Path>) -> Result<Config, ConfigError> {
+    match path {
+        Some(path) => load(path),
+        None => Ok(builtin()),
+    }
+}
+
 /// The built-in configuration.
 pub fn builtin() -> Config {
     parse(BUILTIN, "<built-in>").expect("the built-in config is valid")

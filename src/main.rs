@@ -30,6 +30,9 @@ fn main() -> ExitCode {
             socket: cli.socket,
             no_restore,
         }),
+        Command::CheckConfig { file } => {
+            dynsup::check_config::run(file.as_deref(), cli.socket.as_deref())
+        }
         command => {
             let socket = cli.socket.unwrap_or_else(dynsup::paths::default_socket);
             dynsup::client::run(&socket, command, cli.json)
