@@ -169,9 +169,9 @@ fn a_file_broken_while_the_worker_runs_fails_its_restarts_until_it_is_given_up()
     let error = d.request(&restart_req("w", None)).error.expect("refused");
     assert_eq!(error.kind, ErrorKind::InvalidEnvFile, "{error:?}");
     assert!(
-        error
-            .message
-            .contains(&format!("{game}:1: \"9\" is not a variable name")),
+        error.message.contains(&format!(
+            "cannot restart w: {game}:1: \"9\" is not a variable name"
+        )),
         "{error:?}"
     );
     d.assert_reaped(pid);

@@ -181,7 +181,11 @@ impl Supervisor {
                 warn!("{name}: could not be started: {error}");
                 let name = name.to_string();
                 let refusal = match failure.bad_env_file {
-                    true => Refusal::BadEnvFile { name, error },
+                    true => Refusal::BadEnvFile {
+                        name,
+                        error,
+                        restart: false,
+                    },
                     false => Refusal::StartFailed { name, error },
                 };
                 self.answer(reply_to, Err(refusal), now, out);
@@ -223,7 +227,11 @@ impl Supervisor {
                 self.forget(&worker, now, out);
                 let name = name.to_string();
                 let refusal = match failure.bad_env_file {
-                    true => Refusal::BadEnvFile { name, error },
+                    true => Refusal::BadEnvFile {
+                        name,
+                        error,
+                        restart: true,
+                    },
                     false => Refusal::RestartFailed { name, error },
                 };
                 self.answer_opt(reply_to, Err(refusal), now, out);

@@ -107,6 +107,8 @@ pub(super) enum Refusal {
     BadEnvFile {
         name: String,
         error: String,
+        /// An operator's restart (else a start).
+        restart: bool,
     },
     StoppedBeforeRestart {
         name: String,
@@ -234,7 +236,14 @@ impl fmt::Display for Refusal {
             R::ShuttingDown => f.write_str("the daemon is shutting down"),
             R::StartFailed { name, error } => write!(f, "cannot start {name}: {error}"),
             R::RestartFailed { name, error } => write!(f, "cannot restart {name}: {error}"),
-            R::BadEnvFile { name, error } => write!(f, "cannot start {name}: {error}"),
+            R::BadEnvFile {
+                name,
+                error,
+                restart,
+            } => {
+                let verb = if *restart { "restart" } else { "start" };
+                write!(f, "cannot {verb} {name}: {error}")
+            }
             R::StoppedBeforeRestart { name } => {
                 write!(f, "{name} was stopped before its restart completed")
             }
