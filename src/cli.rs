@@ -55,6 +55,10 @@ pub enum Command {
         /// Reply only once the worker is ready (sends READY=1, for `ready = "notify"`)
         #[arg(long)]
         wait_ready: bool,
+        /// An environment variable for this worker only, on top of its template's `env`
+        /// and `env_file`s (repeatable; kept across its restarts and in the state file)
+        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = env_var)]
+        env: Vec<(String, String)>,
     },
     /// Stop workers: stop signal, then SIGKILL after the timeout; they are not restarted.
     /// Several are stopped together; a line per worker, exit 1 if any failed
@@ -176,6 +180,25 @@ pub enum Command {
     },
     /// Print the daemon's metrics in the Prometheus text format (see docs/OPERATIONS.md)
     Metrics,
+    /// Check a config file as the daemon would load it and print what it would run
+    /// (templates, boot children, socket, what is enabled); exit 0 if it is valid, 2 with
+    /// the daemon's error (FILE:LINE:COLUMN) if not. Starts nothing, touches no socket
+    #[command(name = "check-config")]
+    CheckConfig {
+        /// The config file [default: none, as `dynsup daemon` without --config: the
+        /// built-in config]
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+}
+
+/// `--env KEY=VALUE`: split at the first `=`; the key non-empty, neither holding a NUL.
+fn env_var(text: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!("expected KEY=VALUE, found {text:?}"));
+    };
+    crate::core::validate_env_var(key, value)?;
+    Ok((key.to_string(), value.to_string()))
 }
 
 fn dynsup_default_lines() -> usize {

@@ -327,20 +327,28 @@ fn one_or_many(mut names: Vec<String>) -> (Option<String>, Vec<String>) {
 /// The request of a command line, or why there is none (a usage error).
 fn to_request(command: Command) -> Result<Request, String> {
     Ok(match command {
-        Command::Daemon { .. } | Command::Completions { .. } | Command::Manpage { .. } => {
-            return Err("`daemon`, `completions` and `manpage` are not requests".to_string())
+        Command::Daemon { .. }
+        | Command::Completions { .. }
+        | Command::Manpage { .. }
+        | Command::CheckConfig { .. } => {
+            return Err(
+                "`daemon`, `completions`, `manpage` and `check-config` are not requests"
+                    .to_string(),
+            )
         }
         Command::Start {
             name,
             template,
             args,
             command,
+            env,
             ..
         } => Request::Start {
             name,
             template,
             args,
             command: (!command.is_empty()).then_some(command),
+            env: env.into_iter().collect(),
         },
         Command::Stop {
             names,

@@ -9,8 +9,8 @@
 
 use crate::access::{AccessPolicy, ConnectionLimits};
 use crate::core::{
-    validate_name, Backoff, Credentials, HealthCheck, Limits, OnLimit, OnReload, Readiness,
-    ReloadConfig, Resource, RestartLimit, RestartType, RestartWith, Rlimit, Template,
+    validate_name, Backoff, Credentials, EnvFile, HealthCheck, Limits, OnLimit, OnReload,
+    Readiness, ReloadConfig, Resource, RestartLimit, RestartType, RestartWith, Rlimit, Template,
 };
 use crate::signal::Signal;
 use serde::Deserialize;
@@ -67,6 +67,7 @@ pub const KEYS: &[&str] = &[
     "templates.NAME.stop_signal",
     "templates.NAME.clean_signals",
     "templates.NAME.env",
+    "templates.NAME.env_file",
     "templates.NAME.cwd",
     "templates.NAME.extra_args",
     "templates.NAME.normal_exit_codes",
@@ -357,6 +358,8 @@ struct RawTemplate {
     clean_signals: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, String>,
+    #[serde(default)]
+    env_file: Vec<Spanned<String>>,
     cwd: Option<Spanned<String>>,
     #[serde(default)]
     extra_args: Vec<String>,
@@ -456,6 +459,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         message: format!("cannot read the config file: {err}"),
     })?;
     parse(&text, &file)
+}
+
+/// What the daemon runs on: the file at `path`, or without one the built-in config.
+/// `dynsup check-config` loads through here too, so it says what the daemon would.
+pub fn load_or_builtin(path: Option<&Path>) -> Result<Config, ConfigError> {
+    match path {
+        Some(path) => load(path),
+        None => Ok(builtin()),
+    }
 }
 
 /// The built-in configuration.
@@ -968,6 +980,11 @@ fn validate_template(
         }
         env.push((key.into_inner(), value));
     }
+    let env_files = raw
+        .env_file
+        .iter()
+        .map(|path| env_file(&name, path))
+        .collect::<Result<Vec<_>, _>>()?;
     let cwd = match raw.cwd {
         Some(c) if c.get_ref().is_empty() || c.get_ref().contains('\0') => {
             return Err((
@@ -1079,6 +1096,7 @@ fn validate_template(
         stop_signal,
         clean_signals,
         env,
+        env_files,
         cwd,
         extra_args: raw.extra_args,
         normal_exit_codes: raw.normal_exit_codes.unwrap_or_else(|| vec![0]),
@@ -1097,6 +1115,26 @@ fn validate_template(
         health,
         critical: raw.critical,
         on_reload: raw.on_reload.unwrap_or(OnReload::Restart),
+    })
+}
+
+/// One `env_file` entry: an absolute path, optional when written with a leading `-`.
+/// The file itself is read at each start, not here.
+fn env_file(template: &str, path: &Spanned<String>) -> Result<EnvFile, Invalid> {
+    let written = path.get_ref();
+    let (optional, file) = match written.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, written.as_str()),
+    };
+    if !file.starts_with('/') || file.contains('\0') {
+        return Err((
+            path.span(),
+            format!("template {template:?}: env_file {written:?} must be an absolute path (with a leading - when a missing file is fine)"),
+        ));
+    }
+    Ok(EnvFile {
+        path: file.to_string(),
+        optional,
     })
 }
 
@@ -1139,9 +1177,17 @@ fn credentials(
         _ => None,
     };
     let Some(entry) = entry else {
+        let which = match user.get_ref() {
+            toml::Value::String(name) => format!("unknown user {name:?}"),
+            toml::Value::Integer(n) => format!("unknown user id {n}"),
+            other => format!(
+                "a user must be a name or a number, not {}",
+                other.type_str()
+            ),
+        };
         return Err((
             user.span(),
-            format!("template {template:?}: unknown user (no passwd entry)"),
+            format!("template {template:?}: {which} (no passwd entry)"),
         ));
     };
     let gid = gid_override.unwrap_or(entry.gid.as_raw());
@@ -1405,6 +1451,21 @@ mod tests {
         assert_eq!(ok.children[0].template, "w");
         let e = err("[templates.w]\ncommand=[\"x\"]\n[templates.v]\ncommand=[\"y\"]\n[[children]]\nname=\"a\"\n");
         assert!(e.contains("names no template"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_user_is_named() {
+        let e = err("[templates.w]\ncommand = [\"x\"]\nuser = \"no-such-user-dynsup\"\n");
+        if nix::unistd::geteuid().is_root() {
+            assert!(
+                e.starts_with("t.toml:3:8: template \"w\": unknown user \"no-such-user-dynsup\" (no passwd entry)"),
+                "{e}"
+            );
+            let e = err("[templates.w]\ncommand = [\"x\"]\nuser = 4000000000\n");
+            assert!(e.contains("unknown user id 4000000000"), "{e}");
+        } else {
+            assert!(e.contains("the daemon is not running as root"), "{e}");
+        }
     }
 
     #[test]

@@ -31,11 +31,7 @@ pub fn run(args: DaemonArgs) -> ExitStatus {
 }
 
 fn run_logged(args: DaemonArgs) -> ExitStatus {
-    let config = match &args.config {
-        Some(path) => config::load(path),
-        None => Ok(config::builtin()),
-    };
-    let config: Config = match config {
+    let config: Config = match config::load_or_builtin(args.config.as_deref()) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("dynsup: invalid configuration: {err}");
@@ -43,6 +39,12 @@ fn run_logged(args: DaemonArgs) -> ExitStatus {
         }
     };
     crate::logger::set_config_level(config.log_level);
+    if config.templates.is_empty() {
+        log::warn!(
+            "config {} has no templates: nothing can be started until a reload adds one",
+            config.source
+        );
+    }
     crate::os::limits::raise_open_files();
     // Orphaned descendants of workers come back to us (not to init) and are reaped,
     // so no zombie is ever left behind; unknown pids are reaped silently.

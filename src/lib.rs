@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod access;
+pub mod check_config;
 pub mod cli;
 pub mod client;
 pub mod completions;

@@ -34,6 +34,10 @@ fn main() -> ExitCode {
             socket: cli.socket,
             no_restore,
         }),
+        Some(Command::CheckConfig { file }) => dynsup::check_config::run(
+            file.as_deref().or(cli.config.as_deref()),
+            cli.socket.as_deref(),
+        ),
         Some(Command::Completions { shell }) => dynsup::completions::print_script(shell),
         Some(Command::Manpage { dir }) => dynsup::manpage::run(dir.as_deref()),
         command => match dynsup::client::socket_path(cli.socket, cli.config.as_deref()) {

@@ -37,6 +37,10 @@ pub enum Request {
         /// other settings still apply.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         command: Option<Vec<String>>,
+        /// The worker's own environment variables, on top of its template's `env` and
+        /// `env_file`s: `{"KEY": "VALUE"}`.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        env: std::collections::BTreeMap<String, String>,
     },
     /// Stop a worker: stop signal to its process group, SIGKILL after the timeout.
     /// Answered once the worker has been reaped.
@@ -489,6 +493,10 @@ pub enum ErrorKind {
     /// that did not become running and ready within the new worker's
     /// `ready_timeout_ms`.
     DependencyNotRunning,
+    /// `start` (or `restart`) of a worker whose template's `env_file` is missing (and
+    /// not optional), unreadable, too large, or has a syntax error (the message names
+    /// the file and line); nothing was spawned.
+    InvalidEnvFile,
 }
 
 impl ErrorKind {
@@ -511,6 +519,7 @@ impl ErrorKind {
         ErrorKind::NotReady,
         ErrorKind::NotRecorded,
         ErrorKind::DependencyNotRunning,
+        ErrorKind::InvalidEnvFile,
     ];
 
     /// The wire string of this kind.
@@ -533,6 +542,7 @@ impl ErrorKind {
             ErrorKind::NotReady => "not_ready",
             ErrorKind::NotRecorded => "not_recorded",
             ErrorKind::DependencyNotRunning => "dependency_not_running",
+            ErrorKind::InvalidEnvFile => "invalid_env_file",
         }
     }
 }
@@ -1146,6 +1156,19 @@ mod tests {
                     template: Some("t".into()),
                     args: vec!["a".into()],
                     command: None,
+                    env: Default::default(),
+                },
+            ),
+            (
+                r#"{"cmd":"start","name":"w","env":{"MAP":"de_dust2","A":""}}"#,
+                Request::Start {
+                    name: "w".into(),
+                    template: None,
+                    args: Vec::new(),
+                    command: None,
+                    env: [("MAP", "de_dust2"), ("A", "")]
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .into(),
                 },
             ),
             (
@@ -1202,6 +1225,7 @@ mod tests {
                 template: None,
                 args: Vec::new(),
                 command: None,
+                env: Default::default(),
             },
             Request::stop(&name(), None),
             Request::kill(&name(), None),

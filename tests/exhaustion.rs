@@ -10,7 +10,6 @@
 mod common;
 use common::*;
 use std::collections::HashMap;
-use std::fs;
 use std::rc::Rc;
 
 /// Lenient intensity; `sleeper` (permanent sleep) and `limited`, whose template sets

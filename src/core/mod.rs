@@ -24,9 +24,9 @@ pub use exit::Exit;
 pub use intensity::Intensity;
 pub use policy::{decide, CleanExits, Decision};
 pub use spec::{
-    validate_name, Backoff, BootChild, ChildSpec, Credentials, HealthCheck, OnLimit, OnReload,
-    Readiness, Resource, RestartLimit, RestartType, RestartWith, Rlimit, SavedChange, SavedWorker,
-    Template,
+    validate_env_var, validate_name, Backoff, BootChild, ChildSpec, Credentials, EnvFile,
+    HealthCheck, OnLimit, OnReload, Readiness, Resource, RestartLimit, RestartType, RestartWith,
+    Rlimit, SavedChange, SavedWorker, Template,
 };
 pub use supervisor::{
     Action, Among, Command, Counts, Input, InstanceId, Limits, Notification, ReloadConfig, ReplyTo,

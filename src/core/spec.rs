@@ -2,6 +2,7 @@
 
 use crate::signal::Signal;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// OTP's restart types.
@@ -100,6 +101,8 @@ pub struct Template {
     pub clean_signals: Vec<Signal>,
     /// Added to the daemon's environment, in order.
     pub env: Vec<(String, String)>,
+    /// Read at each start, in order, on top of `env` (systemd's `EnvironmentFile=`).
+    pub env_files: Vec<EnvFile>,
     pub cwd: Option<String>,
     /// Prepended to every start's arguments (OTP's `extra_arguments`).
     pub extra_args: Vec<String>,
@@ -134,6 +137,15 @@ pub struct Template {
     pub critical: bool,
     /// How a reload applies a change of this template to its running instances.
     pub on_reload: OnReload,
+}
+
+/// One of a template's `env_file`s: a path, and whether a missing file is fine (written
+/// with a leading `-`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvFile {
+    /// Absolute.
+    pub path: String,
+    pub optional: bool,
 }
 
 /// `restart_with`: OTP's `one_for_one` (alone) or `rest_for_one` (dependents).
@@ -230,6 +242,7 @@ impl Template {
             stop_signal: Signal::TERM,
             clean_signals: vec![Signal::TERM],
             env: Vec::new(),
+            env_files: Vec::new(),
             cwd: None,
             extra_args: Vec::new(),
             normal_exit_codes: vec![0],
@@ -276,6 +289,9 @@ pub struct ChildSpec {
     /// state file records).
     pub args: Vec<String>,
     pub command: Option<Vec<String>>,
+    /// The start request's own environment variables (`start --env`): on top of the
+    /// template's `env` and `env_file`s. Validated keys (non-empty, no `=`, no NUL).
+    pub env: BTreeMap<String, String>,
     /// The names it starts after: its template's `after`, and for a boot child its
     /// own (deduplicated, in order).
     pub after: Vec<Rc<str>>,
@@ -317,9 +333,16 @@ impl ChildSpec {
             argv,
             args,
             command,
+            env: BTreeMap::new(),
             after,
             critical,
         })
+    }
+
+    /// The same spec with the start request's own environment variables.
+    pub fn with_env(mut self, env: BTreeMap<String, String>) -> ChildSpec {
+        self.env = env;
+        self
     }
 
     /// The spec of a `[[children]]` entry: its template's, with the entry's own
@@ -368,6 +391,10 @@ pub struct SavedWorker {
     pub args: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// Its own environment variables (`start --env`); absent from files written before
+    /// they existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
     /// Set when the worker is held `failed` across daemon restarts (it made the daemon
     /// escalate, or was not restored): why. Such a worker is restored as `failed`, not
     /// started; `restart NAME` brings it back.
@@ -414,9 +441,40 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Validate one of a start's own environment variables (`start --env KEY=VALUE`): the
+/// key non-empty, without `=` or NUL; the value without NUL (neither could reach the
+/// worker's environment intact).
+pub fn validate_env_var(key: &str, value: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("an environment variable's name is empty".to_string());
+    }
+    if key.contains('=') || key.contains('\0') {
+        return Err(format!(
+            "environment variable name {key:?} contains {:?}; a name has no = and no NUL byte",
+            if key.contains('=') { '=' } else { '\0' }
+        ));
+    }
+    if value.contains('\0') {
+        return Err(format!(
+            "the value of environment variable {key} contains a NUL byte"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::validate_name;
+    use super::{validate_env_var, validate_name};
+
+    #[test]
+    fn env_vars_are_validated() {
+        assert!(validate_env_var("GAME_MAP", "de_dust 2=x").is_ok());
+        assert!(validate_env_var("lower.case-ok", "").is_ok());
+        assert!(validate_env_var("", "x").is_err());
+        assert!(validate_env_var("A=B", "x").unwrap_err().contains("'='"));
+        assert!(validate_env_var("A\0", "x").is_err());
+        assert!(validate_env_var("A", "x\0").is_err());
+    }
 
     #[test]
     fn names_are_validated() {

@@ -16,6 +16,8 @@
 //! - [`log_files`]: the workers' log files, rotated by size, written by a thread of
 //!   their own behind a bounded queue.
 //! - [`state_file`]: the durable list of dynamic workers.
+//! - [`env_file`]: a template's `env_file`s (systemd's `EnvironmentFile=` syntax), read
+//!   bounded at each start.
 //! - [`limits`]: the daemon's own resource limits (the open-files soft limit raised).
 //! - [`ready`]: the notify socket served to workers (`ready = "notify"`, `watchdog_ms`):
 //!   readiness, status and watchdog keep-alives.
@@ -25,6 +27,7 @@
 
 pub mod cgroup;
 pub mod conn;
+pub mod env_file;
 pub mod limits;
 pub mod listener;
 pub mod log_files;

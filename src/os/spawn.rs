@@ -47,6 +47,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+use super::env_file;
 use crate::core::{ChildSpec, Credentials, Readiness, Resource};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::pipe2;
@@ -115,8 +116,16 @@ enum Role {
 impl ExecPlan {
     /// Resolve the program and build argv/envp. Fails when a bare program name is found
     /// neither next to dynsup nor in `PATH`, or a string holds a NUL byte.
-    pub fn new(spec: &ChildSpec, ctx: &SpawnContext) -> Result<ExecPlan, String> {
-        ExecPlan::build(spec, &spec.argv, ctx, Role::Worker)
+    /// Its template's `env_file`s are read here, in the daemon: a file that cannot be
+    /// read or has a syntax error fails the spawn with `bad_env_file` set.
+    pub fn new(spec: &ChildSpec, ctx: &SpawnContext) -> Result<ExecPlan, SpawnError> {
+        let file_env =
+            env_file::read_all(&spec.template.env_files).map_err(|message| SpawnError {
+                message,
+                shortage: false,
+                bad_env_file: true,
+            })?;
+        ExecPlan::build(spec, &spec.argv, &file_env, ctx, Role::Worker).map_err(SpawnError::other)
     }
 
     /// The plan of the worker's health check (`spec.template.health`'s command), run
@@ -129,12 +138,18 @@ impl ExecPlan {
         if health.command.is_empty() {
             return Err("the health command is empty".to_string());
         }
-        ExecPlan::build(spec, &health.command, ctx, Role::Probe)
+        let file_env = env_file::read_all(&spec.template.env_files)?;
+        ExecPlan::build(spec, &health.command, &file_env, ctx, Role::Probe)
     }
 
+    /// The environment, lowest precedence first: the daemon's own; `USER`, `LOGNAME`
+    /// and `HOME` of the template's user; the template's `env`; `file_env` (its
+    /// `env_file`s, in order); the start's own `env`; then what only the daemon sets:
+    /// `DYNSUP_NAME`, `DYNSUP_SOCKET` and the sd_notify variables.
     fn build(
         spec: &ChildSpec,
         command: &[String],
+        file_env: &[(String, String)],
         ctx: &SpawnContext,
         role: Role,
     ) -> Result<ExecPlan, String> {
@@ -157,7 +172,8 @@ impl ExecPlan {
                 env.insert("HOME".into(), home.into());
             }
         }
-        for (key, value) in &template.env {
+        let own = template.env.iter().chain(file_env).map(|(k, v)| (k, v));
+        for (key, value) in own.chain(&spec.env) {
             env.insert(key.into(), value.into());
         }
         env.insert("DYNSUP_NAME".into(), OsStr::new(&*spec.name).to_os_string());
@@ -450,6 +466,8 @@ struct ChildArgs<'a> {
 pub struct SpawnError {
     pub message: String,
     pub shortage: bool,
+    /// One of the template's `env_file`s could not be read or has a syntax error.
+    pub bad_env_file: bool,
 }
 
 impl SpawnError {
@@ -458,6 +476,7 @@ impl SpawnError {
         SpawnError {
             message,
             shortage: false,
+            bad_env_file: false,
         }
     }
 
@@ -466,6 +485,7 @@ impl SpawnError {
         SpawnError {
             shortage: is_shortage(&err),
             message: format!("{what}: {err}"),
+            bad_env_file: false,
         }
     }
 }
@@ -652,6 +672,7 @@ fn clone_exec(
         return Err(SpawnError {
             shortage: is_shortage(&err),
             message: stage.describe(plan, err),
+            bad_env_file: false,
         });
     }
     Ok((pid, output_r, pidfd))
@@ -1011,5 +1032,54 @@ mod tests {
         }
         // No health check: no plan.
         assert!(ExecPlan::for_probe(&super::tests::spec(|_| {}), &ctx()).is_err());
+    }
+
+    #[test]
+    fn env_precedence_base_template_files_own_then_the_daemons() {
+        let dir = std::env::temp_dir().join(format!("dynsup-spawn-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a.env");
+        std::fs::write(
+            &file,
+            "KEPT=file\nB=file\nC=file\nDYNSUP_NAME=fake\nNOTIFY_SOCKET=/fake\n",
+        )
+        .unwrap();
+        let path = file.display().to_string();
+        let own = [("C", "own"), ("DYNSUP_NAME", "fake2")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        let spec = spec(|t| {
+            t.env = [("A", "template"), ("B", "template"), ("C", "template")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .to_vec();
+            t.env_files = vec![
+                crate::core::EnvFile {
+                    path: path.clone(),
+                    optional: false,
+                },
+                crate::core::EnvFile {
+                    path: format!("{path}.missing"),
+                    optional: true,
+                },
+            ];
+        })
+        .with_env(own);
+        let plan = ExecPlan::new(&spec, &ctx()).expect("plan");
+        let env = env_of(&plan);
+        assert_eq!(value(&env, "KEPT"), Some("file"));
+        assert_eq!(value(&env, "A"), Some("template"));
+        assert_eq!(value(&env, "B"), Some("file"));
+        assert_eq!(value(&env, "C"), Some("own"));
+        assert_eq!(value(&env, "DYNSUP_NAME"), Some("w_1"));
+        assert_eq!(value(&env, "NOTIFY_SOCKET"), None);
+        // A syntax error fails the plan, marked as the env file's fault.
+        std::fs::write(&file, "B=file\nnot an assignment\n").unwrap();
+        let err = ExecPlan::new(&spec, &ctx()).err().expect("refused");
+        assert!(err.bad_env_file && !err.shortage, "{err:?}");
+        assert_eq!(
+            err.message,
+            format!("{path}:2: expected KEY=VALUE, found \"not an assignment\"")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -477,11 +477,32 @@ mod tests {
             template: "worker".into(),
             args: vec!["a".into()],
             command: None,
+            env: Default::default(),
             failed: None,
         }];
         save(&path, &workers).unwrap();
         assert_eq!(load_workers(&path), Ok(Some(workers)));
         assert!(!dir.join(".state.json.tmp").exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_workers_env_is_kept_and_files_without_it_still_read() {
+        let dir = temp_dir("env");
+        let path = dir.join("state.json");
+        let older = r#"{"version":1,"workers":[{"name":"g1","template":"worker","args":["a"]}]}"#;
+        fs::write(&path, older).unwrap();
+        let workers = load_workers(&path).unwrap().unwrap();
+        assert!(workers[0].env.is_empty());
+        let mut with_env = workers.clone();
+        with_env[0].env.insert("MAP".into(), "de_dust2".into());
+        save(&path, &with_env).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains(r#""env":{"MAP":"de_dust2"}"#), "{text}");
+        assert_eq!(load_workers(&path), Ok(Some(with_env)));
+        // An empty env is left out, so the file reads as before.
+        save(&path, &workers).unwrap();
+        assert!(!fs::read_to_string(&path).unwrap().contains("env"));
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -504,6 +525,7 @@ mod tests {
             template: "worker".into(),
             args: Vec::new(),
             command: None,
+            env: Default::default(),
             failed: None,
         }]
     }

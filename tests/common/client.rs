@@ -46,6 +46,21 @@ pub fn start_req(name: &str, template: Option<&str>, args: &[&str]) -> Request {
         template: template.map(str::to_string),
         args: args.iter().map(|s| s.to_string()).collect(),
         command: None,
+        env: Default::default(),
+    }
+}
+
+/// `start` from a template (or the only one), with its own environment variables.
+pub fn start_env_req(name: &str, template: Option<&str>, env: &[(&str, &str)]) -> Request {
+    Request::Start {
+        name: name.to_string(),
+        template: template.map(str::to_string),
+        args: Vec::new(),
+        command: None,
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 
@@ -56,6 +71,7 @@ pub fn start_cmd_req(name: &str, template: Option<&str>, command: &[&str]) -> Re
         template: template.map(str::to_string),
         args: Vec::new(),
         command: Some(command.iter().map(|s| s.to_string()).collect()),
+        env: Default::default(),
     }
 }
 

@@ -15,6 +15,16 @@ use crate::core::spec::{ChildSpec, OnLimit};
 use log::{debug, error, info, warn};
 use std::rc::Rc;
 
+/// What kind of spawn failure `Input::SpawnFailed` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SpawnFailure {
+    /// For lack of a resource: retried later, never counted.
+    pub(super) shortage: bool,
+    /// An `env_file` of its template could not be used: a client's `start` or
+    /// `restart` is answered `invalid_env_file`; a restart counts it as a failed spawn.
+    pub(super) bad_env_file: bool,
+}
+
 /// When a restart without backoff is spawned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Retry {
@@ -147,16 +157,17 @@ impl Supervisor {
         }
     }
 
-    /// A spawn failed. `shortage`: for lack of a resource (EMFILE, ENFILE, EAGAIN,
-    /// ENOMEM) — not the worker's fault, and likely to pass.
+    /// A spawn failed. `failure.shortage`: for lack of a resource (EMFILE, ENFILE,
+    /// EAGAIN, ENOMEM) — not the worker's fault, and likely to pass.
     pub(super) fn on_spawn_failed(
         &mut self,
         instance: u64,
         error: String,
-        shortage: bool,
+        failure: SpawnFailure,
         now: Time,
         out: &mut Vec<Action>,
     ) {
+        let shortage = failure.shortage;
         let Some(name) = self.registry.name_of_instance(instance) else {
             debug_assert!(false, "spawn #{instance} was never asked for");
             return;
@@ -171,9 +182,14 @@ impl Supervisor {
             SpawnPurpose::Start { reply_to } => {
                 // Never registered as far as anyone could see: nothing to save.
                 warn!("{name}: could not be started: {error}");
-                let refusal = Refusal::StartFailed {
-                    name: name.to_string(),
-                    error,
+                let name = name.to_string();
+                let refusal = match failure.bad_env_file {
+                    true => Refusal::BadEnvFile {
+                        name,
+                        error,
+                        restart: false,
+                    },
+                    false => Refusal::StartFailed { name, error },
                 };
                 self.answer(reply_to, Err(refusal), now, out);
                 self.forget(&worker, now, out);
@@ -212,9 +228,14 @@ impl Supervisor {
                 let cause = StopCause::RestartNotSpawned(error.clone());
                 self.notify_watchers(&name, Notice::Stopped(cause), out);
                 self.forget(&worker, now, out);
-                let refusal = Refusal::RestartFailed {
-                    name: name.to_string(),
-                    error,
+                let name = name.to_string();
+                let refusal = match failure.bad_env_file {
+                    true => Refusal::BadEnvFile {
+                        name,
+                        error,
+                        restart: true,
+                    },
+                    false => Refusal::RestartFailed { name, error },
                 };
                 self.answer_opt(reply_to, Err(refusal), now, out);
                 if worker.spec.critical {

@@ -63,6 +63,7 @@ use super::intensity::Intensity;
 use super::spec::{BootChild, SavedChange, SavedWorker, Template};
 use super::ChildSpec;
 use crate::signal::Signal;
+use lifecycle::SpawnFailure;
 use log::error;
 use registry::Registry;
 use replies::{Answer, Notice, Refusal, StopOutcome};
@@ -147,6 +148,9 @@ pub enum Input {
         instance: InstanceId,
         error: String,
         shortage: bool,
+        /// One of its template's `env_file`s could not be read or has a syntax error
+        /// (a `start` or `restart` is then answered `invalid_env_file`).
+        bad_env_file: bool,
     },
     /// The answer to `Action::Reaped`: is anything of the instance's process group
     /// (or cgroup) left?
@@ -346,6 +350,7 @@ impl Supervisor {
             template: spec.template.name.clone(),
             args: spec.args.clone(),
             command: spec.command.clone(),
+            env: spec.env.clone(),
             failed,
         };
         self.saved_changes.push(SavedChange::Put(saved.clone()));
@@ -373,7 +378,14 @@ impl Supervisor {
                 instance,
                 error,
                 shortage,
-            } => self.on_spawn_failed(instance, error, shortage, now, &mut out),
+                bad_env_file,
+            } => {
+                let failure = SpawnFailure {
+                    shortage,
+                    bad_env_file,
+                };
+                self.on_spawn_failed(instance, error, failure, now, &mut out)
+            }
             Input::Leftovers { instance, left } => {
                 self.on_leftovers(instance, WorkerEvent::Leftovers { left }, now, &mut out)
             }

@@ -102,6 +102,14 @@ pub(super) enum Refusal {
         name: String,
         error: String,
     },
+    /// A `start` or `restart` whose template's `env_file` could not be read or has a
+    /// syntax error: nothing was spawned.
+    BadEnvFile {
+        name: String,
+        error: String,
+        /// An operator's restart (else a start).
+        restart: bool,
+    },
     StoppedBeforeRestart {
         name: String,
     },
@@ -174,6 +182,7 @@ impl Refusal {
             R::MaxChildren { .. } => ErrorKind::MaxChildren,
             R::NoNewWorkers | R::ShuttingDown => ErrorKind::ShuttingDown,
             R::StartFailed { .. } | R::RestartFailed { .. } => ErrorKind::SpawnFailed,
+            R::BadEnvFile { .. } => ErrorKind::InvalidEnvFile,
             R::ReadyTimeout { .. }
             | R::StoppedBeforeReady { .. }
             | R::ExitedBeforeReady { .. }
@@ -227,6 +236,14 @@ impl fmt::Display for Refusal {
             R::ShuttingDown => f.write_str("the daemon is shutting down"),
             R::StartFailed { name, error } => write!(f, "cannot start {name}: {error}"),
             R::RestartFailed { name, error } => write!(f, "cannot restart {name}: {error}"),
+            R::BadEnvFile {
+                name,
+                error,
+                restart,
+            } => {
+                let verb = if *restart { "restart" } else { "start" };
+                write!(f, "cannot {verb} {name}: {error}")
+            }
             R::StoppedBeforeRestart { name } => {
                 write!(f, "{name} was stopped before its restart completed")
             }

@@ -4,9 +4,10 @@
 use super::replies::{self, Answer, Notice, Refusal, StopCause, StopOutcome, Whereabouts};
 use super::worker::{AfterStop, EndCause, Event, LastExit, Next, SpawnPurpose, State, Worker};
 use super::{Action, Phase, ReplyTo, Supervisor, Time};
-use crate::core::spec::{validate_name, BootChild, ChildSpec, Template};
+use crate::core::spec::{validate_env_var, validate_name, BootChild, ChildSpec, Template};
 use crate::signal::Signal;
 use log::info;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// A request the core answers. (The OS layer answers `watch`, `ps` and `reload`
@@ -18,6 +19,8 @@ pub enum Command {
         template: Option<String>,
         args: Vec<String>,
         command: Option<Vec<String>>,
+        /// Its own environment variables, on top of the template's.
+        env: BTreeMap<String, String>,
     },
     Stop {
         name: String,
@@ -72,6 +75,7 @@ pub enum Command {
         template: String,
         args: Vec<String>,
         command: Option<Vec<String>>,
+        env: BTreeMap<String, String>,
         why: String,
     },
 }
@@ -100,7 +104,8 @@ impl Supervisor {
                 template,
                 args,
                 command,
-            } => match self.build_spec(name, template, args, command) {
+                env,
+            } => match self.build_spec(name, template, args, command, env) {
                 Ok(spec) => self.start(from, spec, now, out),
                 Err(refusal) => self.answer(from, Err(refusal), now, out),
             },
@@ -111,6 +116,7 @@ impl Supervisor {
                         Some(child.template.clone()),
                         Vec::new(),
                         None,
+                        BTreeMap::new(),
                     )
                     .and_then(|_| {
                         let template = self.template_for(Some(&child.template))?;
@@ -190,10 +196,11 @@ impl Supervisor {
                 template,
                 args,
                 command,
+                env,
                 why,
             } => {
                 let answer = self
-                    .build_spec(name, Some(template), args, command)
+                    .build_spec(name, Some(template), args, command, env)
                     .map(|spec| self.hold(from, spec, why, now));
                 self.answer(from, answer, now, out);
             }
@@ -211,13 +218,14 @@ impl Supervisor {
 
     /// Every check a `start` makes before anything is spawned, in the order clients
     /// see them: shutting down, `max_children`, the name, the name taken, the template,
-    /// the command line.
+    /// the command line, the environment variables.
     fn build_spec(
         &self,
         name: String,
         template: Option<String>,
         args: Vec<String>,
         command: Option<Vec<String>>,
+        env: BTreeMap<String, String>,
     ) -> Result<Rc<ChildSpec>, Refusal> {
         if self.is_shutting_down() {
             return Err(Refusal::NoNewWorkers);
@@ -237,9 +245,12 @@ impl Supervisor {
             });
         }
         let template = self.template_for(template.as_deref())?;
-        ChildSpec::new(name.into(), template, command, args)
-            .map(Rc::new)
-            .map_err(Refusal::BadCommand)
+        let spec =
+            ChildSpec::new(name.into(), template, command, args).map_err(Refusal::BadCommand)?;
+        for (key, value) in &env {
+            validate_env_var(key, value).map_err(Refusal::BadCommand)?;
+        }
+        Ok(Rc::new(spec.with_env(env)))
     }
 
     pub(super) fn template_for(&self, requested: Option<&str>) -> Result<Rc<Template>, Refusal> {
@@ -491,7 +502,10 @@ impl Supervisor {
                 spec.command.clone(),
                 spec.args.clone(),
             )
-            .map_or_else(|_| spec.clone(), Rc::new),
+            .map_or_else(
+                |_| spec.clone(),
+                |new| Rc::new(new.with_env(spec.env.clone())),
+            ),
             None => spec.clone(),
         }
     }

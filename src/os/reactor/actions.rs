@@ -74,6 +74,7 @@ impl Reactor {
                         instance,
                         error: error.message,
                         shortage: error.shortage,
+                        bad_env_file: error.bad_env_file,
                     },
                 };
                 self.feed(input);

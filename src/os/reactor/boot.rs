@@ -281,6 +281,7 @@ impl Reactor {
                     template: worker.template,
                     args: worker.args,
                     command: worker.command,
+                    env: worker.env,
                     why,
                 },
                 None => Command::Start {
@@ -288,6 +289,7 @@ impl Reactor {
                     template: Some(worker.template),
                     args: worker.args,
                     command: worker.command,
+                    env: worker.env,
                 },
             };
             self.command(ReplyTo::Restore { index }, command);

@@ -98,6 +98,7 @@ impl Reactor {
                 template,
                 args,
                 command,
+                env,
             } => self.command(
                 from,
                 Command::Start {
@@ -105,6 +106,7 @@ impl Reactor {
                     template,
                     args,
                     command,
+                    env,
                 },
             ),
             Request::Stop {

@@ -63,7 +63,7 @@ impl WorkerIo {
         poller: &mut Poller,
         logs: &mut Logs,
     ) -> Result<i32, SpawnError> {
-        let plan = ExecPlan::new(spec, &self.ctx).map_err(SpawnError::other)?;
+        let plan = ExecPlan::new(spec, &self.ctx)?;
         let cgroup_procs = cgroups.prepare(&spec.name)?;
         let child = spawn::spawn(
             &mut self.spawner,

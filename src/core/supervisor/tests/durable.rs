@@ -39,6 +39,7 @@ fn state_is_saved_before_the_reply_for_dynamic_workers_only() {
                 template: "t".to_string(),
                 args: Vec::new(),
                 command: Some(vec!["/bin/sleep".to_string(), "9".to_string()]),
+                env: Default::default(),
                 failed: None,
             },
             SavedWorker {
@@ -46,6 +47,7 @@ fn state_is_saved_before_the_reply_for_dynamic_workers_only() {
                 template: "t".to_string(),
                 args: vec!["z".to_string()],
                 command: None,
+                env: Default::default(),
                 failed: None,
             },
         ]
@@ -148,6 +150,7 @@ fn hold(name: &str, why: &str) -> Input {
             template: "p".to_string(),
             args: vec!["a".to_string()],
             command: None,
+            env: Default::default(),
             why: why.to_string(),
         }),
     )
@@ -199,6 +202,7 @@ fn a_held_worker_is_refused_like_any_start_when_its_name_or_template_is_bad() {
             template: "gone".to_string(),
             args: Vec::new(),
             command: None,
+            env: Default::default(),
             why: "x".to_string(),
         }),
     );

@@ -160,6 +160,7 @@ fn start_request(
         template: template.map(str::to_string),
         args: args.iter().map(|s| s.to_string()).collect(),
         command: command.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        env: Default::default(),
     })
 }
 
@@ -698,6 +699,7 @@ impl Harness {
                     instance,
                     error: "Too many open files (os error 24)".to_string(),
                     shortage: true,
+                    bad_env_file: false,
                 }
             } else if self.fail_always || self.fail_next > 0 {
                 self.fail_next = self.fail_next.saturating_sub(1);
@@ -706,6 +708,7 @@ impl Harness {
                     instance,
                     error: "No such file or directory (os error 2)".to_string(),
                     shortage: false,
+                    bad_env_file: false,
                 }
             } else {
                 self.last_pid += 1;

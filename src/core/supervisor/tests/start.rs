@@ -81,6 +81,7 @@ fn start_errors() {
             Harness::simple(),
             request(Command::Start {
                 name: "w".into(), template: None, args: vec!["x".into()], command: Some(vec![]),
+                env: Default::default(),
             }),
             "bad_request",
         ),
@@ -88,6 +89,7 @@ fn start_errors() {
             Harness::simple(),
             request(Command::Start {
                 name: "w".into(), template: None, args: vec![], command: Some(vec![String::new()]),
+                env: Default::default(),
             }),
             "bad_request",
         ),
@@ -136,12 +138,14 @@ fn args_are_appended_and_command_overrides_the_template() {
         template: None,
         args: vec!["x".into(), "y".into()],
         command: None,
+        env: Default::default(),
     }));
     h.feed(request(Command::Start {
         name: "b".into(),
         template: None,
         args: vec!["y".into()],
         command: Some(vec!["/bin/other".into(), "x".into()]),
+        env: Default::default(),
     }));
     assert_eq!(h.specs[0].argv, ["/opt/bin/worker", "--flag", "x", "y"]);
     assert_eq!(h.specs[1].argv, ["/bin/other", "x", "y"]);
@@ -292,6 +296,7 @@ fn extra_args_are_prepended_and_a_command_override_replaces_them() {
                 template: "t".to_string(),
                 args: vec!["a".to_string()],
                 command: Some(vec!["/bin/echo".to_string(), "hi".to_string()]),
+                env: Default::default(),
                 failed: None,
             },
             SavedWorker {
@@ -299,6 +304,7 @@ fn extra_args_are_prepended_and_a_command_override_replaces_them() {
                 template: "t".to_string(),
                 args: vec!["a".to_string()],
                 command: None,
+                env: Default::default(),
                 failed: None,
             },
         ]
