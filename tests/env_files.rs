@@ -189,10 +189,11 @@ fn start_env_from_the_cli_is_kept_in_the_state_file_and_restored() {
     let pid: i32 = stdout_of(&out).trim().parse().expect("a pid");
     assert_eq!(env_var(pid, "MAP").as_deref(), Some("de_dust2"));
     assert_eq!(env_var(pid, "EMPTY").as_deref(), Some(""));
-    let text = fs::read_to_string(&state).unwrap();
-    assert!(
-        text.contains(r#""env":{"EMPTY":"","MAP":"de_dust2"}"#),
-        "{text}"
+    let (_, saved) = read_state(&state);
+    assert_eq!(
+        saved["w"]["env"],
+        serde_json::json!({"EMPTY": "", "MAP": "de_dust2"}),
+        "{saved:?}"
     );
 
     d.kill_hard();
