@@ -59,6 +59,13 @@ pub enum Command {
         /// and `env_file`s (repeatable; kept across its restarts and in the state file)
         #[arg(long = "env", value_name = "KEY=VALUE", value_parser = env_var)]
         env: Vec<(String, String)>,
+        /// Start it somewhere in the fleet: claim NAME in etcd, then the chosen node's
+        /// daemon starts it (needs --config with [cluster]; see docs/CLUSTER.md)
+        #[arg(long, conflicts_with_all = ["command", "wait_ready", "env"])]
+        cluster: bool,
+        /// With --cluster: the node to start it on [default: the least-loaded live node]
+        #[arg(long, value_name = "N", requires = "cluster")]
+        node: Option<String>,
     },
     /// Stop workers: stop signal, then SIGKILL after the timeout; they are not restarted.
     /// Several are stopped together; a line per worker, exit 1 if any failed
@@ -75,6 +82,10 @@ pub enum Command {
         /// Milliseconds to wait before SIGKILL [default: the template's shutdown_ms]
         #[arg(long, value_name = "MS")]
         timeout: Option<u64>,
+        /// Stop cluster workers wherever they run, and forget them (needs --config
+        /// with [cluster])
+        #[arg(long, conflicts_with_all = ["template", "all", "timeout"])]
+        cluster: bool,
     },
     /// Send a signal to workers as if from outside; the restart rule applies. A line
     /// per worker, exit 1 if any failed
@@ -96,13 +107,21 @@ pub enum Command {
     Cast { name: String, message: String },
     /// Print the pid registered under NAME (exit 1, with its state on stderr, when it
     /// has no process)
-    Lookup { name: String },
+    Lookup {
+        name: String,
+        /// Look NAME up in the fleet: prints `NODE PID` (needs --config with [cluster])
+        #[arg(long)]
+        cluster: bool,
+    },
     /// Print how many workers are registered
     Count {
         /// Also break it down by state (total, active, backoff, failed, stopping; waiting
         /// when some are)
         #[arg(long)]
         all: bool,
+        /// Count the fleet's cluster workers instead (needs --config with [cluster])
+        #[arg(long, conflicts_with = "all")]
+        cluster: bool,
     },
     /// Show every worker, or only these
     List {
@@ -114,6 +133,10 @@ pub enum Command {
         /// Also show each worker's processes (its cgroup, or its process group)
         #[arg(long)]
         tree: bool,
+        /// Show the fleet's cluster workers instead, with their nodes (needs --config
+        /// with [cluster])
+        #[arg(long, conflicts_with_all = ["names", "template", "tree"])]
+        cluster: bool,
     },
     /// Stop every worker and exit the daemon
     Shutdown,
@@ -180,6 +203,15 @@ pub enum Command {
     },
     /// Print the daemon's metrics in the Prometheus text format (see docs/OPERATIONS.md)
     Metrics,
+    /// The fleet (cluster mode, docs/CLUSTER.md; needs --config with [cluster])
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// The cluster agent a daemon with [cluster] runs as its boot child
+    /// `dynsup-cluster-agent` (not for people)
+    #[command(name = "cluster-agent", hide = true)]
+    ClusterAgent,
     /// Check a config file as the daemon would load it and print what it would run
     /// (templates, boot children, socket, what is enabled); exit 0 if it is valid, 2 with
     /// the daemon's error (FILE:LINE:COLUMN) if not. Starts nothing, touches no socket
@@ -190,6 +222,13 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
+}
+
+/// `dynsup cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The live nodes: load (cluster workers held), lease and its time to live, draining
+    Nodes,
 }
 
 /// `--env KEY=VALUE`: split at the first `=`; the key non-empty, neither holding a NUL.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn run(socket: &Path, command: Command, json: bool) -> ExitStatus {
-    let count_all = matches!(command, Command::Count { all: true });
+    let count_all = matches!(command, Command::Count { all: true, .. });
     let tree = matches!(command, Command::List { tree: true, .. });
     let timestamps = matches!(
         command,
@@ -330,9 +330,11 @@ fn to_request(command: Command) -> Result<Request, String> {
         Command::Daemon { .. }
         | Command::Completions { .. }
         | Command::Manpage { .. }
-        | Command::CheckConfig { .. } => {
+        | Command::CheckConfig { .. }
+        | Command::Cluster { .. }
+        | Command::ClusterAgent => {
             return Err(
-                "`daemon`, `completions`, `manpage` and `check-config` are not requests"
+                "`daemon`, `completions`, `manpage`, `check-config` and `cluster` are not requests"
                     .to_string(),
             )
         }
@@ -355,6 +357,7 @@ fn to_request(command: Command) -> Result<Request, String> {
             template,
             all,
             timeout,
+            ..
         } => {
             let (name, names) = one_or_many(names);
             Request::Stop {
@@ -381,7 +384,7 @@ fn to_request(command: Command) -> Result<Request, String> {
             }
         }
         Command::Cast { name, message } => Request::Cast { name, message },
-        Command::Lookup { name } => Request::Lookup { name },
+        Command::Lookup { name, .. } => Request::Lookup { name },
         Command::Count { .. } => Request::Count,
         Command::List {
             names, template, ..

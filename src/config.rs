@@ -22,6 +22,7 @@ use std::rc::Rc;
 use toml::Spanned;
 
 mod after;
+mod cluster;
 
 /// The built-in configuration used when the daemon gets no `--config`: the shipped
 /// config's `worker` template, and no boot children.
@@ -108,6 +109,10 @@ pub const KEYS: &[&str] = &[
     "children.args",
     "children.after",
     "children.critical",
+    "cluster.endpoints",
+    "cluster.node",
+    "cluster.namespace",
+    "cluster.lease_ttl_ms",
 ];
 
 /// A validated configuration.
@@ -142,6 +147,9 @@ pub struct Config {
     pub logs: LogConfig,
     /// Where `GET /metrics` is served over HTTP, if anywhere.
     pub metrics_listen: Option<crate::metrics::listen::MetricsListen>,
+    /// `[cluster]`: this daemon is a node of a fleet (docs/CLUSTER.md); its agent is
+    /// among `templates` and `children`.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 /// The workers' output settings: the bound on all kept lines, and each template's own.
@@ -311,6 +319,7 @@ struct RawConfig {
     templates: BTreeMap<String, RawTemplate>,
     #[serde(default)]
     children: Vec<RawChild>,
+    cluster: Option<Spanned<cluster::RawCluster>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -581,6 +590,36 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         })
         .collect();
     after::check(&template_after, &boot_children)?;
+    let cluster = match raw.cluster {
+        Some(raw_cluster) => {
+            let span = raw_cluster.span();
+            let settings = cluster::validate(raw_cluster)?;
+            let agent = crate::cluster::AGENT_NAME;
+            if templates.contains_key(agent) || children.iter().any(|c| c.name == agent) {
+                return Err((span, cluster::name_taken_message()));
+            }
+            let template =
+                validate_template(agent.to_string(), cluster::agent_template(file), defaults)?;
+            templates.insert(agent.to_string(), Rc::new(template));
+            logs.templates.insert(
+                agent.to_string(),
+                Rc::new(output_settings(
+                    agent,
+                    &cluster::agent_template(file),
+                    &file_defaults,
+                )?),
+            );
+            children.push(BootChild {
+                name: agent.to_string(),
+                template: agent.to_string(),
+                args: Vec::new(),
+                after: Vec::new(),
+                critical: false,
+            });
+            Some(settings)
+        }
+        None => None,
+    };
     let socket = raw.supervisor.socket.map(|s| PathBuf::from(s.into_inner()));
     let state_file = match raw.supervisor.state_file {
         Some(f) if f.get_ref().is_empty() => {
@@ -657,6 +696,7 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
         children,
         logs,
         metrics_listen,
+        cluster,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod access;
 pub mod check_config;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod completions;
 pub mod config;
 pub mod core;

@@ -40,6 +40,15 @@ fn main() -> ExitCode {
         ),
         Some(Command::Completions { shell }) => dynsup::completions::print_script(shell),
         Some(Command::Manpage { dir }) => dynsup::manpage::run(dir.as_deref()),
+        Some(Command::ClusterAgent) => {
+            dynsup::cluster::agent::run(cli.config.as_deref(), cli.socket)
+        }
+        Some(command) if dynsup::cluster::commands::is_cluster(&command) => {
+            match dynsup::cluster::commands::settings(cli.config.as_deref()) {
+                Ok(settings) => dynsup::cluster::commands::run(&settings, command, cli.json),
+                Err(status) => status,
+            }
+        }
         command => match dynsup::client::socket_path(cli.socket, cli.config.as_deref()) {
             Err(status) => status,
             Ok(socket) => match command {

@@ -38,6 +38,7 @@ fn config_doc_names_every_key() {
             "supervisor" => "## `[supervisor]`",
             "templates" => "## `[templates.NAME]`",
             "children" => "## `[[children]]`",
+            "cluster" => "## `[cluster]`",
             other => panic!("unknown section {other}"),
         };
         let start = doc

@@ -17,6 +17,8 @@
 //! | [`journal`] | [`JournalListener`], a stand-in for journald's native socket; [`parse_journal_entry`] |
 //! | [`stderr_pipe`] | [`StderrPipe`], a daemon's stderr as a pipe the test reads when it wants |
 //! | [`cgroup`] | [`TestCgroup`], a cgroup v2 root of the test's own |
+//! | [`etcd`] | [`TestEtcd`], a test's own etcd on free loopback ports, killed on drop; [`cluster_section`] |
+//! | [`cluster`] | [`TestFleet`], etcd and daemons standing in for hosts; [`processes_named`] (by `DYNSUP_NAME=`) |
 //! | [`bins`] | paths of `dynsup`, the sample worker and `python3` |
 //! | [`rlimit`] | another process's resource limits, read and set ([`set_rlimit_of`]) |
 //! | [`mount`] | [`SmallTmpfs`], a tmpfs to fill up or make read-only |
@@ -32,9 +34,11 @@ pub mod bins;
 pub mod cgroup;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod configs;
 pub mod daemon;
 pub mod dirs;
+pub mod etcd;
 pub mod journal;
 pub mod launch;
 pub mod log;
@@ -51,9 +55,9 @@ pub mod watch;
 // Every test file takes what it needs from these; none takes all of them.
 #[allow(unused_imports)]
 pub use self::{
-    bins::*, cgroup::*, cli::*, client::*, configs::*, daemon::*, dirs::*, journal::*, launch::*,
-    log::*, mount::*, notify::*, proc::*, recorded::*, rlimit::*, saved::*, stderr_pipe::*,
-    wait::*, watch::*,
+    bins::*, cgroup::*, cli::*, client::*, cluster::*, configs::*, daemon::*, dirs::*, etcd::*,
+    journal::*, launch::*, log::*, mount::*, notify::*, proc::*, recorded::*, rlimit::*, saved::*,
+    stderr_pipe::*, wait::*, watch::*,
 };
 #[allow(unused_imports)]
 pub use dynsup::protocol::{

@@ -1,0 +1,1028 @@
+//! `dynsup cluster-agent`: the node's member of the fleet (docs/CLUSTER.md, "The
+//! agent's life"). Started by the daemon as the boot child `dynsup-cluster-agent` when
+//! the config has `[cluster]`; talks to its daemon over the socket (`DYNSUP_SOCKET`) and
+//! to etcd.
+//!
+//! Threads: `lease` (keepalive and fence, `lease.rs`), `daemon-events` (the daemon's
+//! `watch`), `etcd-watch` (one per join), `signals`; the main thread owns the caches of
+//! etcd's keys and acts on every message they send it ([`Msg`]).
+
+mod daemon_link;
+mod lease;
+
+use super::etcd::{Change, Compare, Etcd, EtcdError, Kv, Op, WatchBatch};
+use super::placement::{rank, Candidate};
+use super::{
+    decode, encode, now_ms, ClusterSettings, KeyKind, Keys, NodeValue, OwnerState, OwnerValue,
+    SpecValue, AGENT_NAME,
+};
+use crate::core::RestartType;
+use crate::exit_status::ExitStatus;
+use crate::protocol::Event;
+use daemon_link::DaemonLink;
+use lease::Timing;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// What the other threads tell the main thread.
+pub enum Msg {
+    /// A batch of etcd's watch of the namespace, from the watch of join number `gen`.
+    Watch {
+        gen: u64,
+        batch: WatchBatch,
+    },
+    /// That watch ended; the caches must be read again.
+    WatchLost {
+        gen: u64,
+        why: String,
+    },
+    Daemon(Event),
+    /// The daemon closed its event stream: it is gone or going.
+    DaemonGone,
+    /// The lease thread fenced `lease`: its workers are stopped; join again.
+    Fenced {
+        lease: i64,
+    },
+    /// SIGTERM or SIGINT: leave the fleet.
+    Term,
+}
+
+/// What the main thread and the lease thread share.
+pub struct Shared {
+    /// The lease this node runs under; 0 while it has none.
+    pub lease: i64,
+    /// When the last keepalive (or grant) that etcd answered was sent.
+    pub good_since: Instant,
+    /// The lease was given up: no start may use it.
+    pub fenced: bool,
+    /// The cluster workers this node runs, and the claim each was started for.
+    pub local: BTreeMap<String, String>,
+    pub quit: bool,
+}
+
+pub type SharedRef = Arc<(Mutex<Shared>, Condvar)>;
+
+fn lock(shared: &SharedRef) -> MutexGuard<'_, Shared> {
+    shared
+        .0
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn say(priority: u8, message: &str) {
+    eprintln!("<{priority}>{message}");
+}
+fn info(message: &str) {
+    say(6, message);
+}
+fn warn(message: &str) {
+    say(4, message);
+}
+fn error(message: &str) {
+    say(3, message);
+}
+
+/// `dynsup --config FILE cluster-agent`.
+pub fn run(config_path: Option<&Path>, socket: Option<PathBuf>) -> ExitStatus {
+    let Some(config_path) = config_path else {
+        error("cluster-agent needs --config FILE (a config with [cluster])");
+        return ExitStatus::Usage;
+    };
+    let config = match crate::config::load(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            error(&format!("invalid configuration: {e}"));
+            return ExitStatus::Usage;
+        }
+    };
+    let Some(settings) = config.cluster.clone() else {
+        error(&format!(
+            "{} has no [cluster] section: nothing to join",
+            config_path.display()
+        ));
+        return ExitStatus::Usage;
+    };
+    let socket = socket
+        .or_else(|| std::env::var_os("DYNSUP_SOCKET").map(PathBuf::from))
+        .or(config.socket.clone())
+        .unwrap_or_else(crate::paths::daemon_default_socket);
+    let templates: BTreeMap<String, RestartType> = config
+        .templates
+        .iter()
+        .filter(|(name, _)| name.as_str() != AGENT_NAME)
+        .map(|(name, t)| (name.clone(), t.restart))
+        .collect();
+    let (tx, rx) = channel();
+    let daemon = DaemonLink { socket };
+    if let Err(e) = daemon.watch(tx.clone()) {
+        error(&e);
+        return ExitStatus::Unreachable;
+    }
+    if let Err(e) = forward_signals(tx.clone()) {
+        error(&format!("cannot handle signals: {e}"));
+        return ExitStatus::Error;
+    }
+    let ttl = Duration::from_millis(settings.lease_ttl_ms);
+    let timing = Timing::of(ttl);
+    let etcd = Etcd::new(
+        &settings.endpoints,
+        timing.keepalive_every.max(Duration::from_millis(200)),
+    );
+    let shared: SharedRef = Arc::new((
+        Mutex::new(Shared {
+            lease: 0,
+            good_since: Instant::now(),
+            fenced: false,
+            local: BTreeMap::new(),
+            quit: false,
+        }),
+        Condvar::new(),
+    ));
+    if let Err(e) = lease::spawn(
+        shared.clone(),
+        etcd.clone(),
+        daemon.clone(),
+        timing,
+        tx.clone(),
+    ) {
+        error(&format!("cannot start the lease thread: {e}"));
+        return ExitStatus::Error;
+    }
+    let mut agent = Agent {
+        keys: settings.keys(),
+        settings,
+        etcd,
+        daemon,
+        shared,
+        tx,
+        timing,
+        ttl,
+        templates,
+        lease: 0,
+        revoke_first: None,
+        adopted_once: false,
+        watch_gen: 0,
+        needs_resync: false,
+        nodes: BTreeMap::new(),
+        specs: BTreeMap::new(),
+        owners: BTreeMap::new(),
+        deferred: BTreeMap::new(),
+        stopping: BTreeSet::new(),
+    };
+    agent.run(&rx)
+}
+
+fn forward_signals(tx: Sender<Msg>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".to_string())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = tx.send(Msg::Term);
+            }
+        })
+        .map(|_| ())
+}
+
+struct Agent {
+    settings: ClusterSettings,
+    keys: Keys,
+    etcd: Etcd,
+    daemon: DaemonLink,
+    shared: SharedRef,
+    tx: Sender<Msg>,
+    timing: Timing,
+    ttl: Duration,
+    /// This node's templates (the agent's own left out) and their restart types.
+    templates: BTreeMap<String, RestartType>,
+    /// The lease the main thread joined with; 0 while not joined.
+    lease: i64,
+    /// A lease given up by a fence, to revoke before joining again.
+    revoke_first: Option<i64>,
+    /// Whether this process already joined once (only its first join may adopt).
+    adopted_once: bool,
+    watch_gen: u64,
+    needs_resync: bool,
+    /// The caches of etcd's keys: value and mod revision.
+    nodes: BTreeMap<String, NodeValue>,
+    specs: BTreeMap<String, (SpecValue, i64)>,
+    owners: BTreeMap<String, (OwnerValue, i64)>,
+    /// Failover claims this node makes later, if the name is still unowned then.
+    deferred: BTreeMap<String, Instant>,
+    /// Names this node is stopping on purpose (`stop --cluster`): their `stopped`
+    /// event is not an end of the worker.
+    stopping: BTreeSet<String>,
+}
+
+const RETRY: Duration = Duration::from_millis(500);
+
+impl Agent {
+    fn me(&self) -> &str {
+        &self.settings.node
+    }
+
+    fn run(&mut self, rx: &Receiver<Msg>) -> ExitStatus {
+        info(&format!(
+            "node {} joining the fleet at {} (namespace {}, lease {} ms)",
+            self.settings.node,
+            self.settings.endpoints.join(", "),
+            self.settings.namespace,
+            self.settings.lease_ttl_ms
+        ));
+        let mut last_join_error = String::new();
+        loop {
+            if self.lease == 0 {
+                match self.join() {
+                    Ok(()) => last_join_error.clear(),
+                    Err(e) => {
+                        let text = e.to_string();
+                        if text != last_join_error {
+                            warn(&format!("cannot join: {text}; retrying"));
+                            last_join_error = text;
+                        }
+                    }
+                }
+            } else if self.needs_resync {
+                if let Err(e) = self.resync() {
+                    warn(&format!("cannot read the fleet's state: {e}; retrying"));
+                }
+            }
+            let timeout = if self.lease == 0 || self.needs_resync {
+                RETRY
+            } else {
+                self.deferred
+                    .values()
+                    .min()
+                    .map_or(Duration::from_secs(3600), |due| {
+                        due.saturating_duration_since(Instant::now())
+                    })
+            };
+            match rx.recv_timeout(timeout) {
+                Ok(Msg::Watch { gen, batch }) if gen == self.watch_gen && self.lease != 0 => {
+                    self.on_batch(batch)
+                }
+                Ok(Msg::Watch { .. }) => {}
+                Ok(Msg::WatchLost { gen, why }) => {
+                    if gen == self.watch_gen && self.lease != 0 {
+                        warn(&format!(
+                            "etcd's watch ended: {why}; reading the state again"
+                        ));
+                        self.needs_resync = true;
+                    }
+                }
+                Ok(Msg::Daemon(event)) => self.on_daemon_event(event),
+                Ok(Msg::DaemonGone) => {
+                    info("the daemon closed its event stream; leaving");
+                    self.leave();
+                    return ExitStatus::Ok;
+                }
+                Ok(Msg::Fenced { lease }) => {
+                    if lease == self.lease {
+                        self.lost_lease(lease);
+                    }
+                }
+                Ok(Msg::Term) => {
+                    self.leave();
+                    return ExitStatus::Ok;
+                }
+                Err(RecvTimeoutError::Timeout) => self.run_deferred(),
+                Err(RecvTimeoutError::Disconnected) => return ExitStatus::Error,
+            }
+        }
+    }
+
+    /// After a fence: forget the lease's caches; join again with a new lease.
+    fn lost_lease(&mut self, lease: i64) {
+        warn(&format!(
+            "lease {lease:x} given up; joining again with a new lease once etcd answers"
+        ));
+        self.lease = 0;
+        self.revoke_first = Some(lease);
+        self.watch_gen += 1;
+        self.nodes.clear();
+        self.specs.clear();
+        self.owners.clear();
+        self.deferred.clear();
+    }
+
+    /// Get a lease and the node key (adopting a live one this daemon's previous agent
+    /// left), then read the fleet's state.
+    fn join(&mut self) -> Result<(), EtcdError> {
+        if let Some(old) = self.revoke_first {
+            self.etcd.revoke(old)?;
+            self.revoke_first = None;
+        }
+        let key = self.keys.node(self.me());
+        let daemon_pid = std::os::unix::process::parent_id();
+        let mut joined: Option<(i64, Instant)> = None;
+        if !self.adopted_once {
+            if let Some(kv) = self.etcd.get(&key)? {
+                let value: Option<NodeValue> = decode(&kv.value);
+                if let Some(value) = value.filter(|v| v.lease == kv.lease) {
+                    let sent = Instant::now();
+                    if value.daemon_pid == daemon_pid
+                        && self.etcd.keepalive(kv.lease, self.timing.keepalive_every)? > 0
+                    {
+                        info(&format!(
+                            "adopting lease {:x}: this daemon's previous agent held it",
+                            kv.lease
+                        ));
+                        joined = Some((kv.lease, sent));
+                    }
+                }
+            }
+        }
+        self.adopted_once = true;
+        let (lease, good_since) = match joined {
+            Some(adopted) => adopted,
+            None => {
+                let sent = Instant::now();
+                let lease = self.etcd.grant(self.settings.ttl_seconds())?;
+                let value = NodeValue {
+                    node: self.me().to_string(),
+                    lease,
+                    since_ms: now_ms(),
+                    draining: false,
+                    daemon_pid,
+                };
+                let txn = self.etcd.txn(
+                    &[Compare::CreateRevision(key.clone(), 0)],
+                    &[Op::Put {
+                        key: key.clone(),
+                        value: encode(&value),
+                        lease,
+                    }],
+                    &[Op::Get(key.clone())],
+                )?;
+                if !txn.succeeded {
+                    let _ = self.etcd.revoke(lease);
+                    let holder = txn
+                        .gets
+                        .first()
+                        .and_then(|kvs| kvs.first())
+                        .and_then(|kv| decode::<NodeValue>(&kv.value));
+                    return Err(EtcdError::Server {
+                        code: 6,
+                        message: format!(
+                            "node {} is already in the fleet (lease {:x}, daemon pid {}): another daemon has the same [cluster] node",
+                            self.me(),
+                            holder.as_ref().map_or(0, |h| h.lease),
+                            holder.as_ref().map_or(0, |h| h.daemon_pid)
+                        ),
+                    });
+                }
+                (lease, sent)
+            }
+        };
+        {
+            let mut guard = lock(&self.shared);
+            guard.lease = lease;
+            guard.good_since = good_since;
+            guard.fenced = false;
+        }
+        self.shared.1.notify_all();
+        self.lease = lease;
+        info(&format!(
+            "joined as node {} with lease {lease:x}",
+            self.me()
+        ));
+        self.needs_resync = true;
+        self.resync()
+    }
+
+    /// Read the whole namespace, put this node's workers in order with it, and watch
+    /// it from there on.
+    fn resync(&mut self) -> Result<(), EtcdError> {
+        let range = self.etcd.range_prefix(&self.keys.all())?;
+        let workers = self
+            .daemon
+            .list()
+            .map_err(|e| EtcdError::Protocol(format!("the daemon's list: {e}")))?;
+        self.nodes.clear();
+        self.specs.clear();
+        self.owners.clear();
+        for kv in &range.kvs {
+            self.cache(kv);
+        }
+        self.watch_gen += 1;
+        spawn_watch(
+            self.etcd.clone(),
+            self.keys.all(),
+            range.revision + 1,
+            self.watch_gen,
+            self.tx.clone(),
+        );
+        self.needs_resync = false;
+        let me = self.me().to_string();
+        let running: BTreeMap<&str, &crate::protocol::WorkerInfo> =
+            workers.iter().map(|w| (w.name.as_str(), w)).collect();
+        let mut stale = Vec::new();
+        {
+            let mut guard = lock(&self.shared);
+            for worker in workers.iter().filter(|w| w.dynamic) {
+                let Some((spec, _)) = self.specs.get(&worker.name) else {
+                    continue;
+                };
+                match self.owners.get(&worker.name) {
+                    Some((owner, _)) if owner.node == me && owner.claim == spec.claim => {
+                        guard.local.insert(worker.name.clone(), spec.claim.clone());
+                    }
+                    _ => {
+                        guard.local.remove(&worker.name);
+                        stale.push(worker.name.clone());
+                    }
+                }
+            }
+        }
+        if !stale.is_empty() {
+            warn(&format!(
+                "stopping {} local cop(ies) of cluster workers this node does not own: {}",
+                stale.len(),
+                stale.join(", ")
+            ));
+            self.stop_in_background(stale, false);
+        }
+        let mine: Vec<(String, Option<i32>)> = self
+            .owners
+            .iter()
+            .filter(|(_, (owner, _))| owner.node == me && owner.state != OwnerState::Refused)
+            .map(|(name, (owner, _))| (name.clone(), owner.pid))
+            .collect();
+        for (name, pid) in mine {
+            match running.get(name.as_str()) {
+                None => self.start_assigned(&name),
+                Some(worker) if worker.pid != pid => {
+                    self.update_owner(&name, state_of(worker), worker.pid)
+                }
+                Some(_) => {}
+            }
+        }
+        let orphans: Vec<String> = self
+            .specs
+            .keys()
+            .filter(|name| !self.owners.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in orphans {
+            self.consider_orphan(&name);
+        }
+        Ok(())
+    }
+
+    fn cache(&mut self, kv: &Kv) {
+        match self.keys.kind(&kv.key) {
+            KeyKind::Node(node) => {
+                if let Some(value) = decode::<NodeValue>(&kv.value) {
+                    self.nodes.insert(node.to_string(), value);
+                }
+            }
+            KeyKind::Spec(name) => {
+                if let Some(value) = decode::<SpecValue>(&kv.value) {
+                    self.specs
+                        .insert(name.to_string(), (value, kv.mod_revision));
+                }
+            }
+            KeyKind::Owner(name) => {
+                if let Some(value) = decode::<OwnerValue>(&kv.value) {
+                    self.owners
+                        .insert(name.to_string(), (value, kv.mod_revision));
+                }
+            }
+            KeyKind::Other => {}
+        }
+    }
+
+    fn on_batch(&mut self, batch: WatchBatch) {
+        // Node keys first: a lost node's node key and owner keys go in one revision,
+        // and the failover's ranking must not count the lost node.
+        let (nodes, rest): (Vec<Change>, Vec<Change>) =
+            batch.changes.into_iter().partition(|change| {
+                let key = match change {
+                    Change::Put(kv) => kv.key.as_str(),
+                    Change::Delete { key, .. } => key.as_str(),
+                };
+                matches!(self.keys.kind(key), KeyKind::Node(_))
+            });
+        for change in nodes.into_iter().chain(rest) {
+            if self.lease == 0 {
+                return;
+            }
+            match change {
+                Change::Put(kv) => self.on_put(&kv),
+                Change::Delete { key, .. } => self.on_delete(&key),
+            }
+        }
+    }
+
+    fn on_put(&mut self, kv: &Kv) {
+        self.cache(kv);
+        // An owner key assigned to this node (with its spec, whichever came first).
+        let name = match self.keys.kind(&kv.key) {
+            KeyKind::Owner(name) | KeyKind::Spec(name) => name.to_string(),
+            _ => return,
+        };
+        self.deferred.remove(&name);
+        let assigned_to_me = self
+            .owners
+            .get(&name)
+            .is_some_and(|(o, _)| o.node == self.settings.node && o.state == OwnerState::Assigned);
+        if assigned_to_me {
+            self.start_assigned(&name);
+        }
+    }
+
+    fn on_delete(&mut self, key: &str) {
+        match self.keys.kind(key) {
+            KeyKind::Node(node) => {
+                self.nodes.remove(node);
+                if node == self.settings.node {
+                    // The lease is gone (expired, revoked): fence at once.
+                    let lease = self.lease;
+                    if lease::fence(
+                        &self.shared,
+                        &self.daemon,
+                        self.timing,
+                        lease,
+                        "this node's key was deleted: its lease is gone",
+                    ) {
+                        self.lost_lease(lease);
+                    }
+                }
+            }
+            KeyKind::Spec(name) => {
+                let name = name.to_string();
+                self.specs.remove(&name);
+                self.deferred.remove(&name);
+                let was_local = lock(&self.shared).local.remove(&name).is_some();
+                if was_local {
+                    info(&format!(
+                        "{name}: stopped by the cluster (its spec was deleted)"
+                    ));
+                    self.stop_in_background(vec![name], true);
+                }
+            }
+            KeyKind::Owner(name) => {
+                let name = name.to_string();
+                self.owners.remove(&name);
+                if self.specs.contains_key(&name) {
+                    self.consider_orphan(&name);
+                }
+            }
+            KeyKind::Other => {}
+        }
+    }
+
+    /// Stop local workers on a thread of its own (a stop waits for the worker's
+    /// `shutdown_ms`); with `forget_owner`, then delete their owner keys.
+    fn stop_in_background(&mut self, names: Vec<String>, forget_owner: bool) {
+        self.stopping.extend(names.iter().cloned());
+        let daemon = self.daemon.clone();
+        let etcd = self.etcd.clone();
+        let owners: Vec<(String, i64)> = names
+            .iter()
+            .filter_map(|n| {
+                self.owners
+                    .get(n)
+                    .filter(|(o, _)| o.node == self.settings.node)
+                    .map(|(_, rev)| (self.keys.owner(n), *rev))
+            })
+            .collect();
+        let spawned = std::thread::Builder::new()
+            .name("stop".to_string())
+            .spawn(move || {
+                if let Err(e) = daemon.stop(names, None) {
+                    error(&format!("cannot stop: {e}"));
+                }
+                if forget_owner {
+                    for (key, rev) in owners {
+                        let _ = etcd.txn(
+                            &[Compare::ModRevision(key.clone(), rev)],
+                            &[Op::Delete(key)],
+                            &[],
+                        );
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            error(&format!("cannot start a thread: {e}"));
+        }
+    }
+
+    /// The owner key names this node and says `assigned` (or the daemon lost a worker
+    /// this node owns): start it on the local daemon, or refuse and roll the claim back.
+    fn start_assigned(&mut self, name: &str) {
+        let Some((spec, spec_rev)) = self.specs.get(name).cloned() else {
+            return;
+        };
+        let Some((owner, owner_rev)) = self.owners.get(name).cloned() else {
+            return;
+        };
+        if owner.node != self.settings.node || owner.claim != spec.claim {
+            return;
+        }
+        let template = spec.template.clone().or_else(|| self.only_template());
+        let restart = template
+            .as_ref()
+            .and_then(|t| self.templates.get(t))
+            .map(|r| r.as_str().to_string());
+        let reply = {
+            let mut guard = lock(&self.shared);
+            if guard.fenced || guard.lease != self.lease || self.lease == 0 {
+                return;
+            }
+            if guard.local.get(name) == Some(&spec.claim) {
+                None
+            } else {
+                let reply = self.daemon.start(name, template, spec.args.clone());
+                if matches!(&reply, Ok(r) if r.ok) {
+                    guard.local.insert(name.to_string(), spec.claim.clone());
+                    self.stopping.remove(name);
+                }
+                Some(reply)
+            }
+        };
+        match reply {
+            // Already ours and running: only the owner key is behind.
+            None => {
+                let pid = self
+                    .daemon
+                    .request(&crate::protocol::Request::Lookup {
+                        name: name.to_string(),
+                    })
+                    .ok()
+                    .and_then(|r| r.pid);
+                self.put_owner(name, owner_rev, OwnerState::Running, pid, restart, None);
+            }
+            Some(Ok(reply)) if reply.ok => {
+                info(&format!(
+                    "{name}: started here for the cluster (pid {})",
+                    reply.pid.unwrap_or(0)
+                ));
+                self.put_owner(
+                    name,
+                    owner_rev,
+                    OwnerState::Running,
+                    reply.pid,
+                    restart,
+                    None,
+                );
+            }
+            Some(Ok(reply)) => {
+                let (kind, message) = reply
+                    .error
+                    .map_or(("spawn_failed".to_string(), "refused".to_string()), |e| {
+                        (e.kind.as_str().to_string(), e.message)
+                    });
+                self.refuse(name, owner_rev, spec_rev, &kind, &message);
+            }
+            Some(Err(e)) => {
+                self.refuse(name, owner_rev, spec_rev, "spawn_failed", &e);
+            }
+        }
+    }
+
+    fn only_template(&self) -> Option<String> {
+        match self.templates.len() {
+            1 => self.templates.keys().next().cloned(),
+            _ => None,
+        }
+    }
+
+    /// Put this node's owner key if it is still the one at `rev`.
+    fn put_owner(
+        &mut self,
+        name: &str,
+        rev: i64,
+        state: OwnerState,
+        pid: Option<i32>,
+        restart: Option<String>,
+        error: Option<(String, String)>,
+    ) -> Option<i64> {
+        let (mut value, _) = self.owners.get(name)?.clone();
+        value.state = state;
+        value.pid = pid;
+        if restart.is_some() {
+            value.restart = restart;
+        }
+        if let Some((kind, message)) = error {
+            value.kind = Some(kind);
+            value.error = Some(message);
+        }
+        let key = self.keys.owner(name);
+        match self.etcd.txn(
+            &[Compare::ModRevision(key.clone(), rev)],
+            &[Op::Put {
+                key,
+                value: encode(&value),
+                lease: self.lease,
+            }],
+            &[],
+        ) {
+            Ok(txn) if txn.succeeded => {
+                self.owners.insert(name.to_string(), (value, txn.revision));
+                Some(txn.revision)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                warn(&format!("{name}: cannot update its owner key: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A worker of this node changed (restarted, failed): its owner key follows.
+    fn update_owner(&mut self, name: &str, state: OwnerState, pid: Option<i32>) {
+        let Some((owner, rev)) = self.owners.get(name).cloned() else {
+            return;
+        };
+        if owner.node != self.settings.node || (owner.state == state && owner.pid == pid) {
+            return;
+        }
+        self.put_owner(name, rev, state, pid, None, None);
+    }
+
+    /// This node cannot start the name: say why in the owner key (the CLI waiting for
+    /// it reads it), then delete spec and owner so the name is free again.
+    fn refuse(&mut self, name: &str, owner_rev: i64, spec_rev: i64, kind: &str, message: &str) {
+        warn(&format!(
+            "{name}: cannot start it here: {message}; rolling the claim back"
+        ));
+        let Some(rev) = self.put_owner(
+            name,
+            owner_rev,
+            OwnerState::Refused,
+            None,
+            None,
+            Some((kind.to_string(), message.to_string())),
+        ) else {
+            return;
+        };
+        let owner = self.keys.owner(name);
+        let spec = self.keys.spec(name);
+        if let Err(e) = self.etcd.txn(
+            &[
+                Compare::ModRevision(owner.clone(), rev),
+                Compare::ModRevision(spec.clone(), spec_rev),
+            ],
+            // The spec first: its watchers then see no orphan in the owner's delete.
+            &[Op::Delete(spec), Op::Delete(owner)],
+            &[],
+        ) {
+            warn(&format!("{name}: cannot roll the claim back: {e}"));
+        }
+    }
+
+    /// A spec without an owner: take it over when this node ranks first for it, or
+    /// later if nobody ranked before it has by then.
+    fn consider_orphan(&mut self, name: &str) {
+        if self.lease == 0 || self.owners.contains_key(name) {
+            return;
+        }
+        let Some((spec, _)) = self.specs.get(name) else {
+            return;
+        };
+        let template = spec.template.clone().or_else(|| self.only_template());
+        if !template.is_some_and(|t| self.templates.contains_key(&t)) {
+            return;
+        }
+        let candidates: Vec<Candidate<'_>> = self
+            .nodes
+            .values()
+            .map(|n| Candidate {
+                node: &n.node,
+                load: 0,
+                draining: n.draining,
+            })
+            .collect();
+        let Some(position) = rank(name, &candidates)
+            .iter()
+            .position(|n| *n == self.settings.node)
+        else {
+            return;
+        };
+        if position == 0 {
+            self.claim_orphan(name);
+        } else {
+            let wait = self.ttl / 2 * position as u32;
+            self.deferred
+                .insert(name.to_string(), Instant::now() + wait);
+        }
+    }
+
+    fn run_deferred(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .deferred
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.deferred.remove(&name);
+            if self.lease != 0 && !self.owners.contains_key(&name) {
+                self.claim_orphan(&name);
+            }
+        }
+    }
+
+    /// The failover race: one transaction, won by one node.
+    fn claim_orphan(&mut self, name: &str) {
+        let Some((spec, spec_rev)) = self.specs.get(name).cloned() else {
+            return;
+        };
+        let template = spec.template.clone().or_else(|| self.only_template());
+        let Some(restart) = template
+            .as_ref()
+            .and_then(|t| self.templates.get(t))
+            .copied()
+        else {
+            return;
+        };
+        let owner_key = self.keys.owner(name);
+        let spec_key = self.keys.spec(name);
+        let compare = [
+            Compare::CreateRevision(owner_key.clone(), 0),
+            Compare::ModRevision(spec_key.clone(), spec_rev),
+        ];
+        if restart == RestartType::Temporary {
+            // A lost node is an abnormal end: a temporary worker is not restarted.
+            if let Ok(txn) = self.etcd.txn(&compare, &[Op::Delete(spec_key)], &[]) {
+                if txn.succeeded {
+                    info(&format!(
+                        "{name}: its node was lost; temporary, so it is forgotten"
+                    ));
+                }
+            }
+            return;
+        }
+        let owner = OwnerValue {
+            node: self.settings.node.clone(),
+            claim: spec.claim.clone(),
+            state: OwnerState::Assigned,
+            pid: None,
+            restart: Some(restart.as_str().to_string()),
+            kind: None,
+            error: None,
+        };
+        match self.etcd.txn(
+            &compare,
+            &[Op::Put {
+                key: owner_key,
+                value: encode(&owner),
+                lease: self.lease,
+            }],
+            &[],
+        ) {
+            Ok(txn) if txn.succeeded => {
+                info(&format!("{name}: taking it over (its node was lost)"));
+            }
+            Ok(_) => {}
+            Err(e) => warn(&format!("{name}: cannot claim it: {e}")),
+        }
+    }
+
+    fn on_daemon_event(&mut self, event: Event) {
+        let is_local = |name: &str| lock(&self.shared).local.contains_key(name);
+        match event {
+            Event::Started { name, pid } if is_local(&name) => {
+                self.update_owner(&name, OwnerState::Running, Some(pid));
+            }
+            Event::Restarting { name, .. } if is_local(&name) => {
+                self.update_owner(&name, OwnerState::Restarting, None);
+            }
+            Event::Failed { name, .. } if is_local(&name) => {
+                self.update_owner(&name, OwnerState::Failed, None);
+            }
+            Event::Stopped { name, reason } => {
+                if self.stopping.remove(&name) {
+                    return;
+                }
+                let ended = lock(&self.shared).local.remove(&name).is_some();
+                if ended {
+                    info(&format!(
+                        "{name}: ended for good ({reason}); the cluster forgets it"
+                    ));
+                    self.forget(&name);
+                }
+            }
+            Event::Lagged { .. } => self.needs_resync = true,
+            _ => {}
+        }
+    }
+
+    /// Delete spec and owner of a name this node owned.
+    fn forget(&mut self, name: &str) {
+        let Some((owner, rev)) = self.owners.get(name).cloned() else {
+            return;
+        };
+        if owner.node != self.settings.node {
+            return;
+        }
+        let owner_key = self.keys.owner(name);
+        if let Err(e) = self.etcd.txn(
+            &[Compare::ModRevision(owner_key.clone(), rev)],
+            &[Op::Delete(self.keys.spec(name)), Op::Delete(owner_key)],
+            &[],
+        ) {
+            warn(&format!("{name}: cannot forget it: {e}"));
+        }
+    }
+
+    /// SIGTERM, or the daemon going away: stop this node's cluster workers (so that no
+    /// second copy can start while they still run), then revoke the lease so the
+    /// survivors take them over at once.
+    fn leave(&mut self) {
+        let (names, lease) = {
+            let mut guard = lock(&self.shared);
+            guard.fenced = true;
+            guard.quit = true;
+            let names: Vec<String> = std::mem::take(&mut guard.local).into_keys().collect();
+            (names, guard.lease)
+        };
+        self.shared.1.notify_all();
+        if !names.is_empty() {
+            info(&format!(
+                "leaving: stopping this node's {} cluster worker(s) first",
+                names.len()
+            ));
+            if let Err(e) = self.daemon.stop(names, None) {
+                warn(&format!("leaving: cannot stop the cluster workers: {e}"));
+            }
+        }
+        if lease != 0 {
+            match self.etcd.revoke(lease) {
+                Ok(()) => info(&format!("left the fleet (lease {lease:x} revoked)")),
+                Err(e) => warn(&format!(
+                    "cannot revoke lease {lease:x}: {e}; it expires by itself"
+                )),
+            }
+        }
+    }
+}
+
+fn state_of(worker: &crate::protocol::WorkerInfo) -> OwnerState {
+    use crate::protocol::WorkerStateName as S;
+    match worker.state {
+        S::Failed => OwnerState::Failed,
+        _ if worker.pid.is_some() => OwnerState::Running,
+        _ => OwnerState::Restarting,
+    }
+}
+
+fn spawn_watch(etcd: Etcd, prefix: String, from: i64, gen: u64, tx: Sender<Msg>) {
+    let lost = tx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("etcd-watch".to_string())
+        .spawn(move || {
+            let mut stream = match etcd.watch_prefix(&prefix, from) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    let _ = tx.send(Msg::WatchLost {
+                        gen,
+                        why: e.to_string(),
+                    });
+                    return;
+                }
+            };
+            loop {
+                match stream.next_batch() {
+                    Ok(Some(batch)) if batch.canceled => {
+                        let _ = tx.send(Msg::WatchLost {
+                            gen,
+                            why: "cancelled by etcd".to_string(),
+                        });
+                        return;
+                    }
+                    Ok(Some(batch)) => {
+                        if tx.send(Msg::Watch { gen, batch }).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        let _ = tx.send(Msg::WatchLost {
+                            gen,
+                            why: "etcd closed the stream".to_string(),
+                        });
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Msg::WatchLost {
+                            gen,
+                            why: e.to_string(),
+                        });
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        let _ = lost.send(Msg::WatchLost {
+            gen,
+            why: format!("cannot start a thread: {e}"),
+        });
+    }
+}
