@@ -146,10 +146,9 @@ impl Etcd {
                         .into_json::<Value>()
                         .map_err(|e| EtcdError::Protocol(e.to_string()));
                 }
-                Err(ureq::Error::Status(_, response)) => {
+                Err(ureq::Error::Status(status, response)) => {
                     self.current.store(index, Ordering::Relaxed);
-                    let answer: Value = response.into_json().unwrap_or(Value::Null);
-                    return Err(server_error(&answer));
+                    return Err(status_error(status, response));
                 }
                 Err(ureq::Error::Transport(t)) => {
                     last = EtcdError::Unreachable(format!("{endpoint}: {t}"));
@@ -314,9 +313,8 @@ impl Etcd {
                         lines: BufReader::new(Box::new(response.into_reader())),
                     })
                 }
-                Err(ureq::Error::Status(_, response)) => {
-                    let answer: Value = response.into_json().unwrap_or(Value::Null);
-                    return Err(server_error(&answer));
+                Err(ureq::Error::Status(status, response)) => {
+                    return Err(status_error(status, response));
                 }
                 Err(ureq::Error::Transport(t)) => {
                     last = EtcdError::Unreachable(format!("{endpoint}: {t}"));
@@ -399,6 +397,29 @@ fn int(value: &Value) -> i64 {
         Value::String(s) => s.parse().unwrap_or(0),
         Value::Number(n) => n.as_i64().unwrap_or(0),
         _ => 0,
+    }
+}
+
+/// An HTTP error status: etcd's JSON error (the gateway's chunked body may end in
+/// trailers a strict reader trips on, so only its first JSON value is read), else the
+/// status itself (404 is gRPC's "not found", 5).
+fn status_error(status: u16, response: ureq::Response) -> EtcdError {
+    let mut text = String::new();
+    let _ = response
+        .into_reader()
+        .take(64 * 1024)
+        .read_to_string(&mut text);
+    let answer = serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .next()
+        .and_then(|v| v.ok())
+        .unwrap_or(Value::Null);
+    match server_error(&answer) {
+        EtcdError::Server { code: 0, message } if message == "no message" => EtcdError::Server {
+            code: if status == 404 { 5 } else { 0 },
+            message: format!("HTTP status {status}: {}", text.trim()),
+        },
+        error => error,
     }
 }
 
