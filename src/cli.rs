@@ -229,6 +229,10 @@ pub enum Command {
 pub enum ClusterCommand {
     /// The live nodes: load (cluster workers held), lease and its time to live, draining
     Nodes,
+    /// Move every cluster worker of NODE to the other nodes, one at a time (each new
+    /// copy running, and ready for `ready = "notify"`, before the old one stops); NODE
+    /// takes no new names until its agent restarts. Waits until NODE holds none
+    Drain { node: String },
 }
 
 /// `--env KEY=VALUE`: split at the first `=`; the key non-empty, neither holding a NUL.

@@ -157,3 +157,51 @@ fn nodes_cut_off_from_etcd_fence_their_cluster_workers_and_run_them_once_when_it
     });
     assert_eq!(wait_each_once(&fleet, &names), placed);
 }
+
+#[test]
+fn a_drained_node_hands_its_names_over_one_at_a_time_and_takes_no_new_ones() {
+    let fleet = TestFleet::start(3, TTL_MS, CLUSTER_TEMPLATES);
+    let prefix = unique_name("drain");
+    let names: Vec<String> = (0..20).map(|i| format!("{prefix}_{i:02}")).collect();
+    let mut old = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        old.push(claim(&fleet, i % 3, "b", name, "perm"));
+    }
+    let output = fleet.cli(0, &["cluster", "drain", "b"]);
+    let (out, err) = out_text(&output);
+    assert!(output.status.success(), "{out}{err}");
+    assert!(out.trim_end().ends_with("b drained: 20 moved"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" moved to ")).count(),
+        20,
+        "{out}"
+    );
+    let placed = wait_each_once(&fleet, &names);
+    for ((name, (node, pid)), old_pid) in names.iter().zip(&placed).zip(&old) {
+        assert_ne!(node, "b", "{name}");
+        assert_ne!(pid, old_pid, "{name}");
+        assert!(
+            !is_alive(*old_pid) || is_zombie(*old_pid),
+            "{name}'s old copy still runs"
+        );
+        assert_eq!(fleet.nodes[1].lookup(name), None);
+    }
+    let on_a = placed.iter().filter(|(node, _)| node == "a").count();
+    assert_eq!(on_a, 10, "the least-loaded node each time: {placed:?}");
+    // A draining node gets no new names.
+    let output = fleet.cli(
+        1,
+        &[
+            "start",
+            &format!("{prefix}_new"),
+            "--cluster",
+            "--template",
+            "perm",
+        ],
+    );
+    let (out, err) = out_text(&output);
+    assert!(
+        output.status.success() && !out.contains(" on b "),
+        "{out}{err}"
+    );
+}

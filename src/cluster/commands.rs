@@ -55,6 +55,9 @@ pub fn run(settings: &ClusterSettings, command: Command, json_out: bool) -> Exit
         Command::Cluster {
             command: ClusterCommand::Nodes,
         } => nodes(settings, json_out),
+        Command::Cluster {
+            command: ClusterCommand::Drain { node },
+        } => drain(settings, &node, json_out),
         _ => {
             eprintln!("dynsup: not a cluster command");
             ExitStatus::Usage
@@ -234,6 +237,7 @@ pub fn start(
             state: OwnerState::Assigned,
             pid: None,
             restart: None,
+            from: None,
             kind: None,
             error: None,
         };
@@ -352,6 +356,7 @@ fn wait_started(
                 state: OwnerState::Refused,
                 pid: None,
                 restart: None,
+                from: None,
                 kind: Some("node_lost".to_string()),
                 error: Some(format!(
                     "node {node} was lost before it started {name}; a survivor takes it over"
@@ -401,14 +406,46 @@ fn wait_started(
 
 /// Watch one key from `revision` until `decide` returns something, or `wait` passes
 /// (`Ok(None)`).
-fn follow<T: Send + 'static>(
+fn follow<T>(
     etcd: &Etcd,
     key: &str,
     revision: i64,
     wait: Duration,
     mut decide: impl FnMut(&Change) -> Option<T>,
 ) -> Result<Option<T>, String> {
-    let mut stream = etcd.watch_key(key, revision).map_err(|e| e.to_string())?;
+    let stream = etcd.watch_key(key, revision).map_err(|e| e.to_string())?;
+    follow_stream(stream, wait, |change| {
+        let changed = match change {
+            Change::Put(kv) => kv.key.as_str(),
+            Change::Delete { key, .. } => key.as_str(),
+        };
+        if changed == key {
+            decide(change)
+        } else {
+            None
+        }
+    })
+}
+
+/// [`follow`] for every key with a prefix.
+fn follow_prefix<T>(
+    etcd: &Etcd,
+    prefix: &str,
+    revision: i64,
+    wait: Duration,
+    decide: impl FnMut(&Change) -> Option<T>,
+) -> Result<Option<T>, String> {
+    let stream = etcd
+        .watch_prefix(prefix, revision)
+        .map_err(|e| e.to_string())?;
+    follow_stream(stream, wait, decide)
+}
+
+fn follow_stream<T>(
+    mut stream: super::etcd::WatchStream,
+    wait: Duration,
+    mut decide: impl FnMut(&Change) -> Option<T>,
+) -> Result<Option<T>, String> {
     let (tx, rx) = channel();
     std::thread::spawn(move || loop {
         match stream.next_batch() {
@@ -430,13 +467,6 @@ fn follow<T: Send + 'static>(
         match rx.recv_timeout(left) {
             Ok(Ok(batch)) => {
                 for change in &batch.changes {
-                    let changed = match change {
-                        Change::Put(kv) => kv.key.as_str(),
-                        Change::Delete { key, .. } => key.as_str(),
-                    };
-                    if changed != key {
-                        continue;
-                    }
                     if let Some(found) = decide(change) {
                         return Ok(Some(found));
                     }
@@ -722,4 +752,133 @@ pub fn nodes(settings: &ClusterSettings, json_out: bool) -> ExitStatus {
     }
     print_table(&table);
     ExitStatus::Ok
+}
+
+/// How long `cluster drain` waits: this, plus [`DRAIN_WAIT_PER_NAME`] per name held.
+const DRAIN_WAIT: Duration = Duration::from_secs(30);
+const DRAIN_WAIT_PER_NAME: Duration = Duration::from_secs(5);
+
+/// The names the owner keys give `node`, or are moving from it to a node that has not
+/// started them yet.
+fn held_by(fleet: &Fleet, node: &str) -> Vec<String> {
+    fleet
+        .owners
+        .iter()
+        .filter(|(_, (o, _))| {
+            o.node == node || (o.from.as_deref() == Some(node) && o.state == OwnerState::Assigned)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// `dynsup cluster drain NODE`: mark NODE draining (its agent then moves its names one
+/// at a time), and wait until it holds none; a line per name moved.
+pub fn drain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitStatus {
+    let etcd = client(settings);
+    let keys = settings.keys();
+    let node_key = keys.node(node);
+    let kv = match etcd.get(&node_key) {
+        Ok(Some(kv)) => kv,
+        Ok(None) => {
+            return fail(
+                json_out,
+                "node_not_alive",
+                &format!("node {node} is not alive"),
+                Value::Null,
+            )
+        }
+        Err(e) => return unreachable(json_out, &e.to_string()),
+    };
+    let Some(mut value) = decode::<NodeValue>(&kv.value) else {
+        return fail(
+            json_out,
+            "bad_value",
+            &format!("{node_key} does not hold a node"),
+            Value::Null,
+        );
+    };
+    value.draining = true;
+    let txn = match etcd.txn(
+        &[Compare::ModRevision(node_key.clone(), kv.mod_revision)],
+        &[Op::Put {
+            key: node_key,
+            value: encode(&value),
+            lease: kv.lease,
+        }],
+        &[],
+    ) {
+        Ok(txn) => txn,
+        Err(e) => return unreachable(json_out, &e.to_string()),
+    };
+    if !txn.succeeded {
+        return fail(
+            json_out,
+            "node_not_alive",
+            &format!("node {node} changed while it was being marked draining; try again"),
+            Value::Null,
+        );
+    }
+    let mut pending: std::collections::BTreeSet<String> = match Fleet::read(&etcd, &keys) {
+        Ok(fleet) => held_by(&fleet, node).into_iter().collect(),
+        Err(e) => return unreachable(json_out, &e),
+    };
+    let wait = DRAIN_WAIT + DRAIN_WAIT_PER_NAME * pending.len() as u32;
+    let mut moved: Vec<Value> = Vec::new();
+    // Each name is done when its new copy runs elsewhere (or it is gone); the events
+    // say so in order, so every move is printed once.
+    let outcome = if pending.is_empty() {
+        Ok(Some(()))
+    } else {
+        follow_prefix(&etcd, &keys.owners(), txn.revision + 1, wait, |change| {
+            match change {
+                Change::Put(kv) => {
+                    let owner = decode::<OwnerValue>(&kv.value);
+                    if let (Some(owner), KeyKind::Owner(name)) = (owner, keys.kind(&kv.key)) {
+                        let from_here = owner.from.as_deref() == Some(node);
+                        if from_here && owner.state == OwnerState::Running {
+                            if !json_out {
+                                let pid = owner.pid.map_or("-".to_string(), |p| p.to_string());
+                                println!("{name} moved to {} (pid {pid})", owner.node);
+                            }
+                            moved.push(json!({"name": name, "node": owner.node, "pid": owner.pid}));
+                            pending.remove(name);
+                        }
+                    }
+                }
+                Change::Delete { key, .. } => {
+                    if let KeyKind::Owner(name) = keys.kind(key) {
+                        pending.remove(name);
+                    }
+                }
+            }
+            pending.is_empty().then_some(())
+        })
+    };
+    match outcome {
+        Ok(Some(())) => {
+            if json_out {
+                println!("{}", json!({"ok": true, "node": node, "moved": moved}));
+            } else {
+                println!("{node} drained: {} moved", moved.len());
+            }
+            ExitStatus::Ok
+        }
+        Err(e) => unreachable(json_out, &e),
+        Ok(None) => {
+            let left = Fleet::read(&etcd, &keys)
+                .map(|f| held_by(&f, node))
+                .unwrap_or_default();
+            fail(
+                json_out,
+                "timeout",
+                &format!(
+                    "node {node} still holds {} name(s) after {} s: {}",
+                    left.len(),
+                    wait.as_secs(),
+                    left.join(", ")
+                ),
+                Value::Null,
+            )
+        }
+    }
 }

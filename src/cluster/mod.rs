@@ -179,6 +179,10 @@ pub struct OwnerValue {
     pub pid: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<String>,
+    /// During a drain: the node the name is moving from (its copy runs until this one
+    /// is running and ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     /// `refused`: the daemon's error kind (`unknown_template`, ...) and message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -238,6 +242,7 @@ mod tests {
             state: OwnerState::Running,
             pid: Some(42),
             restart: Some("permanent".into()),
+            from: None,
             kind: None,
             error: None,
         };

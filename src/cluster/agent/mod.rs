@@ -115,6 +115,12 @@ pub fn run(config_path: Option<&Path>, socket: Option<PathBuf>) -> ExitStatus {
         .filter(|(name, _)| name.as_str() != AGENT_NAME)
         .map(|(name, t)| (name.clone(), t.restart))
         .collect();
+    let notify_templates = config
+        .templates
+        .iter()
+        .filter(|(_, t)| t.ready == crate::core::Readiness::Notify)
+        .map(|(name, _)| name.clone())
+        .collect();
     let (tx, rx) = channel();
     let daemon = DaemonLink { socket };
     if let Err(e) = daemon.watch(tx.clone()) {
@@ -161,6 +167,7 @@ pub fn run(config_path: Option<&Path>, socket: Option<PathBuf>) -> ExitStatus {
         timing,
         ttl,
         templates,
+        notify_templates,
         lease: 0,
         revoke_first: None,
         adopted_once: false,
@@ -171,6 +178,9 @@ pub fn run(config_path: Option<&Path>, socket: Option<PathBuf>) -> ExitStatus {
         owners: BTreeMap::new(),
         deferred: BTreeMap::new(),
         stopping: BTreeSet::new(),
+        draining: false,
+        moving: None,
+        unmovable: BTreeSet::new(),
     };
     agent.run(&rx)
 }
@@ -199,6 +209,9 @@ struct Agent {
     ttl: Duration,
     /// This node's templates (the agent's own left out) and their restart types.
     templates: BTreeMap<String, RestartType>,
+    /// The templates with `ready = "notify"`: a drain waits until their new copy is
+    /// ready before it stops the old one.
+    notify_templates: BTreeSet<String>,
     /// The lease the main thread joined with; 0 while not joined.
     lease: i64,
     /// A lease given up by a fence, to revoke before joining again.
@@ -216,6 +229,12 @@ struct Agent {
     /// Names this node is stopping on purpose (`stop --cluster`): their `stopped`
     /// event is not an end of the worker.
     stopping: BTreeSet<String>,
+    /// `cluster drain` set this node's key `draining`: its names move elsewhere.
+    draining: bool,
+    /// The name being moved by the drain, and where to.
+    moving: Option<(String, String)>,
+    /// Names no other node could take during this drain.
+    unmovable: BTreeSet<String>,
 }
 
 const RETRY: Duration = Duration::from_millis(500);
@@ -307,6 +326,9 @@ impl Agent {
         self.specs.clear();
         self.owners.clear();
         self.deferred.clear();
+        self.draining = false;
+        self.moving = None;
+        self.unmovable.clear();
     }
 
     /// Get a lease and the node key (adopting a live one this daemon's previous agent
@@ -523,8 +545,28 @@ impl Agent {
         // An owner key assigned to this node (with its spec, whichever came first).
         let name = match self.keys.kind(&kv.key) {
             KeyKind::Owner(name) | KeyKind::Spec(name) => name.to_string(),
-            _ => return,
+            KeyKind::Node(node) => {
+                let me = node == self.settings.node;
+                let draining = self.nodes.get(node).is_some_and(|n| n.draining);
+                if me && draining && !self.draining {
+                    info(
+                        "draining: moving this node's cluster workers to the others, one at a time",
+                    );
+                    self.draining = true;
+                }
+                // A node that joins may take what a drain could not place.
+                self.drain_next();
+                return;
+            }
+            KeyKind::Other => return,
         };
+        if self
+            .moving
+            .as_ref()
+            .is_some_and(|(moving, _)| *moving == name)
+        {
+            self.move_progress(&name);
+        }
         self.deferred.remove(&name);
         let assigned_to_me = self
             .owners
@@ -568,6 +610,21 @@ impl Agent {
             KeyKind::Owner(name) => {
                 let name = name.to_string();
                 self.owners.remove(&name);
+                if self
+                    .moving
+                    .as_ref()
+                    .is_some_and(|(moving, _)| *moving == name)
+                {
+                    // The target was lost mid-move: the copy here still runs; own it
+                    // again.
+                    self.moving = None;
+                    self.unmovable.insert(name.clone());
+                    if lock(&self.shared).local.contains_key(&name) {
+                        self.claim_back(&name);
+                    }
+                    self.drain_next();
+                    return;
+                }
                 if self.specs.contains_key(&name) {
                     self.consider_orphan(&name);
                 }
@@ -625,6 +682,7 @@ impl Agent {
             return;
         }
         let template = spec.template.clone().or_else(|| self.only_template());
+        let template_used = template.clone();
         let restart = template
             .as_ref()
             .and_then(|t| self.templates.get(t))
@@ -662,6 +720,18 @@ impl Agent {
                     "{name}: started here for the cluster (pid {})",
                     reply.pid.unwrap_or(0)
                 ));
+                let notify = template_used
+                    .as_ref()
+                    .is_some_and(|t| self.notify_templates.contains(t));
+                if owner.from.is_some() && notify {
+                    // A drain's new copy: the old one stops once this one is ready.
+                    let ready = self.daemon.request(&crate::protocol::Request::WaitReady {
+                        name: name.to_string(),
+                    });
+                    if !matches!(&ready, Ok(r) if r.ok) {
+                        warn(&format!("{name}: the moved copy did not get ready"));
+                    }
+                }
                 self.put_owner(
                     name,
                     owner_rev,
@@ -748,6 +818,15 @@ impl Agent {
     /// This node cannot start the name: say why in the owner key (the CLI waiting for
     /// it reads it), then delete spec and owner so the name is free again.
     fn refuse(&mut self, name: &str, owner_rev: i64, spec_rev: i64, kind: &str, message: &str) {
+        let from = self
+            .owners
+            .get(name)
+            .filter(|(o, _)| o.state == OwnerState::Assigned)
+            .and_then(|(o, _)| o.from.clone());
+        if let Some(from) = from {
+            self.hand_back(name, owner_rev, &from, kind, message);
+            return;
+        }
         warn(&format!(
             "{name}: cannot start it here: {message}; rolling the claim back"
         ));
@@ -829,6 +908,43 @@ impl Agent {
         }
     }
 
+    /// Own again a name whose copy runs here (a drain's target was lost).
+    fn claim_back(&mut self, name: &str) {
+        let Some((spec, spec_rev)) = self.specs.get(name).cloned() else {
+            return;
+        };
+        let pid = self
+            .daemon
+            .request(&crate::protocol::Request::Lookup {
+                name: name.to_string(),
+            })
+            .ok()
+            .and_then(|r| r.pid);
+        let owner = OwnerValue {
+            node: self.settings.node.clone(),
+            claim: spec.claim,
+            state: OwnerState::Running,
+            pid,
+            restart: None,
+            from: None,
+            kind: None,
+            error: None,
+        };
+        let key = self.keys.owner(name);
+        let _ = self.etcd.txn(
+            &[
+                Compare::CreateRevision(key.clone(), 0),
+                Compare::ModRevision(self.keys.spec(name), spec_rev),
+            ],
+            &[Op::Put {
+                key,
+                value: encode(&owner),
+                lease: self.lease,
+            }],
+            &[],
+        );
+    }
+
     /// The failover race: one transaction, won by one node.
     fn claim_orphan(&mut self, name: &str) {
         let Some((spec, spec_rev)) = self.specs.get(name).cloned() else {
@@ -865,6 +981,7 @@ impl Agent {
             state: OwnerState::Assigned,
             pid: None,
             restart: Some(restart.as_str().to_string()),
+            from: None,
             kind: None,
             error: None,
         };
@@ -882,6 +999,139 @@ impl Agent {
             }
             Ok(_) => {}
             Err(e) => warn(&format!("{name}: cannot claim it: {e}")),
+        }
+    }
+
+    /// A drain's move this node cannot take: the name goes back to the draining node
+    /// (whose copy still runs), or, if that node is gone, is left unowned for the
+    /// failover rule.
+    fn hand_back(&mut self, name: &str, owner_rev: i64, from: &str, kind: &str, message: &str) {
+        warn(&format!(
+            "{name}: cannot take it over from {from}: {message}"
+        ));
+        let owner_key = self.keys.owner(name);
+        let Some((mut owner, _)) = self.owners.get(name).cloned() else {
+            return;
+        };
+        let result = match self.nodes.get(from) {
+            Some(node) => {
+                owner.node = from.to_string();
+                owner.state = OwnerState::Running;
+                owner.from = None;
+                owner.kind = Some(kind.to_string());
+                owner.error = Some(format!("node {}: {message}", self.settings.node));
+                self.etcd.txn(
+                    &[Compare::ModRevision(owner_key.clone(), owner_rev)],
+                    &[Op::Put {
+                        key: owner_key,
+                        value: encode(&owner),
+                        lease: node.lease,
+                    }],
+                    &[],
+                )
+            }
+            None => self.etcd.txn(
+                &[Compare::ModRevision(owner_key.clone(), owner_rev)],
+                &[Op::Delete(owner_key)],
+                &[],
+            ),
+        };
+        if let Err(e) = result {
+            warn(&format!("{name}: cannot hand it back: {e}"));
+        }
+    }
+
+    /// Draining: move the next name, unless one is on its way.
+    fn drain_next(&mut self) {
+        if !self.draining || self.moving.is_some() || self.lease == 0 {
+            return;
+        }
+        let local = lock(&self.shared).local.clone();
+        let me = self.settings.node.clone();
+        let next = self.owners.iter().find(|(name, (owner, _))| {
+            owner.node == me
+                && owner.state == OwnerState::Running
+                && local.contains_key(*name)
+                && !self.unmovable.contains(*name)
+        });
+        let Some((name, (owner, rev))) = next.map(|(n, o)| (n.clone(), o.clone())) else {
+            if !self.owners.values().any(|(o, _)| o.node == me) {
+                info("drained: no cluster worker left on this node");
+            }
+            return;
+        };
+        let node_loads =
+            super::placement::loads(self.owners.values().map(|(o, _)| o.node.as_str()));
+        let candidates: Vec<Candidate<'_>> = self
+            .nodes
+            .values()
+            .filter(|n| n.node != me)
+            .map(|n| Candidate {
+                node: &n.node,
+                load: node_loads.get(n.node.as_str()).copied().unwrap_or(0),
+                draining: n.draining,
+            })
+            .collect();
+        let Some(target) = super::placement::least_loaded(&candidates).map(str::to_string) else {
+            warn("draining: no other live node to move to; waiting for one");
+            return;
+        };
+        let Some(target_lease) = self.nodes.get(&target).map(|n| n.lease) else {
+            return;
+        };
+        let moved = OwnerValue {
+            node: target.clone(),
+            state: OwnerState::Assigned,
+            pid: None,
+            from: Some(me),
+            kind: None,
+            error: None,
+            ..owner
+        };
+        let key = self.keys.owner(&name);
+        match self.etcd.txn(
+            &[Compare::ModRevision(key.clone(), rev)],
+            &[Op::Put {
+                key,
+                value: encode(&moved),
+                lease: target_lease,
+            }],
+            &[],
+        ) {
+            Ok(txn) if txn.succeeded => {
+                info(&format!("draining: moving {name} to {target}"));
+                self.moving = Some((name, target));
+            }
+            Ok(_) => {}
+            Err(e) => warn(&format!("draining: cannot move {name}: {e}")),
+        }
+    }
+
+    /// The owner key of the name being moved changed.
+    fn move_progress(&mut self, name: &str) {
+        let Some((target_node, owner)) = self
+            .moving
+            .as_ref()
+            .map(|(_, t)| t.clone())
+            .zip(self.owners.get(name).map(|(o, _)| o.clone()))
+        else {
+            return;
+        };
+        if owner.node == target_node && owner.state == OwnerState::Running {
+            // The new copy runs (and is ready): the old one stops.
+            lock(&self.shared).local.remove(name);
+            info(&format!(
+                "draining: {name} runs on {target_node} (pid {}); stopping the copy here",
+                owner.pid.unwrap_or(0)
+            ));
+            self.stop_in_background(vec![name.to_string()], false);
+            self.moving = None;
+            self.drain_next();
+        } else if owner.node == self.settings.node {
+            // Handed back: the other node could not take it.
+            self.unmovable.insert(name.to_string());
+            self.moving = None;
+            self.drain_next();
         }
     }
 
