@@ -291,3 +291,70 @@ fn three_nodes_racing_for_one_name_make_one_winner() {
         (processes_named(&name).len() == 1).then_some(())
     });
 }
+
+#[test]
+fn three_hundred_names_started_from_every_node_agree_everywhere_with_proc() {
+    let fleet = fleet();
+    let prefix = unique_name("many");
+    let names: Vec<String> = (0..300).map(|i| format!("{prefix}_{i:03}")).collect();
+    // Twelve CLIs at a time, from the three nodes in turn.
+    for batch in names.chunks(12) {
+        let runs: Vec<Captured> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let node = &fleet.nodes[i % 3];
+                Captured::spawn(
+                    cli_command(node.socket())
+                        .arg("--config")
+                        .arg(node.config_path())
+                        .args(["start", name, "--cluster", "--template", "trans"]),
+                )
+            })
+            .collect();
+        for run in runs {
+            let output = run.finish(DEADLINE);
+            assert!(output.status.success(), "{:?}", out_text(&output));
+        }
+    }
+    // Each node's daemon runs its share; /proc has exactly one process per name.
+    let mut where_: std::collections::BTreeMap<String, (String, i32)> = Default::default();
+    for (i, daemon) in fleet.nodes.iter().enumerate() {
+        let mine: Vec<_> = daemon
+            .list()
+            .into_iter()
+            .filter(|w| w.name.starts_with(&prefix))
+            .collect();
+        assert!(mine.len() >= 80, "node {i} runs only {} of 300", mine.len());
+        for w in mine {
+            let pid = w.pid.expect("a pid");
+            where_.insert(w.name.clone(), (fleet.node_names[i].clone(), pid));
+        }
+    }
+    assert_eq!(where_.len(), 300);
+    for (name, (_, pid)) in &where_ {
+        assert_eq!(processes_named(name), vec![*pid], "{name}");
+    }
+    // list --cluster from every node says the same.
+    for from in 0..3 {
+        let output = fleet.cli(from, &["--json", "list", "--cluster"]);
+        let reply: serde_json::Value =
+            serde_json::from_str(out_text(&output).0.trim()).expect("json");
+        let seen: std::collections::BTreeMap<String, (String, i32)> = reply["workers"]
+            .as_array()
+            .expect("workers")
+            .iter()
+            .map(|w| {
+                let name = w["name"].as_str().expect("name").to_string();
+                let node = w["node"].as_str().expect("node").to_string();
+                let pid = w["pid"].as_i64().expect("pid") as i32;
+                (name, (node, pid))
+            })
+            .collect();
+        assert_eq!(seen, where_, "list --cluster from node {from}");
+    }
+    // And lookup --cluster, for a sample, from each node.
+    for (k, (name, placed)) in where_.iter().enumerate().step_by(37) {
+        assert_eq!(lookup_cluster(&fleet, k % 3, name).as_ref(), Some(placed));
+    }
+}
