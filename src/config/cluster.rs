@@ -116,3 +116,83 @@ fn toml_string(text: &str) -> String {
 pub(super) fn name_taken_message() -> String {
     format!("{AGENT_NAME:?} is the cluster agent's name: with [cluster], no template or child may use it")
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cluster::AGENT_NAME;
+    use crate::config::parse;
+
+    const T: &str = "[templates.w]\ncommand = [\"x\"]\n";
+
+    fn err(cluster: &str) -> String {
+        match parse(&format!("{T}[cluster]\n{cluster}"), "t.toml") {
+            Ok(_) => panic!("accepted: {cluster}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_cluster_section_adds_the_agent_and_takes_defaults() {
+        let config = parse(
+            &format!("{T}[cluster]\nendpoints = [\"http://127.0.0.1:2379/\"]\nnode = \"a\"\n"),
+            "/etc/d.toml",
+        )
+        .expect("valid");
+        let cluster = config.cluster.expect("[cluster]");
+        assert_eq!(cluster.endpoints, vec!["http://127.0.0.1:2379"]);
+        assert_eq!(
+            (cluster.node.as_str(), cluster.namespace.as_str()),
+            ("a", "/dynsup/default")
+        );
+        assert_eq!(cluster.lease_ttl_ms, 3000);
+        let agent = &config.templates[AGENT_NAME];
+        assert_eq!(
+            agent.command,
+            ["dynsup", "--config", "/etc/d.toml", "cluster-agent"].map(String::from)
+        );
+        assert_eq!(agent.restart, crate::core::RestartType::Permanent);
+        assert!(config.children.iter().any(|c| c.name == AGENT_NAME));
+        // Without [cluster], nothing of it.
+        let plain = parse(T, "t.toml").expect("valid");
+        assert!(plain.cluster.is_none() && !plain.templates.contains_key(AGENT_NAME));
+    }
+
+    #[test]
+    fn bad_cluster_values_name_their_line_and_column() {
+        let e = err("endpoints = [\"http://h:1\"]\nlease_ttl_ms = 2500\n");
+        assert!(
+            e.starts_with("t.toml:5:16: cluster: lease_ttl_ms must be a whole number of seconds"),
+            "{e}"
+        );
+        let e = err("endpoints = [\"http://h:1\"]\nlease_ttl_ms = 1000\n");
+        assert!(e.contains("from 2000"), "{e}");
+        let e = err("endpoints = []\n");
+        assert!(
+            e.starts_with("t.toml:4:13: cluster: endpoints must name at least one"),
+            "{e}"
+        );
+        let e = err("endpoints = [\"https://h:1\"]\n");
+        assert!(e.starts_with("t.toml:4:14:") && e.contains("https"), "{e}");
+        let e = err("endpoints = [\"h:2379\"]\n");
+        assert!(e.contains("must start with http://"), "{e}");
+        let e = err("endpoints = [\"http://h:1/v3\"]\n");
+        assert!(e.contains("without a path"), "{e}");
+        let e = err("endpoints = [\"http://h:1\"]\nnode = \"a b\"\n");
+        assert!(e.starts_with("t.toml:5:8: cluster: node:"), "{e}");
+        let e = err("endpoints = [\"http://h:1\"]\nnamespace = \"dynsup/\"\n");
+        assert!(
+            e.starts_with("t.toml:5:13: cluster: namespace \"dynsup/\""),
+            "{e}"
+        );
+        let e = err("endpoints = [\"http://h:1\"]\nttl = 3\n");
+        assert!(e.contains("unknown field `ttl`"), "{e}");
+        let e = match parse(
+            &format!("{T}[[children]]\nname = \"{AGENT_NAME}\"\n[cluster]\nendpoints = [\"http://h:1\"]\n"),
+            "t.toml",
+        ) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("is the cluster agent's name"), "{e}");
+    }
+}
