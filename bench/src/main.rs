@@ -4,6 +4,7 @@
 //! docs/BENCHMARKS.md. Never part of `cargo test`.
 
 mod dynsup;
+mod failover;
 mod flood;
 mod flood_report;
 mod floor;
@@ -75,6 +76,8 @@ pub struct Results {
     pub durable: Vec<(f64, f64, u64, u64)>,
     /// `lookup` latency (µs), 16 clients, while 1000 workers crash-loop under backoff.
     pub churn_lookup: Option<Samples>,
+    /// Cluster mode: N → node kill → all its N names running on the survivors, ms.
+    pub failover: Vec<(usize, f64)>,
     /// Boot graph shape → launch → all 1000 boot children stamped, ms, per repetition.
     pub order: Vec<(&'static str, Vec<f64>)>,
     pub peers: BTreeMap<&'static str, PeerResults>,
@@ -126,7 +129,7 @@ fn parse_args() -> Args {
                 println!(
                     "usage: dynsup-bench [--quick] [--no-peers | --peers LIST] [--only PHASES] [--trials N] [--idle-secs S] [--dynsup BIN] [--out FILE]\n\
                      \x20      dynsup-bench --sweep RUN_ID   (kill every process a run left behind)\n\
-                     phases for --only (default: all): restart (every N, and the peers), control, cold, order, durable, churn, spawn, idle, crash, flood\n\
+                     phases for --only (default: all): restart (every N, and the peers), control, cold, order, durable, churn, failover, spawn, idle, crash, flood\n\
                      peers for --peers (default: all): runit, s6, supervisord\n\
                      --dynsup BIN: measure another dynsup binary (default: target/release/dynsup)"
                 );
@@ -357,7 +360,10 @@ fn main() {
     if ctx.wants("durable") {
         let reps = if ctx.quick { 2 } else { 5 };
         for rep in 0..reps {
-            ctx.log(&format!("durable starts: N=1000 pipelined, with and without a state file, {}/{reps}", rep + 1));
+            ctx.log(&format!(
+                "durable starts: N=1000 pipelined, with and without a state file, {}/{reps}",
+                rep + 1
+            ));
             match (
                 dynsup::pipelined_starts(&ctx, 1000, false),
                 dynsup::pipelined_starts(&ctx, 1000, true),
@@ -375,6 +381,20 @@ fn main() {
         match dynsup::lookup_under_churn(&ctx, 1000, per) {
             Ok(s) => r.churn_lookup = Some(s),
             Err(e) => r.errors.push(format!("lookup under churn: {e}")),
+        }
+    }
+
+    // ---- cluster failover: a node's daemon killed, its names run elsewhere ----------
+    if ctx.wants("failover") {
+        for n in failover::sizes() {
+            ctx.log(&format!(
+                "cluster failover: etcd + 3 daemons, {n} names on the node killed (lease {} ms)",
+                failover::LEASE_TTL_MS
+            ));
+            match failover::failover(&ctx, n) {
+                Ok(took) => r.failover.push((n, took)),
+                Err(e) => r.errors.push(format!("cluster failover of {n}: {e}")),
+            }
         }
     }
 
@@ -660,9 +680,18 @@ fn order_phase(ctx: &Ctx, r: &mut Results) {
     ];
     for rep in 0..reps {
         for (shape, after) in shapes {
-            ctx.log(&format!("boot order: {shape}, N={N}, repetition {}/{reps}", rep + 1));
+            ctx.log(&format!(
+                "boot order: {shape}, N={N}, repetition {}/{reps}",
+                rep + 1
+            ));
             let text = dynsup::config_text_ordered(ctx, N, after);
-            match dynsup::start_with(ctx, &format!("dynsup-order-{shape}"), N, &text, dynsup::Stderr::File) {
+            match dynsup::start_with(
+                ctx,
+                &format!("dynsup-order-{shape}"),
+                N,
+                &text,
+                dynsup::Stderr::File,
+            ) {
                 Ok(d) => match r.order.iter_mut().find(|(s, _)| *s == shape) {
                     Some((_, v)) => v.push(d.cold_ms),
                     None => r.order.push((shape, vec![d.cold_ms])),

@@ -174,7 +174,10 @@ pub fn render(ctx: &Ctx, r: &Results, command: &str) -> String {
     }
     for (label, map) in [
         ("SIGKILL → first instruction", &r.dyn_restart),
-        ("SIGKILL → new pid answered by `lookup`", &r.dyn_lookup_restart),
+        (
+            "SIGKILL → new pid answered by `lookup`",
+            &r.dyn_lookup_restart,
+        ),
     ] {
         if let (Some(small), Some((&big, large))) = (map.get(&10), map.range(11..).next_back()) {
             let x = large.p90() / small.p90();
@@ -358,6 +361,18 @@ pub fn render(ctx: &Ctx, r: &Results, command: &str) -> String {
             "–".into(),
             "≤ 1 ms",
             verdict(p99 <= 1.0),
+        );
+    }
+    for (n, took) in &r.failover {
+        let limit = crate::failover::LEASE_TTL_MS as f64 + 2000.0;
+        row(
+            &mut o,
+            &format!("cluster failover: node kill → its {n} names running on the survivors"),
+            f_ms(*took),
+            format!("lease {} ms", crate::failover::LEASE_TTL_MS),
+            "–".into(),
+            "≤ lease + 2 s",
+            verdict(*took <= limit),
         );
     }
     if let Some(m) = r.dyn_mem.get(&1000) {
@@ -720,8 +735,15 @@ pub fn render(ctx: &Ctx, r: &Results, command: &str) -> String {
         for (shape, v) in &r.order {
             let m = med(v);
             let runs: Vec<String> = v.iter().map(|x| f_ms(*x)).collect();
-            let ratio = flat.filter(|f| *f > 0.0).map_or("–".into(), |f| f_ratio(m / f));
-            let _ = writeln!(o, "| {shape} | {} | {} | {ratio} |", f_ms(m), runs.join(", "));
+            let ratio = flat
+                .filter(|f| *f > 0.0)
+                .map_or("–".into(), |f| f_ratio(m / f));
+            let _ = writeln!(
+                o,
+                "| {shape} | {} | {} | {ratio} |",
+                f_ms(m),
+                runs.join(", ")
+            );
         }
         let _ = writeln!(o);
     }

@@ -95,11 +95,31 @@ pub struct Fleet {
 impl Fleet {
     pub fn read(etcd: &Etcd, keys: &Keys) -> Result<Fleet, String> {
         let range = etcd.range_prefix(&keys.all()).map_err(|e| e.to_string())?;
+        Ok(Fleet::of(keys, range.revision, range.kvs))
+    }
+
+    /// What placement needs: the node keys, and with `owners` the owner keys (not the
+    /// specs), so that a claim on a given node costs O(nodes), not O(names).
+    pub fn read_placement(etcd: &Etcd, keys: &Keys, owners: bool) -> Result<Fleet, String> {
+        let nodes = etcd
+            .range_prefix(&keys.nodes())
+            .map_err(|e| e.to_string())?;
+        let mut kvs = nodes.kvs;
+        if owners {
+            let owners = etcd
+                .range_prefix(&keys.owners())
+                .map_err(|e| e.to_string())?;
+            kvs.extend(owners.kvs);
+        }
+        Ok(Fleet::of(keys, nodes.revision, kvs))
+    }
+
+    fn of(keys: &Keys, revision: i64, kvs: Vec<Kv>) -> Fleet {
         let mut fleet = Fleet {
-            revision: range.revision,
+            revision,
             ..Fleet::default()
         };
-        for kv in range.kvs {
+        for kv in kvs {
             match keys.kind(&kv.key) {
                 KeyKind::Node(node) => {
                     if let Some(v) = decode::<NodeValue>(&kv.value) {
@@ -119,7 +139,7 @@ impl Fleet {
                 KeyKind::Other => {}
             }
         }
-        Ok(fleet)
+        fleet
     }
 
     pub fn loads(&self) -> BTreeMap<&str, usize> {
@@ -190,7 +210,8 @@ pub fn start(
     let mut attempt = 0;
     let (target, revision) = loop {
         attempt += 1;
-        let fleet = match Fleet::read(&etcd, &keys) {
+        // The node keys, and the owners only when the load decides.
+        let fleet = match Fleet::read_placement(&etcd, &keys, node.is_none()) {
             Ok(fleet) => fleet,
             Err(e) => return unreachable(json_out, &e),
         };

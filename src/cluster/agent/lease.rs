@@ -2,7 +2,7 @@
 //! the main thread waits for (an etcd call, a long local `stop`) can delay it.
 //!
 //! Timing with `T` = `lease_ttl_ms` (docs/CLUSTER.md, "Fencing"): a keepalive every
-//! `T/6`, each bounded by `T/6` and by the fence deadline; a good answer moves
+//! `T/6`, each waited for until the fence deadline at most; a good answer moves
 //! `good_since` to the moment that keepalive was *sent*; at `good_since + T/2` without
 //! one, every local cluster worker is stopped with a stop timeout of `T/6`. etcd cannot
 //! expire the lease before `good_since + T`: the margin is `T/3`.
@@ -78,9 +78,10 @@ fn run(shared: &SharedRef, etcd: &Etcd, daemon: &DaemonLink, timing: Timing, tx:
             continue;
         }
         let sent = Instant::now();
-        let timeout = timing
-            .keepalive_every
-            .min(fence_at.saturating_duration_since(sent))
+        // A slow answer is still a good one as long as it comes before the fence is
+        // due: wait for it until then (a busy etcd must not fence a healthy node).
+        let timeout = fence_at
+            .saturating_duration_since(sent)
             .max(Duration::from_millis(10));
         match etcd.keepalive(lease, timeout) {
             Ok(ttl) if ttl > 0 => {
