@@ -9,6 +9,9 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 
+/// Names per `stop` request: 128-byte names fit a request line 4 times over.
+const STOP_CHUNK: usize = 100;
+
 #[derive(Debug, Clone)]
 pub struct DaemonLink {
     pub socket: PathBuf,
@@ -35,15 +38,25 @@ impl DaemonLink {
     }
 
     /// Stop these workers together; `timeout_ms` overrides their templates'
-    /// `shutdown_ms`.
-    pub fn stop(&self, names: Vec<String>, timeout_ms: Option<u64>) -> Result<Reply, String> {
-        self.request(&Request::Stop {
-            name: None,
-            names,
-            template: None,
-            all: false,
-            timeout_ms,
-        })
+    /// `shutdown_ms`. The names go [`STOP_CHUNK`] to a request (a request line is
+    /// bounded), all pipelined on one connection, so every worker gets its stop signal
+    /// in the same few loop turns. The replies' failures (a name not registered any
+    /// more) are not errors here: the point is that none of them runs.
+    pub fn stop(&self, names: Vec<String>, timeout_ms: Option<u64>) -> Result<(), String> {
+        let requests: Vec<Request> = names
+            .chunks(STOP_CHUNK)
+            .map(|chunk| Request::Stop {
+                name: None,
+                names: chunk.to_vec(),
+                template: None,
+                all: false,
+                timeout_ms,
+            })
+            .collect();
+        if requests.is_empty() {
+            return Ok(());
+        }
+        crate::client::exchange_all(&self.socket, &requests).map(|_| ())
     }
 
     pub fn list(&self) -> Result<Vec<WorkerInfo>, String> {

@@ -181,6 +181,8 @@ pub fn run(config_path: Option<&Path>, socket: Option<PathBuf>) -> ExitStatus {
         draining: false,
         moving: None,
         unmovable: BTreeSet::new(),
+        to_claim: Vec::new(),
+        to_start: Vec::new(),
     };
     agent.run(&rx)
 }
@@ -235,9 +237,18 @@ struct Agent {
     moving: Option<(String, String)>,
     /// Names no other node could take during this drain.
     unmovable: BTreeSet<String>,
+    /// Failover claims this node makes at the end of the current message.
+    to_claim: Vec<String>,
+    /// Names assigned to this node, started at the end of the current message.
+    to_start: Vec<String>,
 }
 
 const RETRY: Duration = Duration::from_millis(500);
+/// Names claimed in one transaction: two comparisons each, within etcd's default
+/// `--max-txn-ops` of 128.
+const CLAIM_BATCH: usize = 50;
+/// `start`s pipelined on one connection.
+const START_BATCH: usize = 256;
 
 impl Agent {
     fn me(&self) -> &str {
@@ -270,6 +281,7 @@ impl Agent {
                     warn(&format!("cannot read the fleet's state: {e}; retrying"));
                 }
             }
+            self.flush_claims();
             let timeout = if self.lease == 0 || self.needs_resync {
                 RETRY
             } else {
@@ -311,6 +323,7 @@ impl Agent {
                 Err(RecvTimeoutError::Timeout) => self.run_deferred(),
                 Err(RecvTimeoutError::Disconnected) => return ExitStatus::Error,
             }
+            self.flush_claims();
         }
     }
 
@@ -572,8 +585,9 @@ impl Agent {
             .owners
             .get(&name)
             .is_some_and(|(o, _)| o.node == self.settings.node && o.state == OwnerState::Assigned);
-        if assigned_to_me {
-            self.start_assigned(&name);
+        if assigned_to_me && !self.to_start.contains(&name) {
+            // Started at the end of the message, with the others it brings.
+            self.to_start.push(name);
         }
     }
 
@@ -884,7 +898,7 @@ impl Agent {
             return;
         };
         if position == 0 {
-            self.claim_orphan(name);
+            self.to_claim.push(name.to_string());
         } else {
             let wait = self.ttl / 2 * position as u32;
             self.deferred
@@ -945,35 +959,24 @@ impl Agent {
         );
     }
 
-    /// The failover race: one transaction, won by one node.
-    fn claim_orphan(&mut self, name: &str) {
-        let Some((spec, spec_rev)) = self.specs.get(name).cloned() else {
-            return;
-        };
+    /// The failover race for one name: the comparisons and the operation of its claim
+    /// (for a temporary worker: of forgetting it), if this node can take it.
+    fn claim_plan(&self, name: &str) -> Option<(Vec<Compare>, Op, bool)> {
+        let (spec, spec_rev) = self.specs.get(name)?;
         let template = spec.template.clone().or_else(|| self.only_template());
-        let Some(restart) = template
+        let restart = template
             .as_ref()
             .and_then(|t| self.templates.get(t))
-            .copied()
-        else {
-            return;
-        };
+            .copied()?;
         let owner_key = self.keys.owner(name);
         let spec_key = self.keys.spec(name);
-        let compare = [
+        let compare = vec![
             Compare::CreateRevision(owner_key.clone(), 0),
-            Compare::ModRevision(spec_key.clone(), spec_rev),
+            Compare::ModRevision(spec_key.clone(), *spec_rev),
         ];
         if restart == RestartType::Temporary {
             // A lost node is an abnormal end: a temporary worker is not restarted.
-            if let Ok(txn) = self.etcd.txn(&compare, &[Op::Delete(spec_key)], &[]) {
-                if txn.succeeded {
-                    info(&format!(
-                        "{name}: its node was lost; temporary, so it is forgotten"
-                    ));
-                }
-            }
-            return;
+            return Some((compare, Op::Delete(spec_key), true));
         }
         let owner = OwnerValue {
             node: self.settings.node.clone(),
@@ -985,20 +988,233 @@ impl Agent {
             kind: None,
             error: None,
         };
-        match self.etcd.txn(
-            &compare,
-            &[Op::Put {
-                key: owner_key,
-                value: encode(&owner),
-                lease: self.lease,
-            }],
-            &[],
-        ) {
-            Ok(txn) if txn.succeeded => {
-                info(&format!("{name}: taking it over (its node was lost)"));
+        let put = Op::Put {
+            key: owner_key,
+            value: encode(&owner),
+            lease: self.lease,
+        };
+        Some((compare, put, false))
+    }
+
+    fn claim_orphan(&mut self, name: &str) {
+        self.claim_many(vec![name.to_string()]);
+    }
+
+    /// Claim the names queued by [`Agent::consider_orphan`], and start those assigned
+    /// to this node meanwhile (claims the watch brings back come as a later message).
+    fn flush_claims(&mut self) {
+        if !self.to_claim.is_empty() && self.lease != 0 {
+            let names = std::mem::take(&mut self.to_claim);
+            self.claim_many(names);
+        }
+        self.to_claim.clear();
+        let names = std::mem::take(&mut self.to_start);
+        if self.lease != 0 {
+            self.start_many(names);
+        }
+    }
+
+    /// Start names assigned to this node: a drain's moves and names already running
+    /// here one by one ([`Agent::start_assigned`]); the others with their `start`s
+    /// pipelined on one connection and their owner keys updated [`CLAIM_BATCH`] to a
+    /// transaction, so that a failover of many names costs a few round trips.
+    fn start_many(&mut self, names: Vec<String>) {
+        let me = self.settings.node.clone();
+        let mut plans = Vec::new();
+        let mut singles = Vec::new();
+        {
+            let local = lock(&self.shared);
+            for name in names {
+                let (Some((spec, _)), Some((owner, owner_rev))) =
+                    (self.specs.get(&name), self.owners.get(&name))
+                else {
+                    continue;
+                };
+                if owner.node != me
+                    || owner.claim != spec.claim
+                    || owner.state != OwnerState::Assigned
+                {
+                    continue;
+                }
+                if owner.from.is_some() || local.local.contains_key(&name) {
+                    // Rare: one at a time.
+                    singles.push(name);
+                    continue;
+                }
+                let template = spec.template.clone().or_else(|| self.only_template());
+                plans.push((name, spec.clone(), *owner_rev, template));
             }
-            Ok(_) => {}
-            Err(e) => warn(&format!("{name}: cannot claim it: {e}")),
+        }
+        // A pipeline of at most START_BATCH requests: the daemon stops reading a client
+        // that owes it 1024 replies, and this one reads only once it has written all.
+        while !plans.is_empty() {
+            let rest = plans.split_off(plans.len().min(START_BATCH));
+            self.start_planned(plans);
+            plans = rest;
+        }
+        for name in singles {
+            self.start_assigned(&name);
+        }
+    }
+
+    fn start_planned(&mut self, plans: Vec<(String, SpecValue, i64, Option<String>)>) {
+        if plans.is_empty() {
+            return;
+        }
+        let requests: Vec<crate::protocol::Request> = plans
+            .iter()
+            .map(
+                |(name, spec, _, template)| crate::protocol::Request::Start {
+                    name: name.clone(),
+                    template: template.clone(),
+                    args: spec.args.clone(),
+                    command: None,
+                    env: Default::default(),
+                },
+            )
+            .collect();
+        let replies = {
+            let mut guard = lock(&self.shared);
+            if guard.fenced || guard.lease != self.lease || self.lease == 0 {
+                return;
+            }
+            let replies = crate::client::exchange_all(&self.daemon.socket, &requests);
+            if let Ok(replies) = &replies {
+                for ((name, spec, ..), reply) in plans.iter().zip(replies) {
+                    if reply.ok {
+                        guard.local.insert(name.clone(), spec.claim.clone());
+                        self.stopping.remove(name);
+                    }
+                }
+            }
+            replies
+        };
+        let replies = match replies {
+            Ok(replies) => replies,
+            Err(e) => {
+                for (name, _, owner_rev, _) in &plans {
+                    let spec_rev = self.specs.get(name).map_or(0, |(_, r)| *r);
+                    self.refuse(name, *owner_rev, spec_rev, "spawn_failed", &e);
+                }
+                return;
+            }
+        };
+        let mut started = Vec::new();
+        for ((name, _, owner_rev, template), reply) in plans.into_iter().zip(replies) {
+            if reply.ok {
+                let restart = template
+                    .as_ref()
+                    .and_then(|t| self.templates.get(t))
+                    .map(|r| r.as_str().to_string());
+                started.push((name, owner_rev, reply.pid, restart));
+            } else {
+                let (kind, message) = reply
+                    .error
+                    .map_or(("spawn_failed".to_string(), "refused".to_string()), |e| {
+                        (e.kind.as_str().to_string(), e.message)
+                    });
+                let spec_rev = self.specs.get(&name).map_or(0, |(_, r)| *r);
+                self.refuse(&name, owner_rev, spec_rev, &kind, &message);
+            }
+        }
+        if started.len() > 1 {
+            info(&format!("started {} cluster worker(s) here", started.len()));
+        } else if let Some((name, _, pid, _)) = started.first() {
+            info(&format!(
+                "{name}: started here for the cluster (pid {})",
+                pid.unwrap_or(0)
+            ));
+        }
+        for chunk in started.chunks(CLAIM_BATCH) {
+            let mut compare = Vec::new();
+            let mut ops = Vec::new();
+            let mut values = Vec::new();
+            for (name, rev, pid, restart) in chunk {
+                let Some((mut value, _)) = self.owners.get(name).cloned() else {
+                    continue;
+                };
+                value.state = OwnerState::Running;
+                value.pid = *pid;
+                if restart.is_some() {
+                    value.restart = restart.clone();
+                }
+                let key = self.keys.owner(name);
+                compare.push(Compare::ModRevision(key.clone(), *rev));
+                ops.push(Op::Put {
+                    key,
+                    value: encode(&value),
+                    lease: self.lease,
+                });
+                values.push((name.clone(), value));
+            }
+            match self.etcd.txn(&compare, &ops, &[]) {
+                Ok(txn) if txn.succeeded => {
+                    for (name, value) in values {
+                        self.owners.insert(name, (value, txn.revision));
+                    }
+                }
+                // One of them changed meanwhile: each on its own.
+                _ => {
+                    for (name, rev, pid, restart) in chunk {
+                        self.put_owner(
+                            name,
+                            *rev,
+                            OwnerState::Running,
+                            *pid,
+                            restart.clone(),
+                            None,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claim names, [`CLAIM_BATCH`] to a transaction (a lost node's names are claimed
+    /// in a few round trips, not one each); a batch that loses a race to another node
+    /// is claimed again one name at a time.
+    fn claim_many(&mut self, names: Vec<String>) {
+        let plans: Vec<(String, Vec<Compare>, Op, bool)> = names
+            .into_iter()
+            .filter_map(|name| {
+                let (compare, op, temporary) = self.claim_plan(&name)?;
+                Some((name, compare, op, temporary))
+            })
+            .collect();
+        for chunk in plans.chunks(CLAIM_BATCH) {
+            if chunk.len() > 1 {
+                let compare: Vec<Compare> =
+                    chunk.iter().flat_map(|c| c.1.iter().cloned()).collect();
+                let ops: Vec<Op> = chunk.iter().map(|c| c.2.clone()).collect();
+                match self.etcd.txn(&compare, &ops, &[]) {
+                    Ok(txn) if txn.succeeded => {
+                        info(&format!(
+                            "took over {} name(s) of a lost node ({} ... {})",
+                            chunk.len(),
+                            chunk[0].0,
+                            chunk[chunk.len() - 1].0
+                        ));
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn(&format!("cannot claim {} name(s): {e}", chunk.len()));
+                        continue;
+                    }
+                }
+            }
+            for (name, compare, op, temporary) in chunk {
+                match self.etcd.txn(compare, std::slice::from_ref(op), &[]) {
+                    Ok(txn) if txn.succeeded && *temporary => info(&format!(
+                        "{name}: its node was lost; temporary, so it is forgotten"
+                    )),
+                    Ok(txn) if txn.succeeded => {
+                        info(&format!("{name}: taking it over (its node was lost)"))
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn(&format!("{name}: cannot claim it: {e}")),
+                }
+            }
         }
     }
 
