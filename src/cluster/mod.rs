@@ -7,7 +7,7 @@
 //! | `mod.rs` | the settings, the etcd layout ([`Keys`]) and the values stored there |
 //! | `etcd.rs` | the blocking client of etcd's JSON gateway |
 //! | `placement.rs` | which node: least loaded for a start, rendezvous ranking for a failover (pure) |
-//! | `agent.rs` | `dynsup cluster-agent`: the node's lease, its fence, and acting on etcd's and the daemon's events |
+//! | `agent/` | `dynsup cluster-agent`: the node's lease and fence (`lease.rs`), its daemon's socket (`daemon_link.rs`), acting on etcd's and the daemon's events (`mod.rs`) |
 //! | `commands.rs` | the CLI's `--cluster` commands and `dynsup cluster ...` |
 
 pub mod agent;
