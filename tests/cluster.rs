@@ -71,8 +71,19 @@ fn agents_join_with_their_daemons_survive_a_crash_and_leave_with_them() {
         );
     }
 
-    // The agent of b crashes: its daemon restarts it, and the new agent adopts the
-    // lease (b never leaves the fleet; its key keeps its lease).
+    // The agent of b crashes while b runs cluster workers: its daemon restarts it, and
+    // the new agent adopts the lease (b never leaves the fleet; its key keeps its
+    // lease) and the workers (same pids, still b's).
+    let prefix = unique_name("kept");
+    let held: Vec<(String, i32)> = (0..3)
+        .map(|i| {
+            let name = format!("{prefix}_{i}");
+            let (node, pid) =
+                start_cluster(&fleet, 0, &name, &["--template", "perm", "--node", "b"]);
+            assert_eq!(node, "b");
+            (name, pid)
+        })
+        .collect();
     let b = &fleet.nodes[1];
     let old_agent = b.lookup(AGENT_NAME).expect("b's agent");
     let lease = nodes["b"].lease;
@@ -80,6 +91,20 @@ fn agents_join_with_their_daemons_survive_a_crash_and_leave_with_them() {
     b.wait_restarted(AGENT_NAME, old_agent);
     b.wait_log("adopting lease");
     assert_eq!(fleet.live_nodes()["b"].lease, lease);
+    for (name, pid) in &held {
+        assert_eq!(processes_named(name), vec![*pid], "{name}");
+        assert_eq!(
+            lookup_cluster(&fleet, 2, name),
+            Some(("b".to_string(), *pid))
+        );
+    }
+    // The new agent follows them: a restart on b shows in lookup --cluster.
+    let (name, pid) = &held[0];
+    send_signal(*pid, Signal::SIGKILL);
+    let new_pid = b.wait_restarted(name, *pid);
+    wait_until(DEADLINE, "lookup --cluster to show the new pid", || {
+        (lookup_cluster(&fleet, 0, name) == Some(("b".to_string(), new_pid))).then_some(())
+    });
 
     // c's daemon shuts down: its agent revokes its lease on the way out, so c leaves
     // at once (the log says so), not when the lease runs out.
