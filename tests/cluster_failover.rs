@@ -205,3 +205,29 @@ fn a_drained_node_hands_its_names_over_one_at_a_time_and_takes_no_new_ones() {
         "{out}{err}"
     );
 }
+
+#[test]
+fn a_drain_stops_each_old_copy_only_once_its_new_copy_is_ready() {
+    // Workers that take 300 ms to send READY=1 and write down when they started, got
+    // ready and stopped (one record for the whole fleet).
+    let recorded = Recorded::new();
+    let slow = recorded.template("slow", "extra_args = [\"300\"]\n");
+    let fleet = TestFleet::start(3, TTL_MS, &[CLUSTER_TEMPLATES, &slow].concat());
+    let prefix = unique_name("ready");
+    let names: Vec<String> = (0..3).map(|i| format!("{prefix}_{i}")).collect();
+    for name in &names {
+        claim(&fleet, 0, "b", name, "slow");
+    }
+    let output = fleet.cli(0, &["cluster", "drain", "b"]);
+    let (out, err) = out_text(&output);
+    assert!(output.status.success(), "{out}{err}");
+    wait_each_once(&fleet, &names);
+    let record = recorded.read();
+    for name in &names {
+        // The old copy's stop comes after the new copy's READY=1.
+        assert!(
+            record.nth(name, "ready", 2) < record.nth(name, "stop", 1),
+            "{name}:\n{record}"
+        );
+    }
+}
