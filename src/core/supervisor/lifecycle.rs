@@ -36,7 +36,7 @@ enum Retry {
 }
 
 /// How many due deadlines one `Input::Tick` handles at most (spawns, kills, timeouts).
-pub const TICK_BUDGET: usize = 8;
+pub const TICK_BUDGET: usize = 4;
 
 impl Supervisor {
     /// Register `worker` as being spawned and ask the OS layer to spawn it — or, when
