@@ -540,7 +540,7 @@ impl Supervisor {
             );
             return self.escalate(worker, now, out);
         }
-        let delay_ms = template.backoff.delay_ms(worker.consecutive);
+        let delay_ms = template.backoff.delay_ms_for(&name, worker.consecutive);
         worker.consecutive = worker.consecutive.saturating_add(1);
         self.notify_watchers(&name, Notice::Restarting { delay_ms }, out);
         if delay_ms == 0 && retry == Retry::Now {
