@@ -178,10 +178,17 @@ fn jitter_spreads_a_herd_within_its_fraction() {
     let delays: Vec<u64> = (0..1000)
         .map(|i| b.delay_ms_for(&format!("crash{i}"), 3))
         .collect();
-    assert!(delays.iter().all(|&d| (500..=1000).contains(&d)), "{delays:?}");
+    assert!(
+        delays.iter().all(|&d| (500..=1000).contains(&d)),
+        "{delays:?}"
+    );
     assert_eq!(b.delay_ms_for("crash7", 3), delays[7], "deterministic");
     let distinct: std::collections::HashSet<u64> = delays.iter().copied().collect();
-    assert!(distinct.len() > 300, "only {} distinct delays", distinct.len());
+    assert!(
+        distinct.len() > 300,
+        "only {} distinct delays",
+        distinct.len()
+    );
     let none = Backoff { jitter: 0.0, ..b };
     assert_eq!(none.delay_ms_for("crash7", 3), 1000);
 }
