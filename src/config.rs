@@ -77,6 +77,7 @@ pub const KEYS: &[&str] = &[
     "templates.NAME.backoff.max_ms",
     "templates.NAME.backoff.multiplier",
     "templates.NAME.backoff.reset_after_ms",
+    "templates.NAME.backoff.jitter",
     "templates.NAME.max_restarts",
     "templates.NAME.max_seconds",
     "templates.NAME.on_limit",
@@ -444,6 +445,7 @@ struct RawBackoff {
     max_ms: Option<u64>,
     multiplier: Option<f64>,
     reset_after_ms: Option<u64>,
+    jitter: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1045,7 +1047,14 @@ fn validate_template(
                 max_ms: b.max_ms.unwrap_or(d.max_ms.max(b.initial_ms.unwrap_or(0))),
                 multiplier: b.multiplier.unwrap_or(d.multiplier),
                 reset_after_ms: b.reset_after_ms.unwrap_or(d.reset_after_ms),
+                jitter: b.jitter.unwrap_or(d.jitter),
             };
+            if !(backoff.jitter.is_finite() && (0.0..=1.0).contains(&backoff.jitter)) {
+                return Err((
+                    span,
+                    format!("template {name:?}: backoff.jitter must be a number from 0 to 1"),
+                ));
+            }
             if !(backoff.multiplier.is_finite() && backoff.multiplier >= 1.0) {
                 return Err((
                     span,

@@ -216,7 +216,7 @@ fn kill_and_restart_by_template() {
         stdout.contains(&format!("sent SIGKILL to s1 (pid {s1})")),
         "{stdout}"
     );
-    d.assert_reaped(s1);
+    d.wait_reaped(s1);
     // The sleeper is permanent: the restart rule brings it back.
     d.wait_restarted("s1", s1);
 }

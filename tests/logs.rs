@@ -313,9 +313,13 @@ log_buffer_bytes = 32768
     let line = format!("{:099}\n", 7);
     let body = d.dir().write("burst.txt", &line.repeat(400));
     let body = body.to_str().expect("utf-8 path").to_string();
-    let baseline_fds = fd_count(d.pid());
-    let names: Vec<String> = (0..1000).map(|i| format!("b{i}")).collect();
+    // The baseline once the loop runs (the socket file exists before the loop has its
+    // epoll, signal and notify fds) and with the test's own connection open.
     let mut client = d.client();
+    assert!(client.request(&Request::Count).ok);
+    let baseline_fds = fd_count(d.pid());
+    let baseline = fd_targets(d.pid());
+    let names: Vec<String> = (0..1000).map(|i| format!("b{i}")).collect();
     let starts: Vec<Request> = names
         .iter()
         .map(|n| start_req(n, Some("burst"), &[&body]))
@@ -334,9 +338,10 @@ log_buffer_bytes = 32768
     });
     assert!(
         done.is_some(),
-        "every output pipe read to its end: {} fds (from {baseline_fds}), {} workers{}",
+        "every output pipe read to its end: {} fds (from {baseline_fds}: {baseline:?}), {} workers; fds now: {:?}{}",
         seen.0,
         seen.1,
+        fd_targets(d.pid()),
         d.log_tail()
     );
     let peak = peak_rss_kib(d.pid());

@@ -598,10 +598,11 @@ pub fn pipelined_starts(ctx: &Ctx, n: usize, durable: bool) -> Result<(f64, u64)
 }
 
 /// `lookup` latency, 16 clients, while `crashers` workers crash-loop under backoff
-/// (`/bin/false`; backoff from 100 ms, doubling, to the default 30 s cap) beside 1000
-/// stable workers, measured from 5 s after the crashers started.
+/// (`/bin/false`; backoff from 100 ms, doubling, to the default 30 s cap, jitter 0.5:
+/// they crash together, and the jitter spreads their restarts) beside 1000 stable
+/// workers, measured from 5 s after the crashers started.
 pub fn lookup_under_churn(ctx: &Ctx, crashers: usize, per: usize) -> Result<Samples, String> {
-    let extra = "\n[templates.crash]\ncommand = [\"/bin/false\"]\nrestart = \"permanent\"\nbackoff = { initial_ms = 100 }\n";
+    let extra = "\n[templates.crash]\ncommand = [\"/bin/false\"]\nrestart = \"permanent\"\nbackoff = { initial_ms = 100, jitter = 0.5 }\n";
     let mut text = config_text(ctx, 0, &NEVER_TRIP, &[]) + &extra;
     for i in 0..1000 {
         let _ = write!(text, "\n[[children]]\nname = \"w{i}\"\ntemplate = \"w\"\n");

@@ -30,13 +30,16 @@ impl RestartType {
 /// Restart pacing: the delay before the n-th consecutive restart is
 /// `initial_ms * multiplier^(n-1)`, capped at `max_ms`. A run that lasted at least
 /// `reset_after_ms` starts the sequence again. `initial_ms = 0` (the default) restarts at
-/// once, as OTP does.
+/// once, as OTP does. `jitter` (0 to 1, default 0) shortens each delay by up to that
+/// fraction, by an amount fixed by the worker's name and the restart's number, so that
+/// workers that crash together do not all come back in the same millisecond.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     pub initial_ms: u64,
     pub max_ms: u64,
     pub multiplier: f64,
     pub reset_after_ms: u64,
+    pub jitter: f64,
 }
 
 impl Default for Backoff {
@@ -46,11 +49,31 @@ impl Default for Backoff {
             max_ms: 30_000,
             multiplier: 2.0,
             reset_after_ms: 30_000,
+            jitter: 0.0,
         }
     }
 }
 
 impl Backoff {
+    /// The delay of [`Backoff::delay_ms`], less its jitter for worker `name`: a fraction
+    /// in `[0, jitter)` of it, the same every time for the same name and restart number
+    /// (a pure function: no random source in the core).
+    pub fn delay_ms_for(&self, name: &str, consecutive: u32) -> u64 {
+        let delay = self.delay_ms(consecutive);
+        if delay == 0 || self.jitter <= 0.0 {
+            return delay;
+        }
+        // FNV-1a over the name and the restart number: spread, not secret.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in name.bytes().chain(consecutive.to_le_bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        let unit = (hash >> 11) as f64 / (1u64 << 53) as f64;
+        let cut = delay as f64 * self.jitter.min(1.0) * unit;
+        delay - (cut as u64).min(delay)
+    }
+
     /// The delay before a restart that follows `consecutive` earlier quick restarts.
     pub fn delay_ms(&self, consecutive: u32) -> u64 {
         if self.initial_ms == 0 {

@@ -393,6 +393,15 @@ impl TestDaemon {
         })
     }
 
+    /// Waits until `pid`, a child of the daemon that was signalled from outside (its
+    /// end is not what a reply waited for), is dead and reaped.
+    #[track_caller]
+    pub fn wait_reaped(&self, pid: i32) {
+        self.wait_until(DEADLINE, &format!("pid {pid} to be reaped"), || {
+            (!is_alive(pid) && !zombie_children_of(self.pid).contains(&pid)).then_some(())
+        });
+    }
+
     /// Asserts that `pid` was reaped: not alive, and not a zombie child of the daemon.
     #[track_caller]
     pub fn assert_reaped(&self, pid: i32) {

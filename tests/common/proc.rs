@@ -73,6 +73,23 @@ pub fn fd_count(pid: i32) -> usize {
         .count()
 }
 
+/// What each of `pid`'s fds points at (`3 -> pipe:[123]`), for failure messages.
+pub fn fd_targets(pid: i32) -> Vec<String> {
+    let mut fds: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| {
+                    let target = fs::read_link(e.path())
+                        .map_or_else(|_| "?".to_string(), |t| t.display().to_string());
+                    format!("{} -> {target}", e.file_name().to_string_lossy())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    fds
+}
+
 /// Every process on the system (one scan of /proc), sorted by pid.
 pub fn all_processes() -> Vec<Stat> {
     let mut out = Vec::new();

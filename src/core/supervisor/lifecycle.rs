@@ -36,7 +36,7 @@ enum Retry {
 }
 
 /// How many due deadlines one `Input::Tick` handles at most (spawns, kills, timeouts).
-pub const TICK_BUDGET: usize = 8;
+pub const TICK_BUDGET: usize = 4;
 
 impl Supervisor {
     /// Register `worker` as being spawned and ask the OS layer to spawn it — or, when
@@ -540,7 +540,7 @@ impl Supervisor {
             );
             return self.escalate(worker, now, out);
         }
-        let delay_ms = template.backoff.delay_ms(worker.consecutive);
+        let delay_ms = template.backoff.delay_ms_for(&name, worker.consecutive);
         worker.consecutive = worker.consecutive.saturating_add(1);
         self.notify_watchers(&name, Notice::Restarting { delay_ms }, out);
         if delay_ms == 0 && retry == Retry::Now {

@@ -13,26 +13,26 @@ fn backoff_delay_table() {
         (Backoff::default(), &[(0, 0), (1, 0), (30, 0), (u32::MAX, 0)]),
         // A fractional multiplier; the delay is truncated to whole milliseconds.
         (
-            Backoff { initial_ms: 100, max_ms: 1000, multiplier: 1.5, reset_after_ms: 1000 },
+            Backoff { initial_ms: 100, max_ms: 1000, multiplier: 1.5, reset_after_ms: 1000, jitter: 0.0 },
             &[(0, 100), (1, 150), (2, 225), (3, 337), (4, 506), (5, 759), (6, 1000)],
         ),
         // A multiplier below 1 never shrinks the delay; 1 keeps it constant.
         (
-            Backoff { initial_ms: 100, max_ms: 1000, multiplier: 0.5, reset_after_ms: 1000 },
+            Backoff { initial_ms: 100, max_ms: 1000, multiplier: 0.5, reset_after_ms: 1000, jitter: 0.0 },
             &[(0, 100), (1, 100), (9, 100)],
         ),
         (
-            Backoff { initial_ms: 100, max_ms: 1000, multiplier: 1.0, reset_after_ms: 1000 },
+            Backoff { initial_ms: 100, max_ms: 1000, multiplier: 1.0, reset_after_ms: 1000, jitter: 0.0 },
             &[(0, 100), (5, 100)],
         ),
         // max_ms below initial_ms caps even the first delay.
         (
-            Backoff { initial_ms: 500, max_ms: 400, multiplier: 2.0, reset_after_ms: 1000 },
+            Backoff { initial_ms: 500, max_ms: 400, multiplier: 2.0, reset_after_ms: 1000, jitter: 0.0 },
             &[(0, 400), (1, 400)],
         ),
         // Huge values saturate at max_ms instead of overflowing.
         (
-            Backoff { initial_ms: u64::MAX / 2, max_ms: u64::MAX, multiplier: 1e300, reset_after_ms: 0 },
+            Backoff { initial_ms: u64::MAX / 2, max_ms: u64::MAX, multiplier: 1e300, reset_after_ms: 0, jitter: 0.0 },
             &[(0, u64::MAX / 2 + 1), (1, u64::MAX), (u32::MAX, u64::MAX)],
         ),
     ];
@@ -162,4 +162,33 @@ fn retries_due_at_the_same_tick_all_spawn() {
     );
     assert_eq!(h.sup.next_deadline().map(|us| us / 1000), None);
     h.check(lookup("b"), "reply c1: ok name=b pid=104 state=running");
+}
+
+/// Jitter shortens a delay by less than its fraction, the same way every time for the
+/// same name and restart, and differently across names: a herd is spread.
+#[test]
+fn jitter_spreads_a_herd_within_its_fraction() {
+    let b = Backoff {
+        initial_ms: 1000,
+        max_ms: 1000,
+        multiplier: 2.0,
+        reset_after_ms: 1000,
+        jitter: 0.5,
+    };
+    let delays: Vec<u64> = (0..1000)
+        .map(|i| b.delay_ms_for(&format!("crash{i}"), 3))
+        .collect();
+    assert!(
+        delays.iter().all(|&d| (500..=1000).contains(&d)),
+        "{delays:?}"
+    );
+    assert_eq!(b.delay_ms_for("crash7", 3), delays[7], "deterministic");
+    let distinct: std::collections::HashSet<u64> = delays.iter().copied().collect();
+    assert!(
+        distinct.len() > 300,
+        "only {} distinct delays",
+        distinct.len()
+    );
+    let none = Backoff { jitter: 0.0, ..b };
+    assert_eq!(none.delay_ms_for("crash7", 3), 1000);
 }

@@ -99,6 +99,7 @@ const PACED: Backoff = Backoff {
     max_ms: 400,
     multiplier: 2.0,
     reset_after_ms: 1000,
+    jitter: 0.0,
 };
 
 /// Restarts paced 100, 200, 400, 400 ... ms; reset after a 1 s run.
