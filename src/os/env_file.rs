@@ -22,10 +22,8 @@
 //! - anything else (no `=`, a bad key, an unclosed quote, a NUL byte, text that is not
 //!   UTF-8) is an error naming the file and line.
 
+use super::small_file::{self, Unreadable};
 use crate::core::EnvFile;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 /// The largest env file read: 1 MiB. A larger one is refused.
@@ -124,74 +122,15 @@ fn unquote(value: &str) -> Result<String, String> {
     Ok(out)
 }
 
-enum Unreadable {
-    Missing,
-    Why(String),
-}
-
-/// The contents of the regular file at `path`, at most [`MAX_BYTES`], without blocking.
+/// The env file at `path`, at most [`MAX_BYTES`] ([`small_file::read`]).
 fn read_bounded(path: &Path) -> Result<Vec<u8>, Unreadable> {
-    let cannot = |e: io::Error| Unreadable::Why(format!("cannot read it: {e}"));
-    match fs::metadata(path) {
-        Ok(meta) => check_file(&meta)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Unreadable::Missing),
-        Err(e) => return Err(cannot(e)),
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Unreadable::Missing,
-            _ => cannot(e),
-        })?;
-    // What was opened may not be what was looked at.
-    check_file(&file.metadata().map_err(cannot)?)?;
-    let mut text = Vec::new();
-    file.take(MAX_BYTES + 1)
-        .read_to_end(&mut text)
-        .map_err(cannot)?;
-    if text.len() as u64 > MAX_BYTES {
-        return Err(too_large());
-    }
-    Ok(text)
-}
-
-/// A regular file of at most [`MAX_BYTES`], or why not.
-fn check_file(meta: &fs::Metadata) -> Result<(), Unreadable> {
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_socket() {
-            "a socket"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else {
-            "not a file"
-        };
-        return Err(Unreadable::Why(format!(
-            "is not a regular file ({what}); it is not read"
-        )));
-    }
-    if meta.len() > MAX_BYTES {
-        return Err(too_large());
-    }
-    Ok(())
-}
-
-fn too_large() -> Unreadable {
-    Unreadable::Why(format!(
-        "is larger than {} MiB, the most an env file may hold; it is not read",
-        MAX_BYTES >> 20
-    ))
+    small_file::read(path, MAX_BYTES, "an env file")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn vars(text: &str) -> Vec<(String, String)> {
         parse(text.as_bytes(), "t.env").unwrap_or_else(|e| panic!("{e}"))

@@ -16,6 +16,8 @@
 //! - [`log_files`]: the workers' log files, rotated by size, written by a thread of
 //!   their own behind a bounded queue.
 //! - [`state_file`]: the durable list of dynamic workers.
+//! - [`small_file`]: reading a small file an operator named (regular files only, bounded,
+//!   never blocking), for the state file and the env files.
 //! - [`env_file`]: a template's `env_file`s (systemd's `EnvironmentFile=` syntax), read
 //!   bounded at each start.
 //! - [`limits`]: the daemon's own resource limits (the open-files soft limit raised).
@@ -37,6 +39,7 @@ pub mod probes;
 pub mod process;
 pub mod reactor;
 pub mod ready;
+pub mod small_file;
 #[allow(unsafe_code)]
 pub mod spawn;
 pub mod state_file;

@@ -32,13 +32,14 @@
 //! [`MAX_BYTES`] read. Anything else is refused with a message saying what it is, and
 //! the caller sets it aside.
 
+use super::small_file::{self, Unreadable};
 use crate::core::{SavedChange, SavedWorker};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const VERSION: u32 = 1;
@@ -83,8 +84,8 @@ pub fn load(path: &Path) -> Result<Option<Loaded>, String> {
     let journal = journal_path(path);
     let text = match read_bounded(&journal) {
         Ok(text) => Some(text),
-        Err(Unusable::Missing) => None,
-        Err(Unusable::Why(why)) => {
+        Err(Unreadable::Missing) => None,
+        Err(Unreadable::Why(why)) => {
             return Ok(Some(Loaded {
                 workers: snapshot.unwrap_or_default(),
                 journal_damage: Some(format!("journal {}: {why}", journal.display())),
@@ -150,8 +151,8 @@ fn replay(
 fn load_snapshot(path: &Path) -> Result<Option<Vec<SavedWorker>>, String> {
     let text = match read_bounded(path) {
         Ok(text) => text,
-        Err(Unusable::Missing) => return Ok(None),
-        Err(Unusable::Why(why)) => return Err(format!("state file {}: {why}", path.display())),
+        Err(Unreadable::Missing) => return Ok(None),
+        Err(Unreadable::Why(why)) => return Err(format!("state file {}: {why}", path.display())),
     };
     let state: StateFile = serde_json::from_slice(&text)
         .map_err(|e| format!("state file {} is corrupt: {e}", path.display()))?;
@@ -165,81 +166,15 @@ fn load_snapshot(path: &Path) -> Result<Option<Vec<SavedWorker>>, String> {
     Ok(Some(state.workers))
 }
 
-enum Unusable {
-    Missing,
-    Why(String),
-}
-
-/// The contents of the regular file at `path`, at most [`MAX_BYTES`], without blocking.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, Unusable> {
-    match fs::metadata(path) {
-        Ok(meta) => check_file(&meta)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // A dangling symlink is not "no file yet": something is in the way.
-            return match fs::symlink_metadata(path) {
-                Ok(_) => Err(Unusable::Why(
-                    "is a symbolic link to nothing (a missing file)".to_string(),
-                )),
-                Err(_) => Err(Unusable::Missing),
-            };
-        }
-        Err(e) => return Err(Unusable::Why(format!("cannot read it: {e}"))),
+/// The regular file at `path`, at most [`MAX_BYTES`] ([`small_file::read`]); a dangling
+/// symlink is not "no file yet" here: something is in the way.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, Unreadable> {
+    match small_file::read(path, MAX_BYTES, "a state file") {
+        Err(Unreadable::Missing) if fs::symlink_metadata(path).is_ok() => Err(Unreadable::Why(
+            "is a symbolic link to nothing (a missing file)".to_string(),
+        )),
+        other => other,
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Unusable::Missing,
-            _ => Unusable::Why(format!("cannot read it: {e}")),
-        })?;
-    // What was opened may not be what was looked at.
-    let meta = file
-        .metadata()
-        .map_err(|e| Unusable::Why(format!("cannot read it: {e}")))?;
-    check_file(&meta)?;
-    let mut text = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_BYTES + 1)
-        .read_to_end(&mut text)
-        .map_err(|e| Unusable::Why(format!("cannot read it: {e}")))?;
-    if text.len() as u64 > MAX_BYTES {
-        return Err(Unusable::Why(too_large()));
-    }
-    Ok(text)
-}
-
-/// A regular file of at most [`MAX_BYTES`], or why not.
-fn check_file(meta: &fs::Metadata) -> Result<(), Unusable> {
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_socket() {
-            "a socket"
-        } else if kind.is_char_device() {
-            "a character device"
-        } else if kind.is_block_device() {
-            "a block device"
-        } else {
-            "not a file"
-        };
-        return Err(Unusable::Why(format!(
-            "is not a regular file ({what}); it is not read"
-        )));
-    }
-    if meta.len() > MAX_BYTES {
-        return Err(Unusable::Why(too_large()));
-    }
-    Ok(())
-}
-
-fn too_large() -> String {
-    format!(
-        "is larger than {} MiB, the most a state file may hold; it is not read",
-        MAX_BYTES >> 20
-    )
 }
 
 /// Move an unusable state file aside (`FILE.corrupt-UNIXTIME`) so that it is kept for
