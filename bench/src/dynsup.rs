@@ -557,7 +557,11 @@ pub fn backoff_curve(ctx: &Ctx) -> Result<Backoff, String> {
 /// wrote meanwhile (`wchar` of /proc/PID/io: the state file, and its log lines, which
 /// are the same in both runs).
 pub fn pipelined_starts(ctx: &Ctx, n: usize, durable: bool) -> Result<(f64, u64), String> {
-    let label = if durable { "dynsup-durable" } else { "dynsup-volatile" };
+    let label = if durable {
+        "dynsup-durable"
+    } else {
+        "dynsup-volatile"
+    };
     let (probe_dir, _) = ctx.instance(&format!("{label}-state"));
     let mut text = config_text(ctx, 0, &NEVER_TRIP, &[]);
     if durable {

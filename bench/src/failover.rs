@@ -157,6 +157,12 @@ pub fn failover(ctx: &Ctx, n: usize) -> Result<f64, String> {
     if on_b != n {
         return Err(format!("{on_b} of {n} names run on b"));
     }
+    ctx.log(&format!(
+        "SIGKILL to node b's daemon at {:?} (wall clock, for the kept logs)",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+    ));
     let t0 = now_ns();
     // SAFETY: plain kill(2) of the daemon we started.
     unsafe { libc::kill(nodes[1].tree.pid(), libc::SIGKILL) };

@@ -5,7 +5,6 @@ use crate::stamps::Stamps;
 use crate::util::{self, now_ns, Samples};
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -75,8 +74,14 @@ thread_local! {
     static START: std::time::Instant = std::time::Instant::now();
 }
 
+/// Opened for appending: the processes of one scenario share the file, and each line
+/// lands whole after the others' (kept with `BENCH_KEEP_TMP=1`).
 fn log_file(dir: &Path, name: &str) -> Stdio {
-    match File::create(dir.join(name)) {
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+    {
         Ok(f) => Stdio::from(f),
         Err(_) => Stdio::null(),
     }

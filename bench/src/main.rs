@@ -360,7 +360,10 @@ fn main() {
     if ctx.wants("durable") {
         let reps = if ctx.quick { 2 } else { 5 };
         for rep in 0..reps {
-            ctx.log(&format!("durable starts: N=1000 pipelined, with and without a state file, {}/{reps}", rep + 1));
+            ctx.log(&format!(
+                "durable starts: N=1000 pipelined, with and without a state file, {}/{reps}",
+                rep + 1
+            ));
             match (
                 dynsup::pipelined_starts(&ctx, 1000, false),
                 dynsup::pipelined_starts(&ctx, 1000, true),
@@ -432,7 +435,11 @@ fn main() {
         }
     }
     drop(_guard);
-    let _ = std::fs::remove_dir_all(&tmp);
+    if std::env::var_os("BENCH_KEEP_TMP").is_some() {
+        eprintln!("dynsup-bench: kept {} (BENCH_KEEP_TMP)", tmp.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 }
 
 const TRIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -677,9 +684,18 @@ fn order_phase(ctx: &Ctx, r: &mut Results) {
     ];
     for rep in 0..reps {
         for (shape, after) in shapes {
-            ctx.log(&format!("boot order: {shape}, N={N}, repetition {}/{reps}", rep + 1));
+            ctx.log(&format!(
+                "boot order: {shape}, N={N}, repetition {}/{reps}",
+                rep + 1
+            ));
             let text = dynsup::config_text_ordered(ctx, N, after);
-            match dynsup::start_with(ctx, &format!("dynsup-order-{shape}"), N, &text, dynsup::Stderr::File) {
+            match dynsup::start_with(
+                ctx,
+                &format!("dynsup-order-{shape}"),
+                N,
+                &text,
+                dynsup::Stderr::File,
+            ) {
                 Ok(d) => match r.order.iter_mut().find(|(s, _)| *s == shape) {
                     Some((_, v)) => v.push(d.cold_ms),
                     None => r.order.push((shape, vec![d.cold_ms])),

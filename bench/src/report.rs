@@ -174,7 +174,10 @@ pub fn render(ctx: &Ctx, r: &Results, command: &str) -> String {
     }
     for (label, map) in [
         ("SIGKILL → first instruction", &r.dyn_restart),
-        ("SIGKILL → new pid answered by `lookup`", &r.dyn_lookup_restart),
+        (
+            "SIGKILL → new pid answered by `lookup`",
+            &r.dyn_lookup_restart,
+        ),
     ] {
         if let (Some(small), Some((&big, large))) = (map.get(&10), map.range(11..).next_back()) {
             let x = large.p90() / small.p90();
@@ -732,8 +735,15 @@ pub fn render(ctx: &Ctx, r: &Results, command: &str) -> String {
         for (shape, v) in &r.order {
             let m = med(v);
             let runs: Vec<String> = v.iter().map(|x| f_ms(*x)).collect();
-            let ratio = flat.filter(|f| *f > 0.0).map_or("–".into(), |f| f_ratio(m / f));
-            let _ = writeln!(o, "| {shape} | {} | {} | {ratio} |", f_ms(m), runs.join(", "));
+            let ratio = flat
+                .filter(|f| *f > 0.0)
+                .map_or("–".into(), |f| f_ratio(m / f));
+            let _ = writeln!(
+                o,
+                "| {shape} | {} | {} | {ratio} |",
+                f_ms(m),
+                runs.join(", ")
+            );
         }
         let _ = writeln!(o);
     }

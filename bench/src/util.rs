@@ -104,7 +104,10 @@ pub fn cpu_ticks(pid: i32) -> Option<u64> {
 }
 
 fn status_field(pid: i32, key: &str) -> Option<u64> {
-    keyed_number(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?, key)
+    keyed_number(
+        &fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        key,
+    )
 }
 
 /// The number after `key:` in a `/proc` file of `key: value` lines.

@@ -245,8 +245,12 @@ struct Agent {
 
 const RETRY: Duration = Duration::from_millis(500);
 /// Names claimed in one transaction: two comparisons each, within etcd's default
-/// `--max-txn-ops` of 128.
-const CLAIM_BATCH: usize = 50;
+/// `--max-txn-ops` of 128 (which bounds the comparisons and the operations alike).
+const CLAIM_BATCH: usize = 64;
+/// Owner keys updated in one transaction: one comparison and one put each.
+const OWNER_BATCH: usize = 128;
+/// Messages handled together before the claims and starts they ask for are made.
+const COALESCE: usize = 256;
 /// `start`s pipelined on one connection.
 const START_BATCH: usize = 256;
 
@@ -293,38 +297,59 @@ impl Agent {
                     })
             };
             match rx.recv_timeout(timeout) {
-                Ok(Msg::Watch { gen, batch }) if gen == self.watch_gen && self.lease != 0 => {
-                    self.on_batch(batch)
-                }
-                Ok(Msg::Watch { .. }) => {}
-                Ok(Msg::WatchLost { gen, why }) => {
-                    if gen == self.watch_gen && self.lease != 0 {
-                        warn(&format!(
-                            "etcd's watch ended: {why}; reading the state again"
-                        ));
-                        self.needs_resync = true;
+                Ok(msg) => {
+                    if let Some(status) = self.handle(msg) {
+                        return status;
                     }
-                }
-                Ok(Msg::Daemon(event)) => self.on_daemon_event(event),
-                Ok(Msg::DaemonGone) => {
-                    info("the daemon closed its event stream; leaving");
-                    self.leave();
-                    return ExitStatus::Ok;
-                }
-                Ok(Msg::Fenced { lease }) => {
-                    if lease == self.lease {
-                        self.lost_lease(lease);
+                    // What queued up meanwhile (a lost node's claims come back as a
+                    // watch message per transaction) is handled before the claims and
+                    // starts it asks for are flushed: one pipeline, not one per message.
+                    for _ in 0..COALESCE {
+                        let Ok(msg) = rx.try_recv() else { break };
+                        if let Some(status) = self.handle(msg) {
+                            return status;
+                        }
                     }
-                }
-                Ok(Msg::Term) => {
-                    self.leave();
-                    return ExitStatus::Ok;
                 }
                 Err(RecvTimeoutError::Timeout) => self.run_deferred(),
                 Err(RecvTimeoutError::Disconnected) => return ExitStatus::Error,
             }
             self.flush_claims();
         }
+    }
+
+    /// One message from the threads; `Some` when the agent is done.
+    fn handle(&mut self, msg: Msg) -> Option<ExitStatus> {
+        match msg {
+            Msg::Watch { gen, batch } if gen == self.watch_gen && self.lease != 0 => {
+                self.on_batch(batch)
+            }
+            Msg::Watch { .. } => {}
+            Msg::WatchLost { gen, why } => {
+                if gen == self.watch_gen && self.lease != 0 {
+                    warn(&format!(
+                        "etcd's watch ended: {why}; reading the state again"
+                    ));
+                    self.needs_resync = true;
+                }
+            }
+            Msg::Daemon(event) => self.on_daemon_event(event),
+            Msg::DaemonGone => {
+                info("the daemon closed its event stream; leaving");
+                self.leave();
+                return Some(ExitStatus::Ok);
+            }
+            Msg::Fenced { lease } => {
+                if lease == self.lease {
+                    self.lost_lease(lease);
+                }
+            }
+            Msg::Term => {
+                self.leave();
+                return Some(ExitStatus::Ok);
+            }
+        }
+        None
     }
 
     /// After a fence: forget the lease's caches; join again with a new lease.
@@ -508,26 +533,60 @@ impl Agent {
         Ok(())
     }
 
-    fn cache(&mut self, kv: &Kv) {
+    /// Cache a key's value; `false` when the cache already holds this revision or a
+    /// later one: the watch's echo of this node's own write (cached when it was made),
+    /// or a change overtaken by one this node made since. Revisions only grow, so an
+    /// older one never overwrites a newer value (a lost update's compare would fail).
+    fn cache(&mut self, kv: &Kv) -> bool {
         match self.keys.kind(&kv.key) {
             KeyKind::Node(node) => {
                 if let Some(value) = decode::<NodeValue>(&kv.value) {
                     self.nodes.insert(node.to_string(), value);
                 }
+                true
             }
             KeyKind::Spec(name) => {
+                if self
+                    .specs
+                    .get(name)
+                    .is_some_and(|(_, rev)| *rev >= kv.mod_revision)
+                {
+                    return false;
+                }
                 if let Some(value) = decode::<SpecValue>(&kv.value) {
                     self.specs
                         .insert(name.to_string(), (value, kv.mod_revision));
                 }
+                true
             }
             KeyKind::Owner(name) => {
+                if self
+                    .owners
+                    .get(name)
+                    .is_some_and(|(_, rev)| *rev >= kv.mod_revision)
+                {
+                    return false;
+                }
                 if let Some(value) = decode::<OwnerValue>(&kv.value) {
                     self.owners
                         .insert(name.to_string(), (value, kv.mod_revision));
                 }
+                true
             }
-            KeyKind::Other => {}
+            KeyKind::Other => true,
+        }
+    }
+
+    /// Whether a delete at `revision` is older than what the cache holds for `key`
+    /// (the key was written again since, by this node): then it is not news.
+    fn overtaken(&self, key: &str, revision: i64) -> bool {
+        match self.keys.kind(key) {
+            KeyKind::Spec(name) => self.specs.get(name).is_some_and(|(_, rev)| *rev > revision),
+            KeyKind::Owner(name) => self
+                .owners
+                .get(name)
+                .is_some_and(|(_, rev)| *rev > revision),
+            KeyKind::Node(_) | KeyKind::Other => false,
         }
     }
 
@@ -548,13 +607,19 @@ impl Agent {
             }
             match change {
                 Change::Put(kv) => self.on_put(&kv),
-                Change::Delete { key, .. } => self.on_delete(&key),
+                Change::Delete { key, mod_revision } => {
+                    if !self.overtaken(&key, mod_revision) {
+                        self.on_delete(&key)
+                    }
+                }
             }
         }
     }
 
     fn on_put(&mut self, kv: &Kv) {
-        self.cache(kv);
+        if !self.cache(kv) {
+            return;
+        }
         // An owner key assigned to this node (with its spec, whichever came first).
         let name = match self.keys.kind(&kv.key) {
             KeyKind::Owner(name) | KeyKind::Spec(name) => name.to_string(),
@@ -960,8 +1025,9 @@ impl Agent {
     }
 
     /// The failover race for one name: the comparisons and the operation of its claim
-    /// (for a temporary worker: of forgetting it), if this node can take it.
-    fn claim_plan(&self, name: &str) -> Option<(Vec<Compare>, Op, bool)> {
+    /// with the owner value it puts (for a temporary worker: the operation forgetting
+    /// it, and no value), if this node can take it.
+    fn claim_plan(&self, name: &str) -> Option<(Vec<Compare>, Op, Option<OwnerValue>)> {
         let (spec, spec_rev) = self.specs.get(name)?;
         let template = spec.template.clone().or_else(|| self.only_template());
         let restart = template
@@ -976,7 +1042,7 @@ impl Agent {
         ];
         if restart == RestartType::Temporary {
             // A lost node is an abnormal end: a temporary worker is not restarted.
-            return Some((compare, Op::Delete(spec_key), true));
+            return Some((compare, Op::Delete(spec_key), None));
         }
         let owner = OwnerValue {
             node: self.settings.node.clone(),
@@ -993,7 +1059,7 @@ impl Agent {
             value: encode(&owner),
             lease: self.lease,
         };
-        Some((compare, put, false))
+        Some((compare, put, Some(owner)))
     }
 
     fn claim_orphan(&mut self, name: &str) {
@@ -1016,7 +1082,7 @@ impl Agent {
 
     /// Start names assigned to this node: a drain's moves and names already running
     /// here one by one ([`Agent::start_assigned`]); the others with their `start`s
-    /// pipelined on one connection and their owner keys updated [`CLAIM_BATCH`] to a
+    /// pipelined on one connection and their owner keys updated [`OWNER_BATCH`] to a
     /// transaction, so that a failover of many names costs a few round trips.
     fn start_many(&mut self, names: Vec<String>) {
         let me = self.settings.node.clone();
@@ -1125,7 +1191,7 @@ impl Agent {
                 pid.unwrap_or(0)
             ));
         }
-        for chunk in started.chunks(CLAIM_BATCH) {
+        for chunk in started.chunks(OWNER_BATCH) {
             let mut compare = Vec::new();
             let mut ops = Vec::new();
             let mut values = Vec::new();
@@ -1172,13 +1238,15 @@ impl Agent {
 
     /// Claim names, [`CLAIM_BATCH`] to a transaction (a lost node's names are claimed
     /// in a few round trips, not one each); a batch that loses a race to another node
-    /// is claimed again one name at a time.
+    /// is claimed again one name at a time. What this node won is cached at the
+    /// transaction's revision and queued to start at once, without waiting for the
+    /// watch to bring the claim back.
     fn claim_many(&mut self, names: Vec<String>) {
-        let plans: Vec<(String, Vec<Compare>, Op, bool)> = names
+        let plans: Vec<(String, Vec<Compare>, Op, Option<OwnerValue>)> = names
             .into_iter()
             .filter_map(|name| {
-                let (compare, op, temporary) = self.claim_plan(&name)?;
-                Some((name, compare, op, temporary))
+                let (compare, op, owner) = self.claim_plan(&name)?;
+                Some((name, compare, op, owner))
             })
             .collect();
         for chunk in plans.chunks(CLAIM_BATCH) {
@@ -1194,6 +1262,9 @@ impl Agent {
                             chunk[0].0,
                             chunk[chunk.len() - 1].0
                         ));
+                        for (name, _, _, owner) in chunk {
+                            self.claimed(name, owner.as_ref(), txn.revision);
+                        }
                         continue;
                     }
                     Ok(_) => {}
@@ -1203,18 +1274,36 @@ impl Agent {
                     }
                 }
             }
-            for (name, compare, op, temporary) in chunk {
+            for (name, compare, op, owner) in chunk {
                 match self.etcd.txn(compare, std::slice::from_ref(op), &[]) {
-                    Ok(txn) if txn.succeeded && *temporary => info(&format!(
-                        "{name}: its node was lost; temporary, so it is forgotten"
-                    )),
                     Ok(txn) if txn.succeeded => {
-                        info(&format!("{name}: taking it over (its node was lost)"))
+                        if owner.is_some() {
+                            info(&format!("{name}: taking it over (its node was lost)"));
+                        } else {
+                            info(&format!(
+                                "{name}: its node was lost; temporary, so it is forgotten"
+                            ));
+                        }
+                        self.claimed(name, owner.as_ref(), txn.revision);
                     }
                     Ok(_) => {}
                     Err(e) => warn(&format!("{name}: cannot claim it: {e}")),
                 }
             }
+        }
+    }
+
+    /// A claim won at `revision`: the owner key is this node's (start it with the
+    /// others of this message), or, for a temporary worker, nothing is left to do.
+    fn claimed(&mut self, name: &str, owner: Option<&OwnerValue>, revision: i64) {
+        let Some(owner) = owner else {
+            return;
+        };
+        self.deferred.remove(name);
+        self.owners
+            .insert(name.to_string(), (owner.clone(), revision));
+        if !self.to_start.iter().any(|n| n == name) {
+            self.to_start.push(name.to_string());
         }
     }
 
