@@ -607,7 +607,7 @@ pub fn pipelined_starts(ctx: &Ctx, n: usize, durable: bool) -> Result<(f64, u64)
 /// workers, measured from 5 s after the crashers started.
 pub fn lookup_under_churn(ctx: &Ctx, crashers: usize, per: usize) -> Result<Samples, String> {
     let extra = "\n[templates.crash]\ncommand = [\"/bin/false\"]\nrestart = \"permanent\"\nbackoff = { initial_ms = 100, jitter = 0.5 }\n";
-    let mut text = config_text(ctx, 0, &NEVER_TRIP, &[]) + &extra;
+    let mut text = config_text(ctx, 0, &NEVER_TRIP, &[]) + extra;
     for i in 0..1000 {
         let _ = write!(text, "\n[[children]]\nname = \"w{i}\"\ntemplate = \"w\"\n");
     }

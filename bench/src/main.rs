@@ -666,10 +666,12 @@ fn latency_phase(ctx: &Ctx, ns: &[usize], peers_on: &[&'static str], r: &mut Res
 /// Boot graphs of 1000 children (`after` edges; readiness = spawned): flat (no edges),
 /// star (all after one), layers (10 × 100, each layer after the whole layer before),
 /// chain (each after the one before: serial by definition). Interleaved repetitions.
+type Shape = (&'static str, fn(usize) -> Vec<usize>);
+
 fn order_phase(ctx: &Ctx, r: &mut Results) {
     const N: usize = 1000;
     let reps = if ctx.quick { 2 } else { 3 };
-    let shapes: [(&'static str, fn(usize) -> Vec<usize>); 4] = [
+    let shapes: [Shape; 4] = [
         ("flat", |_| Vec::new()),
         ("star", |i| if i == 0 { Vec::new() } else { vec![0] }),
         ("layers", |i| {
