@@ -663,11 +663,12 @@ fn latency_phase(ctx: &Ctx, ns: &[usize], peers_on: &[&'static str], r: &mut Res
     drop(insts);
 }
 
+/// A boot graph's name, and the children each child `i` is after.
+type Shape = (&'static str, fn(usize) -> Vec<usize>);
+
 /// Boot graphs of 1000 children (`after` edges; readiness = spawned): flat (no edges),
 /// star (all after one), layers (10 × 100, each layer after the whole layer before),
 /// chain (each after the one before: serial by definition). Interleaved repetitions.
-type Shape = (&'static str, fn(usize) -> Vec<usize>);
-
 fn order_phase(ctx: &Ctx, r: &mut Results) {
     const N: usize = 1000;
     let reps = if ctx.quick { 2 } else { 3 };
