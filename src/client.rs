@@ -351,6 +351,7 @@ fn to_request(command: Command) -> Result<Request, String> {
             args,
             command: (!command.is_empty()).then_some(command),
             env: env.into_iter().collect(),
+            fenced: false,
         },
         Command::Stop {
             names,
@@ -725,7 +726,7 @@ fn print_human(request: &Request, reply: &Reply) {
         } => {
             println!("{name} restarted (pid {})", reply.pid.unwrap_or_default())
         }
-        Request::Restart { .. } | Request::Health | Request::Version => {}
+        Request::Restart { .. } | Request::Health | Request::Version | Request::Fence { .. } => {}
         Request::Whois { .. } => println!("{}", reply.name.as_deref().unwrap_or_default()),
         Request::Reload => {
             let Some(r) = &reply.reload else { return };

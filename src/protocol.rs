@@ -41,6 +41,10 @@ pub enum Request {
         /// `env_file`s: `{"KEY": "VALUE"}`.
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         env: std::collections::BTreeMap<String, String>,
+        /// Under the dead man's switch (`fence`): stopped when the switch is armed and
+        /// not renewed in time (the cluster agent's workers).
+        #[serde(default, skip_serializing_if = "is_false")]
+        fenced: bool,
     },
     /// Stop a worker: stop signal to its process group, SIGKILL after the timeout.
     /// Answered once the worker has been reaped.
@@ -161,7 +165,24 @@ pub enum Request {
     /// The daemon's metrics in the Prometheus text exposition format (0.0.4), as one
     /// string in the reply's `metrics`.
     Metrics,
+    /// Arm (or renew) the daemon's dead man's switch: unless another `fence` comes
+    /// within `within_ms`, the daemon stops every worker started with `fenced` (as
+    /// `stop` does, SIGKILL after `timeout_ms` or each one's `shutdown_ms`; their
+    /// `stopped` events say [`FENCED_REASON`]). Without `within_ms` it disarms the
+    /// switch. The cluster agent's backstop: its workers stop before its lease can
+    /// expire even when the agent itself is frozen or dead (docs/CLUSTER.md,
+    /// "Fencing").
+    Fence {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        within_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
 }
+
+/// The `reason` of the `stopped` event of a worker stopped by the dead man's switch
+/// (`fence`): the stop was not an end its owner asked for.
+pub const FENCED_REASON: &str = "fenced: the fence was not renewed in time";
 
 /// The protocol's version, in the `version` reply: raised when a change would break a
 /// client written for the previous one (new commands and fields do not).
@@ -330,6 +351,7 @@ impl Request {
             Request::Health => Cmd::Health,
             Request::Version => Cmd::Version,
             Request::Metrics => Cmd::Metrics,
+            Request::Fence { .. } => Cmd::Fence,
         }
     }
 }
@@ -358,11 +380,12 @@ pub enum Cmd {
     Health,
     Version,
     Metrics,
+    Fence,
 }
 
 impl Cmd {
     /// Every command, in documentation order.
-    pub const ALL: [Cmd; 19] = [
+    pub const ALL: [Cmd; 20] = [
         Cmd::Start,
         Cmd::Stop,
         Cmd::Kill,
@@ -382,6 +405,7 @@ impl Cmd {
         Cmd::Health,
         Cmd::Version,
         Cmd::Metrics,
+        Cmd::Fence,
     ];
 
     /// The wire name: the value of `"cmd"` (serde's snake_case of the variant).
@@ -406,6 +430,7 @@ impl Cmd {
             Cmd::Health => "health",
             Cmd::Version => "version",
             Cmd::Metrics => "metrics",
+            Cmd::Fence => "fence",
         }
     }
 
@@ -436,7 +461,8 @@ impl Cmd {
             | Cmd::Shutdown
             | Cmd::Restart
             | Cmd::Reload
-            | Cmd::ReopenLogs => false,
+            | Cmd::ReopenLogs
+            | Cmd::Fence => false,
         }
     }
 }
@@ -1062,6 +1088,22 @@ fn check_ranges(req: Request) -> Result<Request, String> {
         }
     }
     req.target()?;
+    if let Request::Fence {
+        within_ms,
+        timeout_ms,
+    } = &req
+    {
+        if let Some(ms) = timeout_ms.filter(|ms| *ms > MAX_TIMEOUT_MS) {
+            return Err(format!(
+                "field `timeout_ms` must be at most {MAX_TIMEOUT_MS} (one day); got {ms}"
+            ));
+        }
+        if let Some(ms) = within_ms.filter(|ms| *ms == 0 || *ms > MAX_TIMEOUT_MS) {
+            return Err(format!(
+                "field `within_ms` must be from 1 to {MAX_TIMEOUT_MS} (one day); got {ms}"
+            ));
+        }
+    }
     if let Request::Restart {
         names,
         rolling: true,
@@ -1157,6 +1199,7 @@ mod tests {
                     args: vec!["a".into()],
                     command: None,
                     env: Default::default(),
+                    fenced: false,
                 },
             ),
             (
@@ -1169,6 +1212,7 @@ mod tests {
                     env: [("MAP", "de_dust2"), ("A", "")]
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .into(),
+                    fenced: false,
                 },
             ),
             (
@@ -1226,6 +1270,7 @@ mod tests {
                 args: Vec::new(),
                 command: None,
                 env: Default::default(),
+                fenced: false,
             },
             Request::stop(&name(), None),
             Request::kill(&name(), None),
@@ -1259,6 +1304,10 @@ mod tests {
             Request::Health,
             Request::Version,
             Request::Metrics,
+            Request::Fence {
+                within_ms: Some(1000),
+                timeout_ms: None,
+            },
         ];
         for req in &one_of_each {
             let json = serde_json::to_value(req).unwrap();

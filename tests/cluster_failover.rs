@@ -231,3 +231,65 @@ fn a_drain_stops_each_old_copy_only_once_its_new_copy_is_ready() {
         );
     }
 }
+
+#[test]
+fn a_frozen_agents_workers_are_stopped_by_its_daemon_before_anyone_else_starts_them() {
+    let fleet = TestFleet::start(3, TTL_MS, CLUSTER_TEMPLATES);
+    let prefix = unique_name("frozen");
+    let names: Vec<String> = (0..6).map(|i| format!("{prefix}_{i}")).collect();
+    let mut old = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        old.push(claim(&fleet, i % 3, "b", name, "perm"));
+    }
+    let local_name = format!("{prefix}_local");
+    let local = fleet.nodes[1].start_worker(&local_name, Some("local"), &[]);
+    let agent = fleet.nodes[1]
+        .lookup("dynsup-cluster-agent")
+        .expect("node b runs its agent");
+
+    // The agent can neither renew the lease nor fence: only the daemon's dead man's
+    // switch can stop b's copies before a survivor starts its own. At every look, no
+    // name has two processes.
+    send_signal(agent, Signal::SIGSTOP);
+    let frozen_at = Instant::now();
+    let placed = wait_until(DEADLINE, "every name to run once on a survivor", || {
+        let mut placed = Vec::new();
+        for name in &names {
+            let pids = processes_named(name);
+            assert!(pids.len() <= 1, "{name} runs twice: {pids:?}");
+            let owner = fleet.owner(name)?;
+            if pids.len() != 1 || owner.node == "b" || owner.pid != Some(pids[0]) {
+                return None;
+            }
+            placed.push((owner.node, pids[0]));
+        }
+        Some(placed)
+    });
+    eprintln!(
+        "{} names moved {:?} after node b's agent froze (lease {TTL_MS} ms)",
+        names.len(),
+        frozen_at.elapsed()
+    );
+    for (name, old_pid) in names.iter().zip(&old) {
+        assert!(!is_alive(*old_pid) || is_zombie(*old_pid), "{name}");
+        assert_eq!(fleet.nodes[1].lookup(name), None, "{name} still on b");
+    }
+    assert_eq!(
+        fleet.nodes[1].lookup(&local_name),
+        Some(local),
+        "a local worker is untouched"
+    );
+    assert_eq!(
+        fleet.nodes[1].lookup("dynsup-cluster-agent"),
+        Some(agent),
+        "the agent itself is not fenced"
+    );
+
+    // Thawed, the agent finds its lease gone, rejoins, and starts nothing twice.
+    send_signal(agent, Signal::SIGCONT);
+    wait_until(DEADLINE, "node b to rejoin", || {
+        (fleet.live_nodes().len() == 3).then_some(())
+    });
+    assert_eq!(wait_each_once(&fleet, &names), placed);
+    assert_eq!(fleet.nodes[1].lookup(&local_name), Some(local));
+}

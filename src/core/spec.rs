@@ -320,6 +320,9 @@ pub struct ChildSpec {
     pub after: Vec<Rc<str>>,
     /// Its template's `critical`, or the boot child's own.
     pub critical: bool,
+    /// Started under the dead man's switch (`start` with `fenced`, the cluster
+    /// agent's workers): stopped when the switch fires.
+    pub fenced: bool,
 }
 
 impl ChildSpec {
@@ -359,6 +362,7 @@ impl ChildSpec {
             env: BTreeMap::new(),
             after,
             critical,
+            fenced: false,
         })
     }
 
@@ -423,6 +427,13 @@ pub struct SavedWorker {
     /// started; `restart NAME` brings it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
+    /// Started under the dead man's switch (`start` with `fenced`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fenced: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// One change of the record of dynamic workers, in the order it happened: what the

@@ -414,6 +414,7 @@ mod tests {
             command: None,
             env: Default::default(),
             failed: None,
+            fenced: false,
         }];
         save(&path, &workers).unwrap();
         assert_eq!(load_workers(&path), Ok(Some(workers)));
@@ -462,6 +463,7 @@ mod tests {
             command: None,
             env: Default::default(),
             failed: None,
+            fenced: false,
         }]
     }
 

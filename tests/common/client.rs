@@ -47,6 +47,7 @@ pub fn start_req(name: &str, template: Option<&str>, args: &[&str]) -> Request {
         args: args.iter().map(|s| s.to_string()).collect(),
         command: None,
         env: Default::default(),
+        fenced: false,
     }
 }
 
@@ -61,6 +62,7 @@ pub fn start_env_req(name: &str, template: Option<&str>, env: &[(&str, &str)]) -
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        fenced: false,
     }
 }
 
@@ -72,6 +74,7 @@ pub fn start_cmd_req(name: &str, template: Option<&str>, command: &[&str]) -> Re
         args: Vec::new(),
         command: Some(command.iter().map(|s| s.to_string()).collect()),
         env: Default::default(),
+        fenced: false,
     }
 }
 

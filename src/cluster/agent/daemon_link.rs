@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
+use std::time::Duration;
 
 /// Names per `stop` request: 128-byte names fit a request line 4 times over.
 const STOP_CHUNK: usize = 100;
@@ -22,6 +23,7 @@ impl DaemonLink {
         crate::client::exchange(&self.socket, request)
     }
 
+    /// Start a cluster worker: under the daemon's dead man's switch (`fenced`).
     pub fn start(
         &self,
         name: &str,
@@ -34,6 +36,7 @@ impl DaemonLink {
             args,
             command: None,
             env: Default::default(),
+            fenced: true,
         })
     }
 
@@ -57,6 +60,44 @@ impl DaemonLink {
             return Ok(());
         }
         crate::client::exchange_all(&self.socket, &requests).map(|_| ())
+    }
+
+    /// Arm the daemon's dead man's switch for `within` (its `fenced` workers stopped
+    /// then, SIGKILL after `kill_after`), or disarm it (`None`). Bounded by `patience`
+    /// for the lease thread, which must never hang on a stuck daemon.
+    pub fn fence(
+        &self,
+        within: Option<Duration>,
+        kill_after: Duration,
+        patience: Duration,
+    ) -> Result<(), String> {
+        let request = Request::Fence {
+            within_ms: within.map(|d| (d.as_millis() as u64).max(1)),
+            timeout_ms: Some(kill_after.as_millis() as u64),
+        };
+        let shown = self.socket.display();
+        let mut stream = UnixStream::connect(&self.socket)
+            .map_err(|e| format!("cannot connect to the daemon at {shown}: {e}"))?;
+        let patience = patience.max(Duration::from_millis(10));
+        stream
+            .set_read_timeout(Some(patience))
+            .and_then(|()| stream.set_write_timeout(Some(patience)))
+            .map_err(|e| e.to_string())?;
+        let mut line = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        stream
+            .write_all(&line)
+            .map_err(|e| format!("cannot send to the daemon at {shown}: {e}"))?;
+        let mut answer = String::new();
+        BufReader::new(&stream)
+            .read_line(&mut answer)
+            .map_err(|e| format!("no answer from the daemon at {shown}: {e}"))?;
+        let reply: Reply =
+            serde_json::from_str(&answer).map_err(|e| format!("the daemon's reply: {e}"))?;
+        match reply.ok {
+            true => Ok(()),
+            false => Err(reply.error.map_or("refused".to_string(), |e| e.message)),
+        }
     }
 
     pub fn list(&self) -> Result<Vec<WorkerInfo>, String> {

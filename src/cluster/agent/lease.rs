@@ -6,6 +6,12 @@
 //! `good_since` to the moment that keepalive was *sent*; at `good_since + T/2` without
 //! one, every local cluster worker is stopped with a stop timeout of `T/6`. etcd cannot
 //! expire the lease before `good_since + T`: the margin is `T/3`.
+//!
+//! The backstop for an agent that cannot fence (frozen, dead, restarting): after each
+//! good keepalive the daemon's dead man's switch (`fence`) is armed for
+//! `good_since + 2T/3`; the cluster workers were started `fenced`, so unless the agent
+//! renews it in time the daemon itself stops them, SIGKILL after `T/6`: all dead by
+//! `good_since + 5T/6`, before etcd can expire the lease.
 
 use super::{daemon_link::DaemonLink, lock, Msg, SharedRef};
 use crate::cluster::etcd::Etcd;
@@ -18,6 +24,8 @@ pub struct Timing {
     pub keepalive_every: Duration,
     pub fence_after: Duration,
     pub fence_kill_after: Duration,
+    /// When the daemon's dead man's switch fires after the last good keepalive.
+    pub switch_after: Duration,
 }
 
 impl Timing {
@@ -26,6 +34,7 @@ impl Timing {
             keepalive_every: ttl / 6,
             fence_after: ttl / 2,
             fence_kill_after: ttl / 6,
+            switch_after: ttl * 2 / 3,
         }
     }
 }
@@ -85,9 +94,16 @@ fn run(shared: &SharedRef, etcd: &Etcd, daemon: &DaemonLink, timing: Timing, tx:
             .max(Duration::from_millis(10));
         match etcd.keepalive(lease, timeout) {
             Ok(ttl) if ttl > 0 => {
-                let mut guard = lock(shared);
-                if guard.lease == lease && !guard.fenced {
-                    guard.good_since = sent;
+                let renewed = {
+                    let mut guard = lock(shared);
+                    let current = guard.lease == lease && !guard.fenced;
+                    if current {
+                        guard.good_since = sent;
+                    }
+                    current
+                };
+                if renewed {
+                    arm_switch(daemon, timing, sent);
                 }
                 if let Some(since) = failing_since.take() {
                     super::info(&format!(
@@ -139,5 +155,26 @@ pub fn fence(
             super::error(&format!("fencing: cannot stop the cluster workers: {e}"));
         }
     }
+    // Nothing fenced runs now; the next join arms the switch again.
+    disarm_switch(daemon, timing);
     true
+}
+
+/// Arm (renew) the daemon's dead man's switch for `good_since + 2T/3`: the daemon
+/// stops this node's cluster workers then unless it is renewed first.
+pub fn arm_switch(daemon: &DaemonLink, timing: Timing, good_since: Instant) {
+    let within = (good_since + timing.switch_after).saturating_duration_since(Instant::now());
+    if let Err(e) = daemon.fence(
+        Some(within),
+        timing.fence_kill_after,
+        timing.keepalive_every,
+    ) {
+        super::warn(&format!("cannot renew the daemon's fence: {e}"));
+    }
+}
+
+pub fn disarm_switch(daemon: &DaemonLink, timing: Timing) {
+    if let Err(e) = daemon.fence(None, timing.fence_kill_after, timing.keepalive_every) {
+        super::warn(&format!("cannot disarm the daemon's fence: {e}"));
+    }
 }

@@ -444,6 +444,9 @@ impl Agent {
             guard.good_since = good_since;
             guard.fenced = false;
         }
+        // Before anything starts under the new lease (and, on an adoption, over the
+        // switch the previous agent armed).
+        lease::arm_switch(&self.daemon, self.timing, good_since);
         self.shared.1.notify_all();
         self.lease = lease;
         info(&format!(
@@ -1136,6 +1139,7 @@ impl Agent {
                     args: spec.args.clone(),
                     command: None,
                     env: Default::default(),
+                    fenced: true,
                 },
             )
             .collect();
@@ -1451,6 +1455,18 @@ impl Agent {
             }
             Event::Failed { name, .. } if is_local(&name) => {
                 self.update_owner(&name, OwnerState::Failed, None);
+            }
+            Event::Stopped { name, reason } if reason == crate::protocol::FENCED_REASON => {
+                // The daemon's dead man's switch stopped it: this agent did not renew
+                // it in time (it was frozen, or busy). Not an end of the worker: if
+                // this node still owns it once the lease is checked, resync starts it.
+                self.stopping.remove(&name);
+                if lock(&self.shared).local.remove(&name).is_some() {
+                    warn(&format!(
+                        "{name}: stopped by the daemon's fence (this agent was late); checking the lease"
+                    ));
+                    self.needs_resync = true;
+                }
             }
             Event::Stopped { name, reason } => {
                 if self.stopping.remove(&name) {

@@ -375,12 +375,13 @@ impl Supervisor {
                 self.restart_dependents(&name, &template, now, out);
             }
             AfterStop::Restart { reply_to, .. } => {
-                self.finish_stop(&worker, outcome.clone(), now, out);
+                self.finish_stop(&worker, outcome.clone(), false, now, out);
                 self.answer_opt(reply_to, Err(Refusal::ShuttingDown), now, out);
             }
             AfterStop::Remove | AfterStop::Cascade { .. } => {
-                self.finish_stop(&worker, outcome.clone(), now, out)
+                self.finish_stop(&worker, outcome.clone(), false, now, out)
             }
+            AfterStop::Fence => self.finish_stop(&worker, outcome.clone(), true, now, out),
         }
         for to in order.waiters {
             self.answer(to, Ok(Answer::Stopped(outcome.clone())), now, out);
@@ -465,17 +466,20 @@ impl Supervisor {
         }
     }
 
-    /// The worker is gone for good after a stop: report it.
+    /// The worker is gone for good after a stop (`fenced`: by the dead man's
+    /// switch): report it.
     fn finish_stop(
         &mut self,
         worker: &Worker,
         outcome: StopOutcome,
+        fenced: bool,
         now: Time,
         out: &mut Vec<Action>,
     ) {
-        let cause = match outcome.killed {
-            true => StopCause::Killed,
-            false => StopCause::Stopped,
+        let cause = match (fenced, outcome.killed) {
+            (true, _) => StopCause::Fenced,
+            (false, true) => StopCause::Killed,
+            (false, false) => StopCause::Stopped,
         };
         self.notify_watchers(&worker.spec.name, Notice::Stopped(cause), out);
         self.forget(worker, now, out);
@@ -583,6 +587,9 @@ impl Supervisor {
 
     /// Every deadline at or before now: stop timeouts, ready timeouts, restart times.
     pub(super) fn on_tick(&mut self, now: Time, out: &mut Vec<Action>) {
+        if self.switch.is_due(now.mono_us) {
+            self.fire_switch(now, out);
+        }
         // A budget per tick: the rest stay due, and the reactor ticks again on its next
         // turn (its poll does not sleep while a deadline has passed), after serving its
         // clients — so a thousand restarts due at once never hold a `lookup` behind all

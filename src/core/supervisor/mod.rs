@@ -19,6 +19,7 @@
 //!   of a shutdown, the boot's completion, a critical worker's end.
 //! - `liveness.rs`: health check results and the `health` request.
 //! - `rollout.rs`: rolling restarts.
+//! - `switch.rs`: the dead man's switch (`fence`): workers stopped unless renewed.
 //! - `reload.rs`: a re-read config applied as a difference.
 //! - `replies.rs`: answers and notices → the wire's values (the one place in the core
 //!   that knows the wire format).
@@ -50,6 +51,7 @@ mod requests;
 mod rollout;
 mod selection;
 mod shutdown;
+mod switch;
 mod worker;
 
 #[cfg(test)]
@@ -307,6 +309,8 @@ pub struct Supervisor {
     boot: ordering::Boot,
     /// Rolling restarts in progress.
     rollouts: Vec<rollout::Rollout>,
+    /// The dead man's switch (`fence`), armed or not.
+    switch: switch::Switch,
 }
 
 impl Supervisor {
@@ -323,6 +327,7 @@ impl Supervisor {
             saved_changes: Vec::new(),
             boot: ordering::Boot::default(),
             rollouts: Vec::new(),
+            switch: switch::Switch::default(),
         }
     }
 
@@ -352,6 +357,7 @@ impl Supervisor {
             command: spec.command.clone(),
             env: spec.env.clone(),
             failed,
+            fenced: spec.fenced,
         };
         self.saved_changes.push(SavedChange::Put(saved.clone()));
         self.saved.insert(spec.name.clone(), saved);
@@ -420,7 +426,10 @@ impl Supervisor {
     /// The earliest monotonic time (µs) at which `Input::Tick` has work to do, if any.
     /// `None` means the daemon may sleep until something happens.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.registry.next_deadline()
+        match (self.registry.next_deadline(), self.switch.due_us()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn is_registered(&self, name: &str) -> bool {

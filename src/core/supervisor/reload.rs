@@ -179,7 +179,7 @@ impl Supervisor {
             State::Stopping {
                 order:
                     StopOrder {
-                        then: AfterStop::Remove,
+                        then: AfterStop::Remove | AfterStop::Fence,
                         ..
                     },
                 ..
@@ -189,7 +189,7 @@ impl Supervisor {
                     Ending::Stopped {
                         order:
                             StopOrder {
-                                then: AfterStop::Remove,
+                                then: AfterStop::Remove | AfterStop::Fence,
                                 ..
                             },
                         ..

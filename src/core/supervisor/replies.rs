@@ -40,6 +40,10 @@ pub(super) enum Answer {
     Health(HealthSummary),
     /// A rolling restart completed: these were restarted and are ready again.
     RolledOut(Rollout),
+    /// `fence`: armed (or disarmed) over `armed` registered workers.
+    Fenced {
+        armed: usize,
+    },
 }
 
 /// What `health` found.
@@ -379,6 +383,8 @@ pub(super) enum StopCause {
     RemovedFromConfig,
     /// What it is after was not ready within the start's patience.
     NotStarted,
+    /// The dead man's switch (`fence`) was not renewed in time.
+    Fenced,
 }
 
 /// How a stop ended, for `stop` and `shutdown` replies.
@@ -512,6 +518,10 @@ pub(super) fn reply(result: Result<Answer, Refusal>) -> Reply {
             state: Some(at.state),
             ..Reply::ok()
         },
+        Answer::Fenced { armed } => Reply {
+            count: Some(armed),
+            ..Reply::ok()
+        },
         Answer::Count(counts) => Reply {
             count: Some(counts.total),
             counts: Some(counts),
@@ -609,6 +619,7 @@ pub(super) fn event(name: &str, notice: Notice) -> Event {
                 StopCause::NotStarted => {
                     "not started: what it is after did not become ready in time".to_string()
                 }
+                StopCause::Fenced => protocol::FENCED_REASON.to_string(),
             },
         },
         Notice::Failed { last_exit } => Event::Failed {

@@ -21,6 +21,8 @@ pub enum Command {
         command: Option<Vec<String>>,
         /// Its own environment variables, on top of the template's.
         env: BTreeMap<String, String>,
+        /// Under the dead man's switch (`fence`).
+        fenced: bool,
     },
     Stop {
         name: String,
@@ -63,6 +65,12 @@ pub enum Command {
     },
     /// Are the boot children and the critical workers running and ready?
     Health,
+    /// Arm (or renew) the dead man's switch for `within_ms` (none: disarm it); when
+    /// it fires, every `fenced` worker is stopped (SIGKILL after `timeout_ms`).
+    Fence {
+        within_ms: Option<u64>,
+        timeout_ms: Option<u64>,
+    },
     WaitReady {
         name: String,
     },
@@ -105,7 +113,8 @@ impl Supervisor {
                 args,
                 command,
                 env,
-            } => match self.build_spec(name, template, args, command, env) {
+                fenced,
+            } => match self.build_spec(name, template, args, command, env, fenced) {
                 Ok(spec) => self.start(from, spec, now, out),
                 Err(refusal) => self.answer(from, Err(refusal), now, out),
             },
@@ -117,6 +126,7 @@ impl Supervisor {
                         Vec::new(),
                         None,
                         BTreeMap::new(),
+                        false,
                     )
                     .and_then(|_| {
                         let template = self.template_for(Some(&child.template))?;
@@ -139,6 +149,10 @@ impl Supervisor {
                 self.begin_rollout(from, select, timeout_ms, now, out)
             }
             Command::Health => self.health(from, out),
+            Command::Fence {
+                within_ms,
+                timeout_ms,
+            } => self.arm_switch(from, within_ms, timeout_ms, now, out),
             Command::Stop { name, timeout_ms } => self.stop(from, &name, timeout_ms, now, out),
             Command::Restart { name, timeout_ms } => {
                 self.restart(from, &name, timeout_ms, now, out)
@@ -200,7 +214,7 @@ impl Supervisor {
                 why,
             } => {
                 let answer = self
-                    .build_spec(name, Some(template), args, command, env)
+                    .build_spec(name, Some(template), args, command, env, false)
                     .map(|spec| self.hold(from, spec, why, now));
                 self.answer(from, answer, now, out);
             }
@@ -226,6 +240,7 @@ impl Supervisor {
         args: Vec<String>,
         command: Option<Vec<String>>,
         env: BTreeMap<String, String>,
+        fenced: bool,
     ) -> Result<Rc<ChildSpec>, Refusal> {
         if self.is_shutting_down() {
             return Err(Refusal::NoNewWorkers);
@@ -250,7 +265,9 @@ impl Supervisor {
         for (key, value) in &env {
             validate_env_var(key, value).map_err(Refusal::BadCommand)?;
         }
-        Ok(Rc::new(spec.with_env(env)))
+        let mut spec = spec.with_env(env);
+        spec.fenced = fenced;
+        Ok(Rc::new(spec))
     }
 
     pub(super) fn template_for(&self, requested: Option<&str>) -> Result<Rc<Template>, Refusal> {

@@ -192,6 +192,8 @@ pub(super) enum AfterStop {
     /// Restart it by the restart rule (counted, with its backoff): a worker it is
     /// `after`, whose template says `restart_with = "dependents"`, is restarting.
     Cascade { after: Rc<str> },
+    /// Unregister, as `Remove`: the dead man's switch (`fence`) fired.
+    Fence,
 }
 
 /// How long leftovers that were sent SIGKILL may take to be gone before the worker

@@ -241,6 +241,19 @@ impl Reactor {
                 return;
             }
         };
+        // A cluster worker (started `fenced` by the cluster agent) may run only while
+        // this node holds its lease: the agent starts it again once it has joined, if
+        // this node still owns it; restored here it could run beside the copy another
+        // node took over (docs/CLUSTER.md, "Fencing"). Left out of the file too.
+        let (fenced, saved): (Vec<SavedWorker>, Vec<SavedWorker>) =
+            saved.into_iter().partition(|w| w.fenced);
+        if !fenced.is_empty() {
+            log::info!(
+                "{} cluster worker(s) in {} are not restored here: the cluster agent starts each again once it has joined, if this node still owns it",
+                fenced.len(),
+                path.display()
+            );
+        }
         let held = saved.iter().filter(|w| w.failed.is_some()).count();
         match self.files.no_restore {
             true => log::warn!(
@@ -290,6 +303,7 @@ impl Reactor {
                     args: worker.args,
                     command: worker.command,
                     env: worker.env,
+                    fenced: worker.fenced,
                 },
             };
             self.command(ReplyTo::Restore { index }, command);

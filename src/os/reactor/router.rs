@@ -99,6 +99,7 @@ impl Reactor {
                 args,
                 command,
                 env,
+                fenced,
             } => self.command(
                 from,
                 Command::Start {
@@ -107,6 +108,7 @@ impl Reactor {
                     args,
                     command,
                     env,
+                    fenced,
                 },
             ),
             Request::Stop {
@@ -185,6 +187,16 @@ impl Reactor {
             }
             Request::Shutdown => self.command(from, Command::Shutdown),
             Request::WaitReady { name } => self.command(from, Command::WaitReady { name }),
+            Request::Fence {
+                within_ms,
+                timeout_ms,
+            } => self.command(
+                from,
+                Command::Fence {
+                    within_ms,
+                    timeout_ms,
+                },
+            ),
         }
     }
 

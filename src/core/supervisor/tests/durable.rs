@@ -41,6 +41,7 @@ fn state_is_saved_before_the_reply_for_dynamic_workers_only() {
                 command: Some(vec!["/bin/sleep".to_string(), "9".to_string()]),
                 env: Default::default(),
                 failed: None,
+                fenced: false,
             },
             SavedWorker {
                 name: "zed".to_string(),
@@ -49,6 +50,7 @@ fn state_is_saved_before_the_reply_for_dynamic_workers_only() {
                 command: None,
                 env: Default::default(),
                 failed: None,
+                fenced: false,
             },
         ]
     );

@@ -52,6 +52,7 @@ mod rolling;
 mod shutdown;
 mod start;
 mod stop;
+mod switch;
 
 use super::registry::Entry;
 use super::worker::State;
@@ -162,6 +163,7 @@ fn start_request(
         args: args.iter().map(|s| s.to_string()).collect(),
         command: command.map(|c| c.iter().map(|s| s.to_string()).collect()),
         env: Default::default(),
+        fenced: false,
     })
 }
 

@@ -82,6 +82,7 @@ fn start_errors() {
             request(Command::Start {
                 name: "w".into(), template: None, args: vec!["x".into()], command: Some(vec![]),
                 env: Default::default(),
+                fenced: false,
             }),
             "bad_request",
         ),
@@ -90,6 +91,7 @@ fn start_errors() {
             request(Command::Start {
                 name: "w".into(), template: None, args: vec![], command: Some(vec![String::new()]),
                 env: Default::default(),
+                fenced: false,
             }),
             "bad_request",
         ),
@@ -139,6 +141,7 @@ fn args_are_appended_and_command_overrides_the_template() {
         args: vec!["x".into(), "y".into()],
         command: None,
         env: Default::default(),
+        fenced: false,
     }));
     h.feed(request(Command::Start {
         name: "b".into(),
@@ -146,6 +149,7 @@ fn args_are_appended_and_command_overrides_the_template() {
         args: vec!["y".into()],
         command: Some(vec!["/bin/other".into(), "x".into()]),
         env: Default::default(),
+        fenced: false,
     }));
     assert_eq!(h.specs[0].argv, ["/opt/bin/worker", "--flag", "x", "y"]);
     assert_eq!(h.specs[1].argv, ["/bin/other", "x", "y"]);
@@ -298,6 +302,7 @@ fn extra_args_are_prepended_and_a_command_override_replaces_them() {
                 command: Some(vec!["/bin/echo".to_string(), "hi".to_string()]),
                 env: Default::default(),
                 failed: None,
+                fenced: false,
             },
             SavedWorker {
                 name: "w".to_string(),
@@ -306,6 +311,7 @@ fn extra_args_are_prepended_and_a_command_override_replaces_them() {
                 command: None,
                 env: Default::default(),
                 failed: None,
+                fenced: false,
             },
         ]
     );
