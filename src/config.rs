@@ -600,8 +600,9 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
             if templates.contains_key(agent) || children.iter().any(|c| c.name == agent) {
                 return Err((span, cluster::name_taken_message()));
             }
-            let template =
+            let mut template =
                 validate_template(agent.to_string(), cluster::agent_template(file), defaults)?;
+            template.internal = true;
             templates.insert(agent.to_string(), Rc::new(template));
             logs.templates.insert(
                 agent.to_string(),
@@ -1164,6 +1165,7 @@ fn validate_template(
         health,
         critical: raw.critical,
         on_reload: raw.on_reload.unwrap_or(OnReload::Restart),
+        internal: false,
     })
 }
 

@@ -160,6 +160,10 @@ pub struct Template {
     pub critical: bool,
     /// How a reload applies a change of this template to its running instances.
     pub on_reload: OnReload,
+    /// The daemon's own (the cluster agent's): never the implicit choice of a `start`
+    /// that names no template, so a config with one template of its own keeps that
+    /// convenience in cluster mode.
+    pub internal: bool,
 }
 
 /// One of a template's `env_file`s: a path, and whether a missing file is fine (written
@@ -284,6 +288,7 @@ impl Template {
             health: None,
             critical: false,
             on_reload: OnReload::Restart,
+            internal: false,
         }
     }
 

@@ -290,13 +290,16 @@ impl Supervisor {
                         known: known(),
                     })
             }
-            None => match (self.templates.len(), self.templates.values().next()) {
-                (1, Some(only)) => Ok(only.clone()),
-                (count, _) => Err(Refusal::TemplateNotNamed {
-                    count,
-                    known: known(),
-                }),
-            },
+            None => {
+                let mut own = self.templates.values().filter(|t| !t.internal);
+                match (own.next(), own.next()) {
+                    (Some(only), None) => Ok(only.clone()),
+                    _ => Err(Refusal::TemplateNotNamed {
+                        count: self.templates.values().filter(|t| !t.internal).count(),
+                        known: known(),
+                    }),
+                }
+            }
         }
     }
 

@@ -316,3 +316,24 @@ fn extra_args_are_prepended_and_a_command_override_replaces_them() {
         ]
     );
 }
+
+#[test]
+fn the_daemons_own_template_is_never_the_implicit_one() {
+    // Cluster mode adds the agent's template: a config with one template of its own
+    // still starts from it when none is named.
+    let mut agent = permanent("dynsup-cluster-agent");
+    agent.internal = true;
+    let mut h = Harness::commands_only(3, 5, vec![agent, transient("game")]);
+    h.check(
+        start("g1"),
+        "spawn g1 #1 -> 101\nreply c1: ok name=g1 pid=101",
+    );
+    assert_eq!(h.specs[0].template.name, "game");
+    // Two of its own: name one (the internal one is listed among the known).
+    let mut agent = permanent("dynsup-cluster-agent");
+    agent.internal = true;
+    let mut h = Harness::commands_only(3, 5, vec![agent, transient("a"), transient("b")]);
+    h.check(start("g1"), "reply c1: error unknown_template");
+    let message = h.reply().error.map(|e| e.message).unwrap_or_default();
+    assert!(message.contains("has 2 templates"), "{message}");
+}
