@@ -845,8 +845,14 @@ pub fn drain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitStat
     };
     let wait = DRAIN_WAIT + DRAIN_WAIT_PER_NAME * pending.len() as u32;
     let mut moved: Vec<Value> = Vec::new();
-    // Each name is done when its new copy runs elsewhere (or it is gone); the events
-    // say so in order, so every move is printed once.
+    // Names whose move began (re-assigned away, or their owner key deleted while the
+    // spec stays): an owner key naming NODE again means the move was given up.
+    let mut moving: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    // Names that came back to NODE (the target refused them, or was lost mid-move),
+    // with why: NODE keeps running them, and the drain is not complete.
+    let mut kept: Vec<(String, String)> = Vec::new();
+    // Each name is done when its new copy runs elsewhere, when it came back to NODE,
+    // or when it is gone; the events say so in order, so every move is printed once.
     let outcome = if pending.is_empty() {
         Ok(Some(()))
     } else {
@@ -855,20 +861,43 @@ pub fn drain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitStat
                 Change::Put(kv) => {
                     let owner = decode::<OwnerValue>(&kv.value);
                     if let (Some(owner), KeyKind::Owner(name)) = (owner, keys.kind(&kv.key)) {
-                        let from_here = owner.from.as_deref() == Some(node);
-                        if from_here && owner.state == OwnerState::Running {
+                        if !pending.contains(name) {
+                        } else if owner.state == OwnerState::Assigned {
+                            if owner.from.as_deref() == Some(node) {
+                                moving.insert(name.to_string());
+                            }
+                        } else if owner.node != node && owner.state == OwnerState::Running {
                             if !json_out {
                                 let pid = owner.pid.map_or("-".to_string(), |p| p.to_string());
                                 println!("{name} moved to {} (pid {pid})", owner.node);
                             }
                             moved.push(json!({"name": name, "node": owner.node, "pid": owner.pid}));
                             pending.remove(name);
+                        } else if owner.node == node && moving.contains(name) {
+                            let why = owner
+                                .error
+                                .clone()
+                                .unwrap_or_else(|| "its move did not complete".to_string());
+                            if !json_out {
+                                println!("{name} stays on {node}: {why}");
+                            }
+                            kept.push((name.to_string(), why));
+                            pending.remove(name);
                         }
                     }
                 }
                 Change::Delete { key, .. } => {
                     if let KeyKind::Owner(name) = keys.kind(key) {
-                        pending.remove(name);
+                        // Stopped or ended for good: gone. Otherwise (a target lost
+                        // mid-move, or NODE lost) someone claims it again: wait for it.
+                        match etcd.get(&keys.spec(name)) {
+                            Ok(Some(_)) if pending.contains(name) => {
+                                moving.insert(name.to_string());
+                            }
+                            _ => {
+                                pending.remove(name);
+                            }
+                        }
                     }
                 }
             }
@@ -876,6 +905,23 @@ pub fn drain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitStat
         })
     };
     match outcome {
+        Ok(Some(())) if !kept.is_empty() => {
+            let list: Vec<String> = kept
+                .iter()
+                .map(|(name, why)| format!("{name} ({why})"))
+                .collect();
+            let names: Vec<&str> = kept.iter().map(|(name, _)| name.as_str()).collect();
+            fail(
+                json_out,
+                "not_drained",
+                &format!(
+                    "node {node} still holds {} name(s) no other node took: {}",
+                    kept.len(),
+                    list.join(", ")
+                ),
+                json!({"node": node, "moved": moved, "kept": names}),
+            )
+        }
         Ok(Some(())) => {
             if json_out {
                 println!("{}", json!({"ok": true, "node": node, "moved": moved}));

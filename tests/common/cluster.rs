@@ -51,6 +51,20 @@ impl TestFleet {
     /// until every node has joined.
     #[track_caller]
     pub fn start(n: usize, lease_ttl_ms: u64, extra: &str) -> TestFleet {
+        TestFleet::start_with(n, lease_ttl_ms, |etcd, node, namespace| {
+            [extra, &cluster_section(etcd, node, namespace, lease_ttl_ms)].concat()
+        })
+    }
+
+    /// Like [`TestFleet::start`], with each node's config (after [`LENIENT_SUPERVISOR`],
+    /// so it may start with more `[supervisor]` keys) made by `config_of(etcd, node,
+    /// namespace)`, which must include the `[cluster]` section.
+    #[track_caller]
+    pub fn start_with(
+        n: usize,
+        lease_ttl_ms: u64,
+        config_of: impl Fn(&TestEtcd, &str, &str) -> String,
+    ) -> TestFleet {
         let etcd = TestEtcd::start();
         let namespace = format!("/dynsup-test/{}", unique_name("fleet"));
         let node_names: Vec<String> = (0..n)
@@ -59,12 +73,7 @@ impl TestFleet {
         let nodes = node_names
             .iter()
             .map(|node| {
-                let config = [
-                    LENIENT_SUPERVISOR,
-                    extra,
-                    &cluster_section(&etcd, node, &namespace, lease_ttl_ms),
-                ]
-                .concat();
+                let config = [LENIENT_SUPERVISOR, &config_of(&etcd, node, &namespace)].concat();
                 Launch::new(&config).start()
             })
             .collect();
@@ -125,6 +134,15 @@ impl TestFleet {
             .iter()
             .position(|n| n == node)
             .unwrap_or_else(|| panic!("no node {node}"))
+    }
+
+    /// Node `i`'s daemon again, after it was killed: the same config (its file's text),
+    /// directory and socket path, so the same `state_file`; once it listens.
+    #[track_caller]
+    pub fn restart_node(&mut self, i: usize) {
+        let config =
+            std::fs::read_to_string(self.nodes[i].config_path()).expect("read the node's config");
+        self.nodes[i] = self.nodes[i].start_another(&config);
     }
 
     /// `dynsup --socket S --config C ARGS...` as node `i`'s operator would run it.

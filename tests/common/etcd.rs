@@ -108,8 +108,53 @@ impl Drop for TestEtcd {
 /// The `[cluster]` section of a test node: this etcd, `node`, a namespace of the test's
 /// own, a lease of `lease_ttl_ms`.
 pub fn cluster_section(etcd: &TestEtcd, node: &str, namespace: &str, lease_ttl_ms: u64) -> String {
-    format!(
-        "[cluster]\nendpoints = [\"{}\"]\nnode = \"{node}\"\nnamespace = \"{namespace}\"\nlease_ttl_ms = {lease_ttl_ms}\n",
-        etcd.url
+    cluster_section_at(
+        std::slice::from_ref(&etcd.url),
+        node,
+        namespace,
+        lease_ttl_ms,
     )
+}
+
+/// The `[cluster]` section of a test node with these `endpoints`, in this order.
+pub fn cluster_section_at(
+    endpoints: &[String],
+    node: &str,
+    namespace: &str,
+    lease_ttl_ms: u64,
+) -> String {
+    let endpoints: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    format!(
+        "[cluster]\nendpoints = [{}]\nnode = \"{node}\"\nnamespace = \"{namespace}\"\nlease_ttl_ms = {lease_ttl_ms}\n",
+        endpoints.join(", ")
+    )
+}
+
+/// A loopback endpoint where no etcd answers: a port below 1024 that refuses
+/// connections. Test etcds take their ports from the kernel's ephemeral range, so none
+/// of them can start answering there while the test runs.
+pub struct DeadEndpoint {
+    pub url: String,
+}
+
+impl DeadEndpoint {
+    pub fn new() -> DeadEndpoint {
+        let port = (1..1024u16)
+            .find(|port| {
+                matches!(
+                    std::net::TcpStream::connect(("127.0.0.1", *port)),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+                )
+            })
+            .expect("a loopback port below 1024 that refuses connections");
+        DeadEndpoint {
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Default for DeadEndpoint {
+    fn default() -> Self {
+        DeadEndpoint::new()
+    }
 }
