@@ -3,8 +3,6 @@
 //! is lost while the move is in progress, or whose new copy never gets ready; a node
 //! whose `state_file` restores its cluster workers when its daemon comes back, before
 //! and after its lease expired (also a lone node, whose names nobody took).
-//! The tests marked `#[ignore]` expose agent bugs (see the reason of each); run them
-//! with `cargo test --test cluster_edges -- --include-ignored`.
 //! A real etcd on loopback, three real daemons `a`, `b`, `c`; every cluster worker is
 //! counted in /proc by its `DYNSUP_NAME=`, so "exactly once" means one live process per
 //! name on the whole machine.
@@ -231,7 +229,6 @@ fn a_dead_first_endpoint_is_skipped_by_the_agents_and_the_cli() {
 }
 
 #[test]
-#[ignore = "agent bug: a handed-back name's owner key loses its pid (fix proposed for src/cluster/agent/mod.rs, move_progress)"]
 fn a_drain_keeps_what_no_other_node_can_take_and_moves_the_rest() {
     let fleet = TestFleet::start(3, TTL_MS, CLUSTER_TEMPLATES);
     let prefix = unique_name("refuse");
@@ -298,7 +295,6 @@ fn a_drain_keeps_what_no_other_node_can_take_and_moves_the_rest() {
 }
 
 #[test]
-#[ignore = "agent bug: a handed-back name's owner key loses its pid (fix proposed for src/cluster/agent/mod.rs, move_progress)"]
 fn a_drain_target_without_the_template_hands_the_name_back() {
     // Template `ab_only` exists on a and b, not on c.
     let fleet = TestFleet::start_with(3, TTL_MS, |etcd, node, namespace| {
@@ -344,7 +340,6 @@ fn a_drain_target_without_the_template_hands_the_name_back() {
 }
 
 #[test]
-#[ignore = "agent bug: a survivor claims a lost target's name while the draining node still runs it (fix proposed for src/cluster/agent/mod.rs, on_delete and claim_back)"]
 fn a_drain_target_lost_mid_move_leaves_the_name_running_once() {
     // Recording workers that get ready only once their gate is open: the drain's new
     // copy is started and waits, so the move is in progress for as long as the test
@@ -437,7 +432,6 @@ fn a_drain_target_lost_mid_move_leaves_the_name_running_once() {
 }
 
 #[test]
-#[ignore = "agent bug: a drain's new copy that never gets ready is reported running and the old copy is stopped (fix proposed for src/cluster/agent/mod.rs, start_assigned)"]
 fn a_drain_keeps_the_old_copy_when_the_new_one_never_gets_ready() {
     // Gated recording workers that must be ready within 1.5 s: the drain's new copy,
     // whose gate stays closed, misses it (the target's daemon kills it).
@@ -509,18 +503,17 @@ fn a_node_restored_from_its_state_file_before_its_lease_expired_runs_each_name_o
     fleet.nodes[1].kill_hard();
     fleet.restart_node(1);
     let b = &fleet.nodes[1];
-    // Its state file brought back every dynamic worker (the cluster ones too), while
-    // the old lease still holds b's owner keys.
-    let restored: Vec<i32> = wait_until(DEADLINE, "b to restore its workers", || {
-        held.iter().map(|(name, _)| b.lookup(name)).collect()
-    });
-    for ((name, old), new) in held.iter().zip(&restored) {
-        assert_ne!(old, new, "{name} is a new process");
-    }
+    // Its state file brings back its local worker, not the cluster ones (started
+    // `fenced`): they may run only under a lease, and the old one may be about to
+    // expire; the agent starts them again once it has joined, if b still owns them.
+    b.wait_log("cluster worker(s) in");
     let restored_local = b
         .lookup(&format!("{prefix}_local"))
         .expect("the local worker is restored");
     assert_ne!(restored_local, local);
+    for (name, old) in &held {
+        assert!(!is_alive(*old) || is_zombie(*old), "{name}'s old copy");
+    }
 
     // Once the old lease expired, b joins again with a new one, and every name runs
     // exactly once in the fleet, wherever the owner key says.
@@ -551,7 +544,7 @@ fn a_node_restored_from_its_state_file_before_its_lease_expired_runs_each_name_o
 }
 
 #[test]
-fn a_node_restored_from_its_state_file_after_its_names_moved_stops_its_copies() {
+fn a_node_restored_from_its_state_file_after_its_names_moved_leaves_them_to_the_survivors() {
     let state_dir = TestDir::new();
     let mut fleet = durable_fleet(&state_dir);
     let prefix = unique_name("late");
@@ -572,21 +565,19 @@ fn a_node_restored_from_its_state_file_after_its_names_moved_stops_its_copies() 
         assert_ne!(node, "b", "{name}");
     }
 
-    // b comes back with the same state file: it restores its copies of the names, and
-    // its agent stops them (they are no longer b's); the survivors' copies stay.
+    // b comes back with the same state file: it restores its local worker but not its
+    // copies of the cluster names (started `fenced`), which are no longer b's; the
+    // survivors' copies stay.
     fleet.restart_node(1);
     let b = &fleet.nodes[1];
-    b.wait_log("local cop(ies) of cluster workers this node does not own");
+    b.wait_log("cluster worker(s) in");
     let restored_local = b
         .lookup(&format!("{prefix}_local"))
         .expect("the local worker is restored");
     assert_ne!(restored_local, local);
-    wait_until(DEADLINE, "b to stop its restored copies", || {
-        names
-            .iter()
-            .all(|name| fleet.nodes[1].lookup(name).is_none())
-            .then_some(())
-    });
+    for name in &names {
+        assert_eq!(b.lookup(name), None, "{name} restored on b");
+    }
     wait_until(DEADLINE, "b to rejoin", || {
         fleet.live_nodes().contains_key("b").then_some(())
     });
@@ -603,11 +594,10 @@ fn a_node_restored_from_its_state_file_after_its_names_moved_stops_its_copies() 
 }
 
 #[test]
-#[ignore = "agent bug: the stopped event of a stale copy, handled after the name was started again, makes the agent forget the name (fix proposed for src/cluster/agent/mod.rs, on_daemon_event)"]
 fn a_lone_node_restored_from_its_state_file_after_its_lease_expired_keeps_every_name() {
     // One node: nobody takes its names over while it is down, so when it comes back
-    // its agent finds them unowned and claims them again, while its state file has
-    // already restored copies of them.
+    // its agent finds them unowned and claims them again (its state file does not
+    // restore them: they were started `fenced`), and nothing forgets them.
     let state_dir = TestDir::new();
     let mut fleet = durable_fleet_of(1, &state_dir);
     let prefix = unique_name("lone");

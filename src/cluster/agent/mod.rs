@@ -428,7 +428,7 @@ impl Agent {
                     return Err(EtcdError::Server {
                         code: 6,
                         message: format!(
-                            "node {} is already in the fleet (lease {:x}, daemon pid {}): another daemon has the same [cluster] node",
+                            "node {} is still held (lease {:x}, daemon pid {}): by this node's previous daemon, whose lease expires within lease_ttl_ms, or by another daemon with the same [cluster] node",
                             self.me(),
                             holder.as_ref().map_or(0, |h| h.lease),
                             holder.as_ref().map_or(0, |h| h.daemon_pid)
@@ -691,7 +691,7 @@ impl Agent {
             }
             KeyKind::Owner(name) => {
                 let name = name.to_string();
-                self.owners.remove(&name);
+                let old = self.owners.remove(&name).map(|(owner, _)| owner);
                 if self
                     .moving
                     .as_ref()
@@ -708,7 +708,22 @@ impl Agent {
                     return;
                 }
                 if self.specs.contains_key(&name) {
-                    self.consider_orphan(&name);
+                    // A drain's move whose target was lost before it ran the name: the
+                    // draining node still runs its copy and claims it back at once.
+                    // The others wait, as a second-ranked node does, and take it only
+                    // if that node did not.
+                    let draining_from = old
+                        .filter(|o| o.state == OwnerState::Assigned)
+                        .and_then(|o| o.from)
+                        .filter(|from| {
+                            *from != self.settings.node && self.nodes.contains_key(from)
+                        });
+                    if draining_from.is_some() {
+                        self.deferred
+                            .insert(name.clone(), Instant::now() + self.ttl / 2);
+                    } else {
+                        self.consider_orphan(&name);
+                    }
                 }
             }
             KeyKind::Other => {}
@@ -805,13 +820,31 @@ impl Agent {
                 let notify = template_used
                     .as_ref()
                     .is_some_and(|t| self.notify_templates.contains(t));
-                if owner.from.is_some() && notify {
+                if let (Some(from), true) = (owner.from.as_deref(), notify) {
                     // A drain's new copy: the old one stops once this one is ready.
                     let ready = self.daemon.request(&crate::protocol::Request::WaitReady {
                         name: name.to_string(),
                     });
-                    if !matches!(&ready, Ok(r) if r.ok) {
-                        warn(&format!("{name}: the moved copy did not get ready"));
+                    match ready {
+                        Ok(r) if r.ok => {}
+                        Ok(r) => {
+                            // It never got ready: the old copy keeps the name.
+                            let why = r.error.map_or_else(
+                                || "the moved copy did not get ready".to_string(),
+                                |e| e.message,
+                            );
+                            warn(&format!("{name}: {why}; stopping the moved copy"));
+                            lock(&self.shared).local.remove(name);
+                            self.stop_in_background(vec![name.to_string()], false);
+                            let from = from.to_string();
+                            self.hand_back(name, owner_rev, &from, "not_ready", &why);
+                            return;
+                        }
+                        Err(e) => {
+                            // The daemon is gone (the agent follows it): say nothing.
+                            warn(&format!("{name}: cannot wait for it to be ready: {e}"));
+                            return;
+                        }
                     }
                 }
                 self.put_owner(
@@ -1013,7 +1046,7 @@ impl Agent {
             error: None,
         };
         let key = self.keys.owner(name);
-        let _ = self.etcd.txn(
+        match self.etcd.txn(
             &[
                 Compare::CreateRevision(key.clone(), 0),
                 Compare::ModRevision(self.keys.spec(name), spec_rev),
@@ -1024,7 +1057,23 @@ impl Agent {
                 lease: self.lease,
             }],
             &[],
-        );
+        ) {
+            Ok(txn) if txn.succeeded => {
+                info(&format!(
+                    "draining: {name}'s target was lost; it keeps running here"
+                ));
+            }
+            Ok(_) => {
+                // Another node claimed it (or it was stopped) first: the copy here is
+                // no longer the name's.
+                warn(&format!(
+                    "draining: {name}'s target was lost and another node took it; stopping the copy here"
+                ));
+                lock(&self.shared).local.remove(name);
+                self.stop_in_background(vec![name.to_string()], false);
+            }
+            Err(e) => warn(&format!("{name}: cannot claim it back: {e}")),
+        }
     }
 
     /// The failover race for one name: the comparisons and the operation of its claim
@@ -1437,9 +1486,18 @@ impl Agent {
             self.moving = None;
             self.drain_next();
         } else if owner.node == self.settings.node {
-            // Handed back: the other node could not take it.
+            // Handed back: the other node could not take it. The copy here still runs:
+            // its pid goes back into the owner key (the target could not know it).
             self.unmovable.insert(name.to_string());
             self.moving = None;
+            let pid = self
+                .daemon
+                .request(&crate::protocol::Request::Lookup {
+                    name: name.to_string(),
+                })
+                .ok()
+                .and_then(|r| r.pid);
+            self.update_owner(name, OwnerState::Running, pid);
             self.drain_next();
         }
     }
@@ -1472,6 +1530,13 @@ impl Agent {
                 if self.stopping.remove(&name) {
                     return;
                 }
+                // The `stopped` of a copy this node replaced meanwhile (a stale copy
+                // stopped by a resync, then the name claimed and started again) comes
+                // after the new copy's start: the daemon running the name now says
+                // the event is not about it.
+                if lock(&self.shared).local.contains_key(&name) && self.daemon_has(&name) {
+                    return;
+                }
                 let ended = lock(&self.shared).local.remove(&name).is_some();
                 if ended {
                     info(&format!(
@@ -1483,6 +1548,15 @@ impl Agent {
             Event::Lagged { .. } => self.needs_resync = true,
             _ => {}
         }
+    }
+
+    /// Whether the daemon has a worker of this name right now.
+    fn daemon_has(&self, name: &str) -> bool {
+        self.daemon
+            .request(&crate::protocol::Request::Lookup {
+                name: name.to_string(),
+            })
+            .is_ok_and(|reply| reply.ok)
     }
 
     /// Delete spec and owner of a name this node owned.
