@@ -324,6 +324,12 @@ impl MetricsHttp {
                 }
             };
             if self.conns.len() >= MAX_CONNS {
+                // Answered connections whose peers hung up may not have had their
+                // turn yet (the listener's event can come first): close those before
+                // refusing anyone, so a burst right after served clients is not 503.
+                self.close_hung_up(poller.registry());
+            }
+            if self.conns.len() >= MAX_CONNS {
                 self.counters.refused += 1;
                 // What it sent already is read first, so that the close that follows
                 // is not a reset that could lose the answer (best effort).
@@ -387,6 +393,22 @@ impl MetricsHttp {
                     let _ = conn.stream.write(&response);
                 }
             }
+            self.close(token, registry);
+        }
+    }
+
+    /// Close the answered connections whose peer has closed (at most [`MAX_CONNS`]
+    /// looked at).
+    fn close_hung_up(&mut self, registry: &Registry) {
+        let gone: Vec<Token> = self
+            .conns
+            .iter_mut()
+            .filter_map(|(token, conn)| {
+                let budget = conn.draining.as_mut()?;
+                conn.stream.discard(budget).then_some(*token)
+            })
+            .collect();
+        for token in gone {
             self.close(token, registry);
         }
     }
