@@ -12,7 +12,7 @@ use common::*;
 
 use dynsup::cluster::{OwnerState, AGENT_NAME};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const TTL_MS: u64 = 2000;
 
@@ -617,4 +617,37 @@ fn a_lone_node_restored_from_its_state_file_after_its_lease_expired_keeps_every_
         assert!(fleet.has_spec(name), "{name} was forgotten");
     }
     assert_eq!(wait_each_once(&fleet, &names), placed);
+}
+
+#[test]
+fn a_join_that_etcd_committed_but_answered_too_late_is_taken_up() {
+    // etcd commits the agent's node-key transaction but its answer comes after the
+    // agent gave up waiting: the agent must not sit out its own lease (unable to join
+    // while a CLI already assigns names to that lease), but take it up.
+    let proxy = std::cell::OnceCell::new();
+    let fleet = TestFleet::start_with(1, TTL_MS, |etcd, node, namespace| {
+        let proxy = proxy.get_or_init(|| {
+            SlowProxy::start(&etcd.url, b"/v3/kv/txn", Duration::from_millis(2500))
+        });
+        [
+            CLUSTER_TEMPLATES,
+            &cluster_section_at(std::slice::from_ref(&proxy.url), node, namespace, TTL_MS),
+        ]
+        .concat()
+    });
+    // The node key is there (the join went in); its lease is the first one granted.
+    let first_lease = fleet.live_nodes()["a"].lease;
+    let name = unique_name("late-answer");
+    let (node, pid) = start_cluster(&fleet, 0, &name, &["--template", "perm"]);
+    assert_eq!(node, "a");
+    assert_eq!(processes_named(&name), vec![pid]);
+    assert_eq!(
+        fleet.live_nodes()["a"].lease,
+        first_lease,
+        "the agent joined with the lease whose answer came late"
+    );
+    assert_eq!(
+        lookup_cluster(&fleet, 0, &name),
+        Some(("a".to_string(), pid))
+    );
 }

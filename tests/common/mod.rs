@@ -18,6 +18,7 @@
 //! | [`stderr_pipe`] | [`StderrPipe`], a daemon's stderr as a pipe the test reads when it wants |
 //! | [`cgroup`] | [`TestCgroup`], a cgroup v2 root of the test's own |
 //! | [`etcd`] | [`TestEtcd`], a test's own etcd on free loopback ports, killed on drop; [`cluster_section`] |
+//! | [`slow_proxy`] | [`SlowProxy`], a relay in front of etcd that answers one request late (etcd commits it; the client times out) |
 //! | [`cluster`] | [`TestFleet`], etcd and daemons standing in for hosts; [`processes_named`] (by `DYNSUP_NAME=`) |
 //! | [`bins`] | paths of `dynsup`, the sample worker and `python3` |
 //! | [`rlimit`] | another process's resource limits, read and set ([`set_rlimit_of`]) |
@@ -48,6 +49,7 @@ pub mod proc;
 pub mod recorded;
 pub mod rlimit;
 pub mod saved;
+pub mod slow_proxy;
 pub mod stderr_pipe;
 pub mod wait;
 pub mod watch;
@@ -57,7 +59,7 @@ pub mod watch;
 pub use self::{
     bins::*, cgroup::*, cli::*, client::*, cluster::*, configs::*, daemon::*, dirs::*, etcd::*,
     journal::*, launch::*, log::*, mount::*, notify::*, proc::*, recorded::*, rlimit::*, saved::*,
-    stderr_pipe::*, wait::*, watch::*,
+    slow_proxy::*, stderr_pipe::*, wait::*, watch::*,
 };
 #[allow(unused_imports)]
 pub use dynsup::protocol::{

@@ -133,9 +133,13 @@ pub fn run(config_path: Option<&Path>, socket: Option<PathBuf>) -> ExitStatus {
     }
     let ttl = Duration::from_millis(settings.lease_ttl_ms);
     let timing = Timing::of(ttl);
+    // The main thread's calls may wait up to T/2: on a loaded machine etcd can take
+    // far longer than T/6 to commit a transaction, and a timed-out call leaves its
+    // outcome unknown. The fence does not wait for these (it has a thread and a
+    // deadline of its own).
     let etcd = Etcd::new(
         &settings.endpoints,
-        timing.keepalive_every.max(Duration::from_millis(200)),
+        timing.fence_after.max(Duration::from_millis(200)),
     );
     let shared: SharedRef = Arc::new((
         Mutex::new(Shared {
@@ -171,6 +175,7 @@ pub fn run(config_path: Option<&Path>, socket: Option<PathBuf>) -> ExitStatus {
         lease: 0,
         revoke_first: None,
         adopted_once: false,
+        unconfirmed: None,
         watch_gen: 0,
         needs_resync: false,
         nodes: BTreeMap::new(),
@@ -220,6 +225,8 @@ struct Agent {
     revoke_first: Option<i64>,
     /// Whether this process already joined once (only its first join may adopt).
     adopted_once: bool,
+    /// The lease of a join whose node-key transaction got no answer (see `join`).
+    unconfirmed: Option<i64>,
     watch_gen: u64,
     needs_resync: bool,
     /// The caches of etcd's keys: value and mod revision.
@@ -311,8 +318,12 @@ impl Agent {
                         }
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => self.run_deferred(),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return ExitStatus::Error,
+            }
+            // Due claims are made even while messages keep coming.
+            if !self.deferred.is_empty() {
+                self.run_deferred();
             }
             self.flush_claims();
         }
@@ -379,22 +390,53 @@ impl Agent {
         let key = self.keys.node(self.me());
         let daemon_pid = std::os::unix::process::parent_id();
         let mut joined: Option<(i64, Instant)> = None;
-        if !self.adopted_once {
-            if let Some(kv) = self.etcd.get(&key)? {
-                let value: Option<NodeValue> = decode(&kv.value);
-                if let Some(value) = value.filter(|v| v.lease == kv.lease) {
+        // A lease granted by the last attempt whose node-key transaction got no answer:
+        // etcd may have committed it (a timeout under load), and CLIs may already have
+        // assigned names to it. Nothing runs under it, so it is safe to take up.
+        let unconfirmed = self.unconfirmed.take();
+        let found = if !self.adopted_once || unconfirmed.is_some() {
+            match self.etcd.get(&key) {
+                Ok(found) => found,
+                Err(e) => {
+                    self.unconfirmed = unconfirmed;
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(kv) = found {
+            let value: Option<NodeValue> = decode(&kv.value);
+            if let Some(value) = value.filter(|v| v.lease == kv.lease) {
+                let ours = unconfirmed == Some(kv.lease);
+                let previous = !self.adopted_once && value.daemon_pid == daemon_pid;
+                if ours || previous {
                     let sent = Instant::now();
-                    if value.daemon_pid == daemon_pid
-                        && self.etcd.keepalive(kv.lease, self.timing.keepalive_every)? > 0
-                    {
-                        info(&format!(
-                            "adopting lease {:x}: this daemon's previous agent held it",
-                            kv.lease
-                        ));
-                        joined = Some((kv.lease, sent));
+                    match self.etcd.keepalive(kv.lease, self.timing.keepalive_every) {
+                        Ok(ttl) if ttl > 0 => {
+                            info(&format!(
+                                "adopting lease {:x}: {}",
+                                kv.lease,
+                                if ours {
+                                    "this agent's node key went in after all (etcd answered late)"
+                                } else {
+                                    "this daemon's previous agent held it"
+                                }
+                            ));
+                            joined = Some((kv.lease, sent));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            self.unconfirmed = unconfirmed;
+                            return Err(e);
+                        }
                     }
                 }
             }
+        }
+        if let (None, Some(stale)) = (joined, unconfirmed) {
+            // Granted, never used: gone now rather than at its TTL.
+            let _ = self.etcd.revoke(stale);
         }
         self.adopted_once = true;
         let (lease, good_since) = match joined {
@@ -417,7 +459,14 @@ impl Agent {
                         lease,
                     }],
                     &[Op::Get(key.clone())],
-                )?;
+                );
+                let txn = match txn {
+                    Ok(txn) => txn,
+                    Err(e) => {
+                        self.unconfirmed = Some(lease);
+                        return Err(e);
+                    }
+                };
                 if !txn.succeeded {
                     let _ = self.etcd.revoke(lease);
                     let holder = txn
@@ -1015,11 +1064,19 @@ impl Agent {
             .filter(|(_, at)| **at <= now)
             .map(|(name, _)| name.clone())
             .collect();
-        for name in due {
-            self.deferred.remove(&name);
-            if self.lease != 0 && !self.owners.contains_key(&name) {
-                self.claim_orphan(&name);
-            }
+        for name in &due {
+            self.deferred.remove(name);
+        }
+        if self.lease == 0 {
+            return;
+        }
+        // Claimed together (a failed batch comes back here as a whole).
+        let unowned: Vec<String> = due
+            .into_iter()
+            .filter(|name| !self.owners.contains_key(name))
+            .collect();
+        if !unowned.is_empty() {
+            self.claim_many(unowned);
         }
     }
 
@@ -1112,10 +1169,6 @@ impl Agent {
             lease: self.lease,
         };
         Some((compare, put, Some(owner)))
-    }
-
-    fn claim_orphan(&mut self, name: &str) {
-        self.claim_many(vec![name.to_string()]);
     }
 
     /// Claim the names queued by [`Agent::consider_orphan`], and start those assigned
@@ -1322,7 +1375,15 @@ impl Agent {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        warn(&format!("cannot claim {} name(s): {e}", chunk.len()));
+                        // Tried again shortly (a claim that did go in is seen then).
+                        warn(&format!(
+                            "cannot claim {} name(s): {e}; trying again",
+                            chunk.len()
+                        ));
+                        let again = Instant::now() + RETRY;
+                        for (name, ..) in chunk {
+                            self.deferred.insert(name.clone(), again);
+                        }
                         continue;
                     }
                 }
@@ -1340,7 +1401,10 @@ impl Agent {
                         self.claimed(name, owner.as_ref(), txn.revision);
                     }
                     Ok(_) => {}
-                    Err(e) => warn(&format!("{name}: cannot claim it: {e}")),
+                    Err(e) => {
+                        warn(&format!("{name}: cannot claim it: {e}; trying again"));
+                        self.deferred.insert(name.clone(), Instant::now() + RETRY);
+                    }
                 }
             }
         }
