@@ -337,6 +337,14 @@ fn a_drain_target_without_the_template_hands_the_name_back() {
         assert_eq!(lookup_cluster(&fleet, from, &plain), Some(moved.clone()));
     }
     assert_eq!(nodes_running(&fleet, &special), vec!["b".to_string()]);
+    // Running again on b, its owner key no longer carries the refusal's reason.
+    wait_until(DEADLINE, "the refusal's reason to be cleared", || {
+        fleet
+            .owner(&special)
+            .filter(|o| o.state == OwnerState::Running && o.pid == Some(special_pid))
+            .filter(|o| o.kind.is_none() && o.error.is_none())
+            .map(|_| ())
+    });
 }
 
 #[test]

@@ -942,9 +942,17 @@ impl Agent {
         if restart.is_some() {
             value.restart = restart;
         }
-        if let Some((kind, message)) = error {
-            value.kind = Some(kind);
-            value.error = Some(message);
+        match error {
+            Some((kind, message)) => {
+                value.kind = Some(kind);
+                value.error = Some(message);
+            }
+            // A refusal's (or a hand-back's) why does not outlive it: the worker runs.
+            None if state != OwnerState::Refused => {
+                value.kind = None;
+                value.error = None;
+            }
+            None => {}
         }
         let key = self.keys.owner(name);
         match self.etcd.txn(
