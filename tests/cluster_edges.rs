@@ -16,45 +16,12 @@ use std::time::{Duration, Instant};
 
 const TTL_MS: u64 = 2000;
 
-/// `start NAME --cluster ARGS...` from node `from`: the node and pid it printed.
-#[track_caller]
-fn start_cluster(fleet: &TestFleet, from: usize, name: &str, args: &[&str]) -> (String, i32) {
-    let mut all = vec!["start", name, "--cluster"];
-    all.extend_from_slice(args);
-    let output = fleet.cli(from, &all);
-    let (out, err) = out_text(&output);
-    assert!(
-        output.status.success(),
-        "start --cluster {name}: {out}{err}"
-    );
-    let rest = out
-        .trim()
-        .strip_prefix(&format!("{name} started on "))
-        .unwrap_or_else(|| panic!("unexpected output {out:?}"));
-    let (node, pid) = rest.split_once(" (pid ").expect("node and pid");
-    (
-        node.to_string(),
-        pid.trim_end_matches(')').parse().expect("a pid"),
-    )
-}
-
 /// `start NAME --cluster --template T --node ON` from node `from`: the pid.
 #[track_caller]
 fn claim(fleet: &TestFleet, from: usize, on: &str, name: &str, template: &str) -> i32 {
     let (node, pid) = start_cluster(fleet, from, name, &["--template", template, "--node", on]);
     assert_eq!(node, on);
     pid
-}
-
-/// `lookup NAME --cluster` from node `from`: node and pid.
-fn lookup_cluster(fleet: &TestFleet, from: usize, name: &str) -> Option<(String, i32)> {
-    let output = fleet.cli(from, &["lookup", name, "--cluster"]);
-    if !output.status.success() {
-        return None;
-    }
-    let (out, _) = out_text(&output);
-    let (node, pid) = out.trim().split_once(' ')?;
-    Some((node.to_string(), pid.parse().ok()?))
 }
 
 /// `list --cluster --json` from node `from`: name → (node, pid).

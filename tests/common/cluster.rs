@@ -194,3 +194,35 @@ pub fn out_text(output: &Output) -> (String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// `start NAME --cluster ARGS...` from node `from`: the node and pid it printed.
+#[track_caller]
+pub fn start_cluster(fleet: &TestFleet, from: usize, name: &str, args: &[&str]) -> (String, i32) {
+    let mut all = vec!["start", name, "--cluster"];
+    all.extend_from_slice(args);
+    let output = fleet.cli(from, &all);
+    let (out, err) = out_text(&output);
+    assert!(
+        output.status.success(),
+        "start --cluster {name}: {out}{err}"
+    );
+    // `NAME started on NODE (pid P)`
+    let rest = out
+        .trim()
+        .strip_prefix(&format!("{name} started on "))
+        .unwrap_or_else(|| panic!("unexpected output {out:?}"));
+    let (node, pid) = rest.split_once(" (pid ").expect("node and pid");
+    let pid: i32 = pid.trim_end_matches(')').parse().expect("a pid");
+    (node.to_string(), pid)
+}
+
+/// `lookup NAME --cluster` from node `from`: `NODE PID`.
+pub fn lookup_cluster(fleet: &TestFleet, from: usize, name: &str) -> Option<(String, i32)> {
+    let output = fleet.cli(from, &["lookup", name, "--cluster"]);
+    if !output.status.success() {
+        return None;
+    }
+    let (out, _) = out_text(&output);
+    let (node, pid) = out.trim().split_once(' ')?;
+    Some((node.to_string(), pid.parse().ok()?))
+}

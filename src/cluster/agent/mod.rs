@@ -597,34 +597,8 @@ impl Agent {
                 }
                 true
             }
-            KeyKind::Spec(name) => {
-                if self
-                    .specs
-                    .get(name)
-                    .is_some_and(|(_, rev)| *rev >= kv.mod_revision)
-                {
-                    return false;
-                }
-                if let Some(value) = decode::<SpecValue>(&kv.value) {
-                    self.specs
-                        .insert(name.to_string(), (value, kv.mod_revision));
-                }
-                true
-            }
-            KeyKind::Owner(name) => {
-                if self
-                    .owners
-                    .get(name)
-                    .is_some_and(|(_, rev)| *rev >= kv.mod_revision)
-                {
-                    return false;
-                }
-                if let Some(value) = decode::<OwnerValue>(&kv.value) {
-                    self.owners
-                        .insert(name.to_string(), (value, kv.mod_revision));
-                }
-                true
-            }
+            KeyKind::Spec(name) => cache_newer(&mut self.specs, name, kv),
+            KeyKind::Owner(name) => cache_newer(&mut self.owners, name, kv),
             KeyKind::Other => true,
         }
     }
@@ -1679,6 +1653,25 @@ impl Agent {
             }
         }
     }
+}
+
+/// Cache `kv`'s value under `name` unless the cache holds its revision or a later one
+/// (see [`Agent::cache`]); `false` then.
+fn cache_newer<V: serde::de::DeserializeOwned>(
+    cache: &mut BTreeMap<String, (V, i64)>,
+    name: &str,
+    kv: &Kv,
+) -> bool {
+    if cache
+        .get(name)
+        .is_some_and(|(_, rev)| *rev >= kv.mod_revision)
+    {
+        return false;
+    }
+    if let Some(value) = decode::<V>(&kv.value) {
+        cache.insert(name.to_string(), (value, kv.mod_revision));
+    }
+    true
 }
 
 fn state_of(worker: &crate::protocol::WorkerInfo) -> OwnerState {
