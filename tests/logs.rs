@@ -255,6 +255,21 @@ log_rate_limit = "off"
     line.push('\n');
     stream.write_all(line.as_bytes()).expect("send");
     // Not reading: the daemon drops what does not fit and goes on serving others.
+    // Wait (by the daemon's own count) until far more than the socket buffer and the
+    // 256 KiB queue has gone by: 20,000 lines of ~100 bytes are about 2 MB.
+    let lines_seen = |d: &TestDaemon| -> Option<u64> {
+        let text = d.request_ok(&Request::Metrics).metrics?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("dynsup_log_lines_total "))?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .map(|v| v as u64)
+    };
+    let before = lines_seen(&d).unwrap_or(0);
+    d.wait_until(DEADLINE, "20,000 lines past the stalled follower", || {
+        lines_seen(&d).filter(|&n| n >= before + 20_000)
+    });
     for _ in 0..20 {
         d.count();
     }
