@@ -20,7 +20,7 @@ use std::path::Path;
 pub fn run(file: Option<&Path>, socket: Option<&Path>) -> ExitStatus {
     match config::load_or_builtin(file) {
         Ok(config) => {
-            print!("{}", summary(&config, file.is_some(), socket));
+            crate::out!("{}", summary(&config, file.is_some(), socket));
             ExitStatus::Ok
         }
         Err(err) => {

@@ -76,7 +76,7 @@ pub fn run(socket: &Path, command: Command, json: bool) -> ExitStatus {
         }
     };
     if json {
-        print!("{}", String::from_utf8_lossy(&reply.encode()));
+        crate::out!("{}", String::from_utf8_lossy(&reply.encode()));
         return match request {
             // A probe's exit status says healthy or not, with --json too.
             Request::Health if reply.ok => health_status(reply.health.as_ref()),
@@ -100,7 +100,7 @@ pub fn run(socket: &Path, command: Command, json: bool) -> ExitStatus {
         return ExitStatus::Error;
     }
     match (count_all, reply.counts) {
-        (true, Some(c)) => println!("{}", describe_counts(&c)),
+        (true, Some(c)) => crate::outln!("{}", describe_counts(&c)),
         _ => print_human(&request, &reply),
     }
     ExitStatus::Ok
@@ -136,8 +136,8 @@ fn print_health(reply: &Reply) -> ExitStatus {
         return ExitStatus::Error;
     }
     match &reply.health {
-        Some(report) if report.healthy => println!("healthy ({} checked)", report.checked),
-        Some(report) => println!("{}", health_problem_line(report)),
+        Some(report) if report.healthy => crate::outln!("healthy ({} checked)", report.checked),
+        Some(report) => crate::outln!("{}", health_problem_line(report)),
         None => eprintln!("dynsup: the daemon's reply has no health report"),
     }
     health_status(reply.health.as_ref())
@@ -163,7 +163,7 @@ fn print_rollout(reply: &Reply) -> ExitStatus {
     let empty = RolloutReport::default();
     let rollout = reply.rollout.as_ref().unwrap_or(&empty);
     for name in &rollout.restarted {
-        println!("{name} restarted");
+        crate::outln!("{name} restarted");
     }
     if reply.ok {
         let mut summary = format!("{} restarted", rollout.restarted.len());
@@ -174,7 +174,7 @@ fn print_rollout(reply: &Reply) -> ExitStatus {
                 rollout.not_restarted.join(", ")
             );
         }
-        println!("{summary}");
+        crate::outln!("{summary}");
         return ExitStatus::Ok;
     }
     // The daemon's message names the worker that failed, why, and what was and was
@@ -200,7 +200,7 @@ fn print_results(request: &Request, reply: &Reply) -> ExitStatus {
             // Most messages name the worker; the others get its name in front.
             Some(err) if err.message.contains(name) => eprintln!("dynsup: {}", err.message),
             Some(err) => eprintln!("dynsup: {name}: {}", err.message),
-            None => println!("{}", describe_result(request, name, result)),
+            None => crate::outln!("{}", describe_result(request, name, result)),
         }
     }
     ExitStatus::of_reply(results.iter().all(|r| r.ok))
@@ -234,14 +234,14 @@ pub fn version(socket: &Path, json: bool) -> ExitStatus {
             "protocol": PROTOCOL_VERSION,
             "daemon": daemon,
         });
-        println!("{both}");
+        crate::outln!("{both}");
         return ExitStatus::Ok;
     }
-    println!("dynsup {cli} (protocol {PROTOCOL_VERSION})");
+    crate::outln!("dynsup {cli} (protocol {PROTOCOL_VERSION})");
     match reply {
         Ok(Reply {
             version: Some(v), ..
-        }) => println!(
+        }) => crate::outln!(
             "daemon {} (protocol {}), pid {}, up {}, at {}",
             v.daemon,
             v.protocol,
@@ -292,7 +292,7 @@ fn run_sequence(socket: &Path, requests: &[Request], json: bool) -> ExitStatus {
     };
     if json {
         for reply in &replies {
-            print!("{}", String::from_utf8_lossy(&reply.encode()));
+            crate::out!("{}", String::from_utf8_lossy(&reply.encode()));
         }
         return ExitStatus::of_reply(replies.iter().all(|r| r.ok));
     }
@@ -689,19 +689,19 @@ fn describe_event(event: &Event) -> String {
 
 fn print_human(request: &Request, reply: &Reply) {
     match request {
-        Request::Start { .. } => println!("{}", reply.pid.unwrap_or_default()),
+        Request::Start { .. } => crate::outln!("{}", reply.pid.unwrap_or_default()),
         Request::Lookup { .. } => match (reply.pid, reply.state) {
-            (Some(pid), _) => println!("{pid}"),
-            (None, Some(state)) => println!("{}", state.as_str()),
+            (Some(pid), _) => crate::outln!("{pid}"),
+            (None, Some(state)) => crate::outln!("{}", state.as_str()),
             (None, None) => {}
         },
-        Request::Count => println!("{}", reply.count.unwrap_or_default()),
+        Request::Count => crate::outln!("{}", reply.count.unwrap_or_default()),
         Request::Stop { .. } => {
             if let Some(report) = &reply.stopped {
-                println!("{}", describe_stop(report));
+                crate::outln!("{}", describe_stop(report));
             }
         }
-        Request::Kill { name, .. } => println!(
+        Request::Kill { name, .. } => crate::outln!(
             "sent {} to {} (pid {})",
             reply.signal.as_deref().unwrap_or("?"),
             name.as_deref().unwrap_or_default(),
@@ -713,21 +713,21 @@ fn print_human(request: &Request, reply: &Reply) {
         | Request::ReopenLogs => {}
         Request::List { .. } => print_table(reply.workers.as_deref().unwrap_or_default(), None),
         Request::WaitReady { name } => {
-            println!("{name} is ready (pid {})", reply.pid.unwrap_or_default())
+            crate::outln!("{name} is ready (pid {})", reply.pid.unwrap_or_default())
         }
         Request::Ps { .. } => {
             for p in reply.processes.as_deref().unwrap_or_default() {
                 let pids: Vec<String> = p.pids.iter().map(i32::to_string).collect();
-                println!("{}: {}", p.name, pids.join(" "));
+                crate::outln!("{}: {}", p.name, pids.join(" "));
             }
         }
         Request::Restart {
             name: Some(name), ..
         } => {
-            println!("{name} restarted (pid {})", reply.pid.unwrap_or_default())
+            crate::outln!("{name} restarted (pid {})", reply.pid.unwrap_or_default())
         }
         Request::Restart { .. } | Request::Health | Request::Version | Request::Fence { .. } => {}
-        Request::Whois { .. } => println!("{}", reply.name.as_deref().unwrap_or_default()),
+        Request::Whois { .. } => crate::outln!("{}", reply.name.as_deref().unwrap_or_default()),
         Request::Reload => {
             let Some(r) = &reply.reload else { return };
             for (what, names) in [
@@ -738,14 +738,14 @@ fn print_human(request: &Request, reply: &Reply) {
                 ("skipped", &r.skipped),
             ] {
                 if !names.is_empty() {
-                    println!("{what}: {}", names.join(", "));
+                    crate::outln!("{what}: {}", names.join(", "));
                 }
             }
             if r.started.is_empty() && r.stopped.is_empty() && r.restarted.is_empty() {
-                println!("config reloaded: no child changed");
+                crate::outln!("config reloaded: no child changed");
             }
             if !r.needs_daemon_restart.is_empty() {
-                println!(
+                crate::outln!(
                     "not applied until the daemon restarts: [supervisor] {}",
                     r.needs_daemon_restart.join(", ")
                 );
@@ -754,12 +754,12 @@ fn print_human(request: &Request, reply: &Reply) {
         Request::Shutdown => {
             let reports = reply.shutdown.as_deref().unwrap_or_default();
             for report in reports {
-                println!("{}", describe_stop(report));
+                crate::outln!("{}", describe_stop(report));
             }
-            println!("daemon stopped ({} worker(s) stopped)", reports.len());
+            crate::outln!("daemon stopped ({} worker(s) stopped)", reports.len());
         }
         // The exposition ends with its own newline.
-        Request::Metrics => print!("{}", reply.metrics.as_deref().unwrap_or_default()),
+        Request::Metrics => crate::out!("{}", reply.metrics.as_deref().unwrap_or_default()),
     }
 }
 
@@ -879,7 +879,7 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
                 _ => format!("{c:<w$}"),
             })
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        crate::outln!("{}", line.join("  ").trim_end());
     };
     print_row(&header, None);
     for (row, worker) in rows.iter().zip(workers) {
@@ -899,7 +899,7 @@ fn print_table(workers: &[WorkerInfo], tree: Option<&[Processes]>) {
             } else {
                 "├─"
             };
-            println!("  {branch} {pid} {}", command_of(*pid));
+            crate::outln!("  {branch} {pid} {}", command_of(*pid));
         }
     }
 }

@@ -45,7 +45,7 @@ const NEW_NAME_COMMANDS: [&str; 1] = ["start"];
 
 /// `dynsup completions SHELL`: the script, on stdout.
 pub fn print_script(shell: Shell) -> ExitStatus {
-    print!("{}", script(shell));
+    crate::out!("{}", script(shell));
     ExitStatus::Ok
 }
 
@@ -176,10 +176,10 @@ pub fn print_workers(socket: &Path, words: &[String], check: bool) -> ExitStatus
     if let Some(reply) = list_within(socket, DAEMON_TIMEOUT) {
         for worker in reply.workers.unwrap_or_default() {
             match slot {
-                Slot::Name => println!("{}", worker.name),
+                Slot::Name => crate::outln!("{}", worker.name),
                 Slot::Pid => {
                     if let Some(pid) = worker.pid {
-                        println!("{pid}");
+                        crate::outln!("{pid}");
                     }
                 }
             }

@@ -26,3 +26,4 @@ pub mod os;
 pub mod paths;
 pub mod protocol;
 pub mod signal;
+pub mod stdout;

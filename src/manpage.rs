@@ -14,12 +14,14 @@ pub fn run(dir: Option<&Path>) -> ExitStatus {
         None => main_page().and_then(|page| std::io::stdout().write_all(&page)),
         Some(dir) => write_pages(dir).map(|paths| {
             for path in paths {
-                println!("{}", path.display());
+                crate::outln!("{}", path.display());
             }
         }),
     };
     match result {
         Ok(()) => ExitStatus::Ok,
+        // `dynsup manpage | head`: the reader wanted no more.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitStatus::Ok,
         Err(e) => {
             eprintln!("dynsup: cannot write the man page(s): {e}");
             ExitStatus::Error

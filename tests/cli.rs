@@ -419,3 +419,40 @@ fn shutdown_prints_a_line_per_worker() {
     );
     d.wait_exit(DEADLINE);
 }
+
+/// `dynsup list | head -1`: a reader that goes away ends the CLI quietly with status 0
+/// (no panic, nothing on stderr), for every command that prints.
+#[test]
+fn a_reader_that_goes_away_ends_the_cli_quietly() {
+    let d = TestDaemon::start(&config());
+    for i in 0..40 {
+        d.start_worker(&format!("w{i}"), Some("worker"), &[]);
+    }
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["count"],
+        &["completions", "bash"],
+        &["manpage"],
+    ] {
+        let mut child = cli_command(d.socket())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the CLI");
+        // The read end is closed before the CLI writes anything.
+        drop(child.stdout.take());
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+            .expect("read stderr");
+        let status = child.wait().expect("wait for the CLI");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "dynsup {args:?}: {status:?}, stderr {err:?}"
+        );
+        assert_eq!(err, "", "dynsup {args:?}");
+    }
+}

@@ -160,7 +160,7 @@ fn fail(json_out: bool, kind: &str, message: &str, extra: Value) -> ExitStatus {
                 error.insert(k.clone(), v.clone());
             }
         }
-        println!("{}", json!({"ok": false, "error": error}));
+        crate::outln!("{}", json!({"ok": false, "error": error}));
     } else {
         eprintln!("dynsup: {message}");
     }
@@ -395,10 +395,10 @@ fn wait_started(
                     pid: owner.pid,
                     state: Some(owner.state.as_str()),
                 };
-                println!("{}", serde_json::to_string(&placed).unwrap_or_default());
+                crate::outln!("{}", serde_json::to_string(&placed).unwrap_or_default());
             } else {
                 let pid = owner.pid.map_or("no pid".to_string(), |p| format!("pid {p}"));
-                println!("{name} started on {} ({pid})", owner.node);
+                crate::outln!("{name} started on {} ({pid})", owner.node);
             }
             ExitStatus::Ok
         }
@@ -532,12 +532,12 @@ pub fn lookup(settings: &ClusterSettings, name: &str, json_out: bool) -> ExitSta
             pid: owner.pid,
             state: Some(owner.state.as_str()),
         };
-        println!("{}", serde_json::to_string(&placed).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string(&placed).unwrap_or_default());
         return ExitStatus::Ok;
     }
     match owner.pid {
         Some(pid) => {
-            println!("{} {pid}", owner.node);
+            crate::outln!("{} {pid}", owner.node);
             ExitStatus::Ok
         }
         None => {
@@ -573,7 +573,7 @@ pub fn list(settings: &ClusterSettings, json_out: bool) -> ExitStatus {
         })
         .collect();
     if json_out {
-        println!("{}", json!({"ok": true, "workers": rows}));
+        crate::outln!("{}", json!({"ok": true, "workers": rows}));
         return ExitStatus::Ok;
     }
     let mut table = vec![[
@@ -617,7 +617,7 @@ fn print_table<const N: usize>(rows: &[[String; N]]) {
                 line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
             }
         }
-        println!("{}", line.trim_end());
+        crate::outln!("{}", line.trim_end());
     }
 }
 
@@ -629,9 +629,9 @@ pub fn count(settings: &ClusterSettings, json_out: bool) -> ExitStatus {
         Err(e) => return unreachable(json_out, &e),
     };
     if json_out {
-        println!("{}", json!({"ok": true, "count": fleet.specs.len()}));
+        crate::outln!("{}", json!({"ok": true, "count": fleet.specs.len()}));
     } else {
-        println!("{}", fleet.specs.len());
+        crate::outln!("{}", fleet.specs.len());
     }
     ExitStatus::Ok
 }
@@ -647,8 +647,8 @@ pub fn stop(settings: &ClusterSettings, names: &[String], json_out: bool) -> Exi
         let result = stop_one(&etcd, &keys, name);
         match &result {
             Ok(node) if !json_out => match node {
-                Some(node) => println!("{name} stopped (on {node})"),
-                None => println!("{name} stopped (it had no node)"),
+                Some(node) => crate::outln!("{name} stopped (on {node})"),
+                None => crate::outln!("{name} stopped (it had no node)"),
             },
             Err((_, message)) if !json_out => eprintln!("dynsup: {message}"),
             _ => {}
@@ -664,7 +664,7 @@ pub fn stop(settings: &ClusterSettings, names: &[String], json_out: bool) -> Exi
         });
     }
     if json_out {
-        println!(
+        crate::outln!(
             "{}",
             json!({"ok": status == ExitStatus::Ok, "results": results})
         );
@@ -746,7 +746,7 @@ pub fn nodes(settings: &ClusterSettings, json_out: bool) -> ExitStatus {
         })
         .collect();
     if json_out {
-        println!("{}", json!({"ok": true, "nodes": rows}));
+        crate::outln!("{}", json!({"ok": true, "nodes": rows}));
         return ExitStatus::Ok;
     }
     let mut table = vec![[
@@ -869,7 +869,7 @@ pub fn drain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitStat
                         } else if owner.node != node && owner.state == OwnerState::Running {
                             if !json_out {
                                 let pid = owner.pid.map_or("-".to_string(), |p| p.to_string());
-                                println!("{name} moved to {} (pid {pid})", owner.node);
+                                crate::outln!("{name} moved to {} (pid {pid})", owner.node);
                             }
                             moved.push(json!({"name": name, "node": owner.node, "pid": owner.pid}));
                             pending.remove(name);
@@ -879,7 +879,7 @@ pub fn drain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitStat
                                 .clone()
                                 .unwrap_or_else(|| "its move did not complete".to_string());
                             if !json_out {
-                                println!("{name} stays on {node}: {why}");
+                                crate::outln!("{name} stays on {node}: {why}");
                             }
                             kept.push((name.to_string(), why));
                             pending.remove(name);
@@ -924,9 +924,9 @@ pub fn drain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitStat
         }
         Ok(Some(())) => {
             if json_out {
-                println!("{}", json!({"ok": true, "node": node, "moved": moved}));
+                crate::outln!("{}", json!({"ok": true, "node": node, "moved": moved}));
             } else {
-                println!("{node} drained: {} moved", moved.len());
+                crate::outln!("{node} drained: {} moved", moved.len());
             }
             ExitStatus::Ok
         }
