@@ -148,7 +148,7 @@ impl Fleet {
 }
 
 fn client(settings: &ClusterSettings) -> Etcd {
-    Etcd::new(&settings.endpoints, Duration::from_secs(5))
+    Etcd::new_within(&settings.endpoints, Duration::from_secs(5))
 }
 
 /// An error, printed (or as JSON) with its kind; exit 1 (3 when etcd is unreachable).

@@ -11,7 +11,14 @@ use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Sent with every call and watch: etcd's "require leader" metadata (what its Go
+/// client's `WithRequireLeader` sets), through the gateway's `Grpc-Metadata-` headers.
+/// A member that has lost its leader (partitioned from the others) then answers 503
+/// "no leader" at once instead of holding the call until its own timeout, and closes
+/// a watch instead of keeping it open and silent.
+const REQUIRE_LEADER: (&str, &str) = ("Grpc-Metadata-hasleader", "true");
 
 /// What went wrong with a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +113,8 @@ pub struct Etcd {
     current: Arc<AtomicUsize>,
     agent: ureq::Agent,
     timeout: Duration,
+    /// Whether `timeout` bounds a call over all its endpoints (else each endpoint).
+    timeout_is_total: bool,
 }
 
 impl Etcd {
@@ -125,11 +134,47 @@ impl Etcd {
             current: Arc::new(AtomicUsize::new(0)),
             agent,
             timeout,
+            timeout_is_total: false,
         }
+    }
+
+    /// A client whose calls take at most `total` over all the endpoints they try, the
+    /// endpoints not tried yet sharing what is left (the CLI's: with a member that
+    /// hangs listed first, a command waits a third of `total` for it, not all).
+    pub fn new_within(endpoints: &[String], total: Duration) -> Etcd {
+        Etcd {
+            timeout_is_total: true,
+            ..Etcd::new(endpoints, total)
+        }
+    }
+
+    /// The index (in the configured order) of the endpoint calls go to first: the last
+    /// one that answered.
+    pub fn current_endpoint(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    /// The endpoint at `index`, as configured.
+    pub fn endpoint(&self, index: usize) -> &str {
+        self.endpoints.get(index).map_or("", String::as_str)
     }
 
     /// POST `body` to `path` on the first endpoint that answers; etcd's JSON answer.
     fn call(&self, path: &str, body: Value, timeout: Duration) -> Result<Value> {
+        let budget = if self.timeout_is_total {
+            Budget::Until(Instant::now() + timeout)
+        } else {
+            Budget::Each(timeout)
+        };
+        self.call_within(path, body, budget)
+    }
+
+    /// [`Etcd::call`] with a time budget. An endpoint that does not answer in its
+    /// time, or answers that it cannot serve now (503/504: no leader, its own request
+    /// timed out), is passed over for the next; the first that answers becomes the
+    /// current one. A call that timed out or got a 503 may still have been carried
+    /// out (etcd's own rule): callers treat such an outcome as unknown.
+    fn call_within(&self, path: &str, body: Value, budget: Budget) -> Result<Value> {
         let n = self.endpoints.len().max(1);
         let first = self.current.load(Ordering::Relaxed);
         let mut last = EtcdError::Unreachable("no endpoint".to_string());
@@ -138,8 +183,26 @@ impl Etcd {
             let Some(endpoint) = self.endpoints.get(index) else {
                 break;
             };
+            let timeout = match budget {
+                Budget::Each(timeout) => timeout,
+                // What is left, shared by the endpoints not tried yet: one that hangs
+                // leaves the others their turn before the deadline.
+                Budget::Until(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    (left / (n - i) as u32).max(Duration::from_millis(10))
+                }
+            };
             let url = format!("{endpoint}{path}");
-            match self.agent.post(&url).timeout(timeout).send_json(&body) {
+            match self
+                .agent
+                .post(&url)
+                .set(REQUIRE_LEADER.0, REQUIRE_LEADER.1)
+                .timeout(timeout)
+                .send_json(&body)
+            {
                 Ok(response) => {
                     self.current.store(index, Ordering::Relaxed);
                     // Read whole, then parsed from the slice: serde_json's reader
@@ -152,6 +215,11 @@ impl Etcd {
                         .map_err(|e| EtcdError::Unreachable(format!("{endpoint}: {e}")))?;
                     return serde_json::from_slice::<Value>(&body)
                         .map_err(|e| EtcdError::Protocol(e.to_string()));
+                }
+                Err(ureq::Error::Status(status @ (503 | 504), response)) => {
+                    // This member cannot serve now; another may.
+                    let why = status_error(status, response);
+                    last = EtcdError::Unreachable(format!("{endpoint}: {why}"));
                 }
                 Err(ureq::Error::Status(status, response)) => {
                     self.current.store(index, Ordering::Relaxed);
@@ -243,13 +311,14 @@ impl Etcd {
         }
     }
 
-    /// Renew a lease: its TTL in seconds after the renewal, 0 when it is gone.
-    /// `timeout` bounds this one call (the fence deadline may be nearer than usual).
-    pub fn keepalive(&self, lease: i64, timeout: Duration) -> Result<i64> {
-        let answer = self.call(
+    /// Renew a lease: its TTL in seconds after the renewal, 0 when it is gone. Every
+    /// endpoint is tried before `deadline` (the fence's), each given its share of the
+    /// time left, so that one member that hangs cannot use all of it.
+    pub fn keepalive(&self, lease: i64, deadline: Instant) -> Result<i64> {
+        let answer = self.call_within(
             "/v3/lease/keepalive",
             json!({"ID": lease.to_string()}),
-            timeout,
+            Budget::Until(deadline),
         )?;
         if let Some(error) = answer.get("error") {
             return Err(server_error(error));
@@ -313,12 +382,18 @@ impl Etcd {
             };
             match streaming
                 .post(&format!("{endpoint}/v3/watch"))
+                .set(REQUIRE_LEADER.0, REQUIRE_LEADER.1)
                 .send_json(&body)
             {
                 Ok(response) => {
                     return Ok(WatchStream {
                         lines: BufReader::new(Box::new(response.into_reader())),
+                        endpoint: index,
                     })
+                }
+                Err(ureq::Error::Status(status @ (503 | 504), response)) => {
+                    let why = status_error(status, response);
+                    last = EtcdError::Unreachable(format!("{endpoint}: {why}"));
                 }
                 Err(ureq::Error::Status(status, response)) => {
                     return Err(status_error(status, response));
@@ -332,9 +407,18 @@ impl Etcd {
     }
 }
 
+/// How long a call may take: each endpoint tried, or all of them together.
+#[derive(Debug, Clone, Copy)]
+enum Budget {
+    Each(Duration),
+    Until(Instant),
+}
+
 /// An open watch: one [`WatchBatch`] per message etcd sends.
 pub struct WatchStream {
     lines: BufReader<Box<dyn Read + Send + Sync + 'static>>,
+    /// The index of the endpoint it is open on.
+    pub endpoint: usize,
 }
 
 impl WatchStream {
@@ -431,6 +515,20 @@ fn status_error(status: u16, response: ureq::Response) -> EtcdError {
 }
 
 fn server_error(answer: &Value) -> EtcdError {
+    // A streaming call's error (keepalive, watch) is an object of its own:
+    // `{"error": {"grpc_code": 14, "message": "etcdserver: no leader", ...}}`.
+    if answer["error"].is_object() {
+        return server_error(&answer["error"]);
+    }
+    if let Some(code) = answer.get("grpc_code") {
+        return EtcdError::Server {
+            code: int(code),
+            message: answer["message"]
+                .as_str()
+                .unwrap_or("no message")
+                .to_string(),
+        };
+    }
     let message = answer["message"]
         .as_str()
         .or_else(|| answer["error"].as_str())
@@ -531,5 +629,91 @@ mod tests {
         // Port 1 on loopback: nothing listens there.
         let etcd = Etcd::new(&["http://127.0.0.1:1".to_string()], Duration::from_secs(2));
         assert!(matches!(etcd.get("/x"), Err(EtcdError::Unreachable(_))));
+    }
+
+    /// A loopback HTTP server standing in for one etcd member: each connection gets
+    /// `answer` (status line and JSON body) once its request is read, or, with
+    /// `None`, is held open unanswered (a frozen member). Returns its URL and a
+    /// count of the requests it saw.
+    fn fake_member(answer: Option<(&'static str, &'static str)>) -> (String, Arc<AtomicUsize>) {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                // The request's head and its (small) body.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                match answer {
+                    Some((status, body)) => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    None => held.push(stream),
+                }
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn a_member_without_a_leader_is_passed_over_for_the_next() {
+        let (no_leader, asked) = fake_member(Some((
+            "503 Service Unavailable",
+            r#"{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}"#,
+        )));
+        let (healthy, _) = fake_member(Some((
+            "200 OK",
+            r#"{"header":{"revision":"7"},"count":"0"}"#,
+        )));
+        let etcd = Etcd::new(&[no_leader, healthy], Duration::from_secs(5));
+        let range = etcd.range_prefix("/x/").expect("the second member answers");
+        assert_eq!(range.revision, 7);
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            etcd.current_endpoint(),
+            1,
+            "the one that answered is current"
+        );
+        // A 503 from the only member is an error naming it, not a hang.
+        let (url, _) = fake_member(Some((
+            "503 Service Unavailable",
+            r#"{"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader"}}"#,
+        )));
+        let alone = Etcd::new(std::slice::from_ref(&url), Duration::from_secs(5));
+        match alone.keepalive(1, Instant::now() + Duration::from_secs(5)) {
+            Err(EtcdError::Unreachable(why)) => assert!(why.contains("no leader"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_keepalive_leaves_time_for_the_next_member_when_one_hangs() {
+        let (frozen, asked) = fake_member(None);
+        let (healthy, _) = fake_member(Some((
+            "200 OK",
+            r#"{"result":{"header":{"revision":"7"},"ID":"1","TTL":"3"}}"#,
+        )));
+        let etcd = Etcd::new(&[frozen, healthy], Duration::from_secs(60));
+        let deadline = Instant::now() + Duration::from_millis(1200);
+        // Had the frozen one been given all the time, nothing would be left for the
+        // second: the call would fail at the deadline. It had its share (half).
+        assert_eq!(etcd.keepalive(1, deadline), Ok(3));
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        assert_eq!(etcd.current_endpoint(), 1);
     }
 }

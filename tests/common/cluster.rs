@@ -65,7 +65,17 @@ impl TestFleet {
         lease_ttl_ms: u64,
         config_of: impl Fn(&TestEtcd, &str, &str) -> String,
     ) -> TestFleet {
-        let etcd = TestEtcd::start();
+        TestFleet::start_on(TestEtcd::start(), n, lease_ttl_ms, config_of)
+    }
+
+    /// Like [`TestFleet::start_with`], on this etcd (a multi-member one, say).
+    #[track_caller]
+    pub fn start_on(
+        etcd: TestEtcd,
+        n: usize,
+        lease_ttl_ms: u64,
+        config_of: impl Fn(&TestEtcd, &str, &str) -> String,
+    ) -> TestFleet {
         let namespace = format!("/dynsup-test/{}", unique_name("fleet"));
         let node_names: Vec<String> = (0..n)
             .map(|i| char::from(b'a' + i as u8).to_string())

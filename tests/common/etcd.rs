@@ -2,7 +2,7 @@
 //! data directory of its own, killed by pid when dropped (also when the test panics).
 //! Plus [`cluster_config`], the `[cluster]` config of a test node.
 
-use super::dirs::TestDir;
+use super::dirs::{unique_name, TestDir};
 use super::wait::wait_until;
 use dynsup::cluster::etcd::Etcd;
 use std::fs;
@@ -12,8 +12,14 @@ use std::time::Duration;
 
 pub struct TestEtcd {
     child: Child,
+    /// The client URL of the first member (the only one, unless started with
+    /// [`TestEtcd::start_members`]).
     pub url: String,
     pub dir: TestDir,
+    /// The other members of a multi-member cluster: their process and client URL.
+    others: Vec<(Child, String)>,
+    /// Members frozen by [`TestEtcd::freeze`]: the test's own client passes them over.
+    frozen: std::cell::RefCell<Vec<usize>>,
 }
 
 /// A port nobody listens on right now (the kernel's pick; etcd binds it a moment later,
@@ -23,12 +29,28 @@ fn free_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
+/// `etcd.log`, `etcd1.log`, ...: member 0 keeps the single member's names.
+fn member_file(stem: &str, i: usize, ext: &str) -> String {
+    if i == 0 {
+        format!("{stem}{ext}")
+    } else {
+        format!("{stem}{i}{ext}")
+    }
+}
+
 impl TestEtcd {
     #[track_caller]
     pub fn start() -> TestEtcd {
+        TestEtcd::start_members(1)
+    }
+
+    /// A cluster of `n` members on loopback, each with its own data directory (under
+    /// this one's), once every member answers a linearizable read.
+    #[track_caller]
+    pub fn start_members(n: usize) -> TestEtcd {
         let mut last = String::new();
         for _ in 0..5 {
-            match TestEtcd::try_start() {
+            match TestEtcd::try_start(n) {
                 Ok(etcd) => return etcd,
                 Err(why) => last = why,
             }
@@ -36,56 +58,160 @@ impl TestEtcd {
         panic!("cannot start etcd: {last}");
     }
 
-    fn try_start() -> Result<TestEtcd, String> {
+    fn try_start(n: usize) -> Result<TestEtcd, String> {
         let dir = TestDir::new();
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = fs::File::create(dir.join("etcd.log")).map_err(|e| e.to_string())?;
-        let mut child = Command::new("/usr/bin/etcd")
-            .arg("--name")
-            .arg("test")
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--listen-client-urls")
-            .arg(&url)
-            .arg("--advertise-client-urls")
-            .arg(&url)
-            .arg("--listen-peer-urls")
-            .arg(&peer_url)
-            .arg("--initial-advertise-peer-urls")
-            .arg(&peer_url)
-            .arg("--initial-cluster")
-            .arg(format!("test={peer_url}"))
-            .arg("--log-level")
-            .arg("warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .map_err(|e| format!("cannot run /usr/bin/etcd (apt-get install etcd-server): {e}"))?;
-        let client_api = Etcd::new(std::slice::from_ref(&url), Duration::from_secs(2));
-        let up = super::wait::try_wait_until(Duration::from_secs(20), || {
-            if let Ok(Some(_)) = child.try_wait() {
-                return Some(false);
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let urls: Vec<String> = ports
+            .iter()
+            .map(|(client, _)| format!("http://127.0.0.1:{client}"))
+            .collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let token = unique_name("etcd");
+        let mut children: Vec<Child> = Vec::new();
+        let kill_all = |children: &mut Vec<Child>| {
+            for child in children.iter_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
             }
-            client_api.range_prefix("/").ok().map(|_| true)
-        });
-        if up != Some(true) {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = fs::read_to_string(dir.join("etcd.log")).unwrap_or_default();
-            return Err(format!("etcd did not come up on {url}: {log}"));
+        };
+        for (i, (_, peer)) in ports.iter().enumerate() {
+            let url = &urls[i];
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let log = fs::File::create(dir.join(&member_file("etcd", i, ".log")))
+                .map_err(|e| e.to_string())?;
+            let spawned = Command::new("/usr/bin/etcd")
+                .arg("--name")
+                .arg(format!("m{i}"))
+                .arg("--data-dir")
+                .arg(dir.join(&member_file("data", i, "")))
+                .arg("--listen-client-urls")
+                .arg(url)
+                .arg("--advertise-client-urls")
+                .arg(url)
+                .arg("--listen-peer-urls")
+                .arg(&peer_url)
+                .arg("--initial-advertise-peer-urls")
+                .arg(&peer_url)
+                .arg("--initial-cluster")
+                .arg(initial.join(","))
+                .arg("--initial-cluster-token")
+                .arg(&token)
+                .arg("--log-level")
+                .arg("warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .spawn();
+            match spawned {
+                Ok(child) => children.push(child),
+                Err(e) => {
+                    kill_all(&mut children);
+                    return Err(format!(
+                        "cannot run /usr/bin/etcd (apt-get install etcd-server): {e}"
+                    ));
+                }
+            }
         }
-        Ok(TestEtcd { child, url, dir })
+        for (i, url) in urls.iter().enumerate() {
+            let client_api = Etcd::new(std::slice::from_ref(url), Duration::from_secs(2));
+            let up = super::wait::try_wait_until(Duration::from_secs(20), || {
+                if children
+                    .iter_mut()
+                    .any(|c| matches!(c.try_wait(), Ok(Some(_))))
+                {
+                    return Some(false);
+                }
+                client_api.range_prefix("/").ok().map(|_| true)
+            });
+            if up != Some(true) {
+                kill_all(&mut children);
+                let log = fs::read_to_string(dir.join(&member_file("etcd", i, ".log")))
+                    .unwrap_or_default();
+                return Err(format!("etcd did not come up on {url}: {log}"));
+            }
+        }
+        let mut members = children.into_iter().zip(urls);
+        let Some((child, url)) = members.next() else {
+            return Err("no member".to_string());
+        };
+        Ok(TestEtcd {
+            child,
+            url,
+            dir,
+            others: members.collect(),
+            frozen: Default::default(),
+        })
+    }
+
+    /// Every member's client URL, in member order.
+    pub fn urls(&self) -> Vec<String> {
+        std::iter::once(self.url.clone())
+            .chain(self.others.iter().map(|(_, url)| url.clone()))
+            .collect()
+    }
+
+    /// Member `i`'s pid.
+    pub fn member_pid(&self, i: usize) -> i32 {
+        if i == 0 {
+            return self.pid();
+        }
+        self.others[i - 1].0.id() as i32
+    }
+
+    /// The index of the member that leads now (per the first member that answers).
+    pub fn leader(&self) -> Option<usize> {
+        let urls = self.urls();
+        let status = |url: &str| -> Option<serde_json::Value> {
+            ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .post(&format!("{url}/v3/maintenance/status"))
+                .send_string("{}")
+                .ok()?
+                .into_json()
+                .ok()
+        };
+        let frozen = self.frozen.borrow().clone();
+        let live: Vec<usize> = (0..urls.len()).filter(|i| !frozen.contains(i)).collect();
+        let leader = live.iter().find_map(|&i| status(&urls[i]))?["leader"]
+            .as_str()?
+            .to_string();
+        live.into_iter().find(|&i| {
+            status(&urls[i]).is_some_and(|v| v["header"]["member_id"].as_str() == Some(&leader))
+        })
+    }
+
+    /// SIGSTOP member `i` (a host that hangs); the test's client passes it over.
+    pub fn freeze(&self, i: usize) {
+        super::proc::send_signal(self.member_pid(i), nix::sys::signal::Signal::SIGSTOP);
+        self.frozen.borrow_mut().push(i);
+    }
+
+    /// SIGCONT member `i`.
+    pub fn thaw(&self, i: usize) {
+        super::proc::send_signal(self.member_pid(i), nix::sys::signal::Signal::SIGCONT);
+        self.frozen.borrow_mut().retain(|&j| j != i);
     }
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
+    /// A client of every member not frozen by the test.
     pub fn client(&self) -> Etcd {
-        Etcd::new(std::slice::from_ref(&self.url), Duration::from_secs(5))
+        let frozen = self.frozen.borrow();
+        let urls: Vec<String> = self
+            .urls()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !frozen.contains(i))
+            .map(|(_, url)| url)
+            .collect();
+        Etcd::new(&urls, Duration::from_secs(5))
     }
 
     /// Waits until etcd answers again (after a SIGCONT, say).
@@ -102,6 +228,10 @@ impl Drop for TestEtcd {
         // A stopped etcd must be continued to die of anything but SIGKILL; SIGKILL it.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for (child, _) in &mut self.others {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

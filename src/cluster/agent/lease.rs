@@ -88,12 +88,17 @@ fn run(shared: &SharedRef, etcd: &Etcd, daemon: &DaemonLink, timing: Timing, tx:
         }
         let sent = Instant::now();
         // A slow answer is still a good one as long as it comes before the fence is
-        // due: wait for it until then (a busy etcd must not fence a healthy node).
-        let timeout = fence_at
-            .saturating_duration_since(sent)
-            .max(Duration::from_millis(10));
-        match etcd.keepalive(lease, timeout) {
+        // due: wait for it until then (a busy etcd must not fence a healthy node). With
+        // several endpoints, each gets its share of that time (a member that hangs
+        // must not fence a node that another member would have answered).
+        let deadline = fence_at.max(sent + Duration::from_millis(10));
+        let endpoint_before = etcd.current_endpoint();
+        match etcd.keepalive(lease, deadline) {
             Ok(ttl) if ttl > 0 => {
+                if etcd.current_endpoint() != endpoint_before {
+                    // The main thread moves its watch to the member that answers.
+                    let _ = tx.send(Msg::EndpointMoved);
+                }
                 let renewed = {
                     let mut guard = lock(shared);
                     let current = guard.lease == lease && !guard.fenced;

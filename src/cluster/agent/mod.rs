@@ -23,6 +23,7 @@ use daemon_link::DaemonLink;
 use lease::Timing;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -39,6 +40,14 @@ pub enum Msg {
         gen: u64,
         why: String,
     },
+    /// That watch is open on the endpoint of this index.
+    WatchOpened {
+        gen: u64,
+        endpoint: usize,
+    },
+    /// The lease thread's calls now go to another endpoint (the one they went to
+    /// stopped answering): the watch follows.
+    EndpointMoved,
     Daemon(Event),
     /// The daemon closed its event stream: it is gone or going.
     DaemonGone,
@@ -177,6 +186,8 @@ pub fn run(config_path: Option<&Path>, socket: Option<PathBuf>) -> ExitStatus {
         adopted_once: false,
         unconfirmed: None,
         watch_gen: 0,
+        live_watch: Arc::new(AtomicU64::new(0)),
+        watch_endpoint: None,
         needs_resync: false,
         nodes: BTreeMap::new(),
         specs: BTreeMap::new(),
@@ -227,7 +238,12 @@ struct Agent {
     adopted_once: bool,
     /// The lease of a join whose node-key transaction got no answer (see `join`).
     unconfirmed: Option<i64>,
+    /// The number of the current watch; a message of an older one is ignored.
     watch_gen: u64,
+    /// The same, read by the watch threads: one whose number is not current leaves.
+    live_watch: Arc<AtomicU64>,
+    /// The endpoint the current watch is open on, once it is.
+    watch_endpoint: Option<usize>,
     needs_resync: bool,
     /// The caches of etcd's keys: value and mod revision.
     nodes: BTreeMap<String, NodeValue>,
@@ -276,6 +292,7 @@ impl Agent {
         ));
         let mut last_join_error = String::new();
         loop {
+            self.follow_endpoint();
             if self.lease == 0 {
                 match self.join() {
                     Ok(()) => last_join_error.clear(),
@@ -336,6 +353,13 @@ impl Agent {
                 self.on_batch(batch)
             }
             Msg::Watch { .. } => {}
+            Msg::WatchOpened { gen, endpoint } => {
+                if gen == self.watch_gen {
+                    self.watch_endpoint = Some(endpoint);
+                    self.follow_endpoint();
+                }
+            }
+            Msg::EndpointMoved => self.follow_endpoint(),
             Msg::WatchLost { gen, why } => {
                 if gen == self.watch_gen && self.lease != 0 {
                     warn(&format!(
@@ -363,6 +387,37 @@ impl Agent {
         None
     }
 
+    /// A new watch number: the old watch's messages are ignored from now on, and its
+    /// thread leaves at its next message.
+    fn next_watch_gen(&mut self) -> u64 {
+        self.watch_gen += 1;
+        self.live_watch.store(self.watch_gen, Ordering::Relaxed);
+        self.watch_endpoint = None;
+        self.watch_gen
+    }
+
+    /// The watch must be open on the endpoint that calls go to. Calls move off an
+    /// endpoint that stops answering in time (a member frozen, or cut off from its
+    /// peers); a watch left on it would be silent, and a lost node would never be
+    /// noticed. So when the two differ the state is read again and a new watch is
+    /// opened where the calls go now.
+    fn follow_endpoint(&mut self) {
+        let current = self.etcd.current_endpoint();
+        let Some(watching) = self.watch_endpoint else {
+            return;
+        };
+        if self.lease == 0 || self.needs_resync || watching == current {
+            return;
+        }
+        warn(&format!(
+            "etcd at {} stopped answering in time; watching from {} instead",
+            self.etcd.endpoint(watching),
+            self.etcd.endpoint(current)
+        ));
+        self.watch_endpoint = None;
+        self.needs_resync = true;
+    }
+
     /// After a fence: forget the lease's caches; join again with a new lease.
     fn lost_lease(&mut self, lease: i64) {
         warn(&format!(
@@ -370,7 +425,7 @@ impl Agent {
         ));
         self.lease = 0;
         self.revoke_first = Some(lease);
-        self.watch_gen += 1;
+        self.next_watch_gen();
         self.nodes.clear();
         self.specs.clear();
         self.owners.clear();
@@ -412,7 +467,10 @@ impl Agent {
                 let previous = !self.adopted_once && value.daemon_pid == daemon_pid;
                 if ours || previous {
                     let sent = Instant::now();
-                    match self.etcd.keepalive(kv.lease, self.timing.keepalive_every) {
+                    match self
+                        .etcd
+                        .keepalive(kv.lease, sent + self.timing.keepalive_every)
+                    {
                         Ok(ttl) if ttl > 0 => {
                             info(&format!(
                                 "adopting lease {:x}: {}",
@@ -520,12 +578,12 @@ impl Agent {
         for kv in &range.kvs {
             self.cache(kv);
         }
-        self.watch_gen += 1;
+        let gen = self.next_watch_gen();
         spawn_watch(
             self.etcd.clone(),
             self.keys.all(),
             range.revision + 1,
-            self.watch_gen,
+            (gen, self.live_watch.clone()),
             self.tx.clone(),
         );
         self.needs_resync = false;
@@ -1683,7 +1741,13 @@ fn state_of(worker: &crate::protocol::WorkerInfo) -> OwnerState {
     }
 }
 
-fn spawn_watch(etcd: Etcd, prefix: String, from: i64, gen: u64, tx: Sender<Msg>) {
+fn spawn_watch(
+    etcd: Etcd,
+    prefix: String,
+    from: i64,
+    (gen, live): (u64, Arc<AtomicU64>),
+    tx: Sender<Msg>,
+) {
     let lost = tx.clone();
     let spawned = std::thread::Builder::new()
         .name("etcd-watch".to_string())
@@ -1698,8 +1762,17 @@ fn spawn_watch(etcd: Etcd, prefix: String, from: i64, gen: u64, tx: Sender<Msg>)
                     return;
                 }
             };
+            let endpoint = stream.endpoint;
+            if tx.send(Msg::WatchOpened { gen, endpoint }).is_err() {
+                return;
+            }
             loop {
-                match stream.next_batch() {
+                let next = stream.next_batch();
+                // A newer watch took over: leave (dropping the stream closes it).
+                if live.load(Ordering::Relaxed) != gen {
+                    return;
+                }
+                match next {
                     Ok(Some(batch)) if batch.canceled => {
                         let _ = tx.send(Msg::WatchLost {
                             gen,
