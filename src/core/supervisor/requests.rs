@@ -271,14 +271,18 @@ impl Supervisor {
     }
 
     pub(super) fn template_for(&self, requested: Option<&str>) -> Result<Rc<Template>, Refusal> {
-        let known = || match self.templates.is_empty() {
-            true => "none".to_string(),
-            false => self
+        // The operator's templates: an internal one (the cluster agent's) is not offered.
+        let known = || {
+            let names: Vec<&str> = self
                 .templates
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
+                .iter()
+                .filter(|(_, t)| !t.internal)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            match names.is_empty() {
+                true => "none".to_string(),
+                false => names.join(", "),
+            }
         };
         match requested {
             Some(name) => {

@@ -329,11 +329,16 @@ fn the_daemons_own_template_is_never_the_implicit_one() {
         "spawn g1 #1 -> 101\nreply c1: ok name=g1 pid=101",
     );
     assert_eq!(h.specs[0].template.name, "game");
-    // Two of its own: name one (the internal one is listed among the known).
+    // Two of its own: name one (the internal one is not offered among the known).
     let mut agent = permanent("dynsup-cluster-agent");
     agent.internal = true;
     let mut h = Harness::commands_only(3, 5, vec![agent, transient("a"), transient("b")]);
     h.check(start("g1"), "reply c1: error unknown_template");
     let message = h.reply().error.map(|e| e.message).unwrap_or_default();
     assert!(message.contains("has 2 templates"), "{message}");
+    assert!(!message.contains("dynsup-cluster-agent"), "{message}");
+    // Nor when the template named is unknown.
+    h.check(start_from("g2", "nope"), "reply c1: error unknown_template");
+    let message = h.reply().error.map(|e| e.message).unwrap_or_default();
+    assert!(message.contains("known: a, b"), "{message}");
 }
