@@ -231,8 +231,11 @@ pub enum ClusterCommand {
     Nodes,
     /// Move every cluster worker of NODE to the other nodes, one at a time (each new
     /// copy running, and ready for `ready = "notify"`, before the old one stops); NODE
-    /// takes no new names until its agent restarts. Waits until NODE holds none
+    /// takes no new names until `cluster undrain NODE` (or its agent joins with a new
+    /// lease). Waits until NODE holds none
     Drain { node: String },
+    /// Let a drained NODE take new names and failovers again
+    Undrain { node: String },
 }
 
 /// `--env KEY=VALUE`: split at the first `=`; the key non-empty, neither holding a NUL.

@@ -2,7 +2,8 @@
 //! which the first is dead; a drain whose target refuses a name; a drain whose target
 //! is lost while the move is in progress, or whose new copy never gets ready; a node
 //! whose `state_file` restores its cluster workers when its daemon comes back, before
-//! and after its lease expired (also a lone node, whose names nobody took).
+//! and after its lease expired (also a lone node, whose names nobody took); a drained
+//! node undrained, taking the names nobody could hold meanwhile.
 //! A real etcd on loopback, three real daemons `a`, `b`, `c`; every cluster worker is
 //! counted in /proc by its `DYNSUP_NAME=`, so "exactly once" means one live process per
 //! name on the whole machine.
@@ -625,4 +626,50 @@ fn a_join_that_etcd_committed_but_answered_too_late_is_taken_up() {
         lookup_cluster(&fleet, 0, &name),
         Some(("a".to_string(), pid))
     );
+}
+
+#[test]
+fn an_undrained_node_takes_work_again_and_the_names_nobody_could_hold() {
+    let mut fleet = TestFleet::start(2, TTL_MS, CLUSTER_TEMPLATES);
+    let prefix = unique_name("undrain");
+    let names: Vec<String> = (0..4).map(|i| format!("{prefix}_{i}")).collect();
+    for name in &names {
+        claim(&fleet, 0, "a", name, "perm");
+    }
+    let output = fleet.cli(0, &["cluster", "drain", "a"]);
+    let (out, err) = out_text(&output);
+    assert!(output.status.success(), "{out}{err}");
+    wait_each_once(&fleet, &names);
+
+    // b is lost while a, the only other node, is draining: nobody may take b's names.
+    fleet.nodes[1].kill_hard();
+    wait_until(DEADLINE, "b's names to be orphaned", || {
+        names
+            .iter()
+            .all(|n| fleet.has_spec(n) && fleet.owner(n).is_none() && processes_named(n).is_empty())
+            .then_some(())
+    });
+    assert!(fleet.live_nodes()["a"].draining);
+
+    // Undrained, a takes them (and new names) again.
+    let output = fleet.cli(0, &["cluster", "undrain", "a"]);
+    let (out, err) = out_text(&output);
+    assert!(output.status.success(), "{out}{err}");
+    assert_eq!(out.trim(), "a takes work again");
+    assert!(!fleet.live_nodes()["a"].draining);
+    let placed = wait_each_once(&fleet, &names);
+    assert!(placed.values().all(|(node, _)| node == "a"), "{placed:?}");
+    let fresh = format!("{prefix}_new");
+    let (node, _) = start_cluster(&fleet, 0, &fresh, &["--template", "perm"]);
+    assert_eq!(node, "a");
+
+    // Again: nothing to do, said so. An unknown node: exit 1, named.
+    let output = fleet.cli(0, &["cluster", "undrain", "a"]);
+    let (out, err) = out_text(&output);
+    assert!(output.status.success(), "{out}{err}");
+    assert_eq!(out.trim(), "a was not draining");
+    let output = fleet.cli(0, &["cluster", "undrain", "zz"]);
+    let (out, err) = out_text(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}{err}");
+    assert!(err.contains("node zz is not alive"), "{err}");
 }

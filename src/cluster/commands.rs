@@ -58,6 +58,9 @@ pub fn run(settings: &ClusterSettings, command: Command, json_out: bool) -> Exit
         Command::Cluster {
             command: ClusterCommand::Drain { node },
         } => drain(settings, &node, json_out),
+        Command::Cluster {
+            command: ClusterCommand::Undrain { node },
+        } => undrain(settings, &node, json_out),
         _ => {
             eprintln!("dynsup: not a cluster command");
             ExitStatus::Usage
@@ -792,53 +795,88 @@ fn held_by(fleet: &Fleet, node: &str) -> Vec<String> {
         .collect()
 }
 
+/// Put NODE's node key with `draining` as asked (compared on the key's revision, with
+/// NODE's own lease, so a node that left or rejoined meanwhile is not touched): the
+/// revision of the write and whether NODE was draining before.
+fn mark_draining(
+    etcd: &Etcd,
+    keys: &Keys,
+    node: &str,
+    draining: bool,
+    json_out: bool,
+) -> Result<(i64, bool), ExitStatus> {
+    let node_key = keys.node(node);
+    let kv = match etcd.get(&node_key) {
+        Ok(Some(kv)) => kv,
+        Ok(None) => {
+            return Err(fail(
+                json_out,
+                "node_not_alive",
+                &format!("node {node} is not alive"),
+                Value::Null,
+            ))
+        }
+        Err(e) => return Err(unreachable(json_out, &e.to_string())),
+    };
+    let Some(mut value) = decode::<NodeValue>(&kv.value) else {
+        return Err(fail(
+            json_out,
+            "bad_value",
+            &format!("{node_key} does not hold a node"),
+            Value::Null,
+        ));
+    };
+    let was = value.draining;
+    value.draining = draining;
+    let txn = etcd
+        .txn(
+            &[Compare::ModRevision(node_key.clone(), kv.mod_revision)],
+            &[Op::Put {
+                key: node_key,
+                value: encode(&value),
+                lease: kv.lease,
+            }],
+            &[],
+        )
+        .map_err(|e| unreachable(json_out, &e.to_string()))?;
+    if !txn.succeeded {
+        return Err(fail(
+            json_out,
+            "node_not_alive",
+            &format!("node {node} changed while it was being marked; try again"),
+            Value::Null,
+        ));
+    }
+    Ok((txn.revision, was))
+}
+
+/// `dynsup cluster undrain NODE`: NODE takes new names and failovers again (its agent
+/// stops moving names away after the move under way, if any).
+pub fn undrain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitStatus {
+    let etcd = client(settings);
+    let (_, was) = match mark_draining(&etcd, &settings.keys(), node, false, json_out) {
+        Ok(marked) => marked,
+        Err(status) => return status,
+    };
+    if json_out {
+        crate::outln!("{}", json!({"ok": true, "node": node, "was_draining": was}));
+    } else if was {
+        crate::outln!("{node} takes work again");
+    } else {
+        crate::outln!("{node} was not draining");
+    }
+    ExitStatus::Ok
+}
+
 /// `dynsup cluster drain NODE`: mark NODE draining (its agent then moves its names one
 /// at a time), and wait until it holds none; a line per name moved.
 pub fn drain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitStatus {
     let etcd = client(settings);
     let keys = settings.keys();
-    let node_key = keys.node(node);
-    let kv = match etcd.get(&node_key) {
-        Ok(Some(kv)) => kv,
-        Ok(None) => {
-            return fail(
-                json_out,
-                "node_not_alive",
-                &format!("node {node} is not alive"),
-                Value::Null,
-            )
-        }
-        Err(e) => return unreachable(json_out, &e.to_string()),
+    let revision = match mark_draining(&etcd, &keys, node, true, json_out) {
+        Ok((revision, _)) => revision,
+        Err(status) => return status,
     };
-    let Some(mut value) = decode::<NodeValue>(&kv.value) else {
-        return fail(
-            json_out,
-            "bad_value",
-            &format!("{node_key} does not hold a node"),
-            Value::Null,
-        );
-    };
-    value.draining = true;
-    let txn = match etcd.txn(
-        &[Compare::ModRevision(node_key.clone(), kv.mod_revision)],
-        &[Op::Put {
-            key: node_key,
-            value: encode(&value),
-            lease: kv.lease,
-        }],
-        &[],
-    ) {
-        Ok(txn) => txn,
-        Err(e) => return unreachable(json_out, &e.to_string()),
-    };
-    if !txn.succeeded {
-        return fail(
-            json_out,
-            "node_not_alive",
-            &format!("node {node} changed while it was being marked draining; try again"),
-            Value::Null,
-        );
-    }
     let mut pending: std::collections::BTreeSet<String> = match Fleet::read(&etcd, &keys) {
         Ok(fleet) => held_by(&fleet, node).into_iter().collect(),
         Err(e) => return unreachable(json_out, &e),
@@ -856,7 +894,7 @@ pub fn drain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitStat
     let outcome = if pending.is_empty() {
         Ok(Some(()))
     } else {
-        follow_prefix(&etcd, &keys.owners(), txn.revision + 1, wait, |change| {
+        follow_prefix(&etcd, &keys.owners(), revision + 1, wait, |change| {
             match change {
                 Change::Put(kv) => {
                     let owner = decode::<OwnerValue>(&kv.value);

@@ -631,16 +631,25 @@ impl Agent {
                 Some(_) => {}
             }
         }
+        self.consider_orphans();
+        Ok(())
+    }
+
+    /// [`Agent::consider_orphan`] for every spec without an owner.
+    fn consider_orphans(&mut self) {
         let orphans: Vec<String> = self
             .specs
             .keys()
-            .filter(|name| !self.owners.contains_key(*name))
+            .filter(|name| {
+                !self.owners.contains_key(*name)
+                    && !self.deferred.contains_key(*name)
+                    && !self.to_claim.contains(*name)
+            })
             .cloned()
             .collect();
         for name in orphans {
             self.consider_orphan(&name);
         }
-        Ok(())
     }
 
     /// Cache a key's value; `false` when the cache already holds this revision or a
@@ -701,6 +710,10 @@ impl Agent {
     }
 
     fn on_put(&mut self, kv: &Kv) {
+        let was_draining = match self.keys.kind(&kv.key) {
+            KeyKind::Node(node) => self.nodes.get(node).map(|n| n.draining),
+            _ => None,
+        };
         if !self.cache(kv) {
             return;
         }
@@ -715,6 +728,14 @@ impl Agent {
                         "draining: moving this node's cluster workers to the others, one at a time",
                     );
                     self.draining = true;
+                }
+                if was_draining == Some(true) && !draining {
+                    if me && self.draining {
+                        info("undrained: this node takes new names and failovers again");
+                        self.draining = false;
+                    }
+                    // It may take the names nobody could (a lone survivor draining).
+                    self.consider_orphans();
                 }
                 // A node that joins may take what a drain could not place.
                 self.drain_next();
