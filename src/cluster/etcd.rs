@@ -386,10 +386,13 @@ impl Etcd {
                 .send_json(&body)
             {
                 Ok(response) => {
+                    // Calls follow where the watch could open (and the agent's watch
+                    // follows its calls: the two agree).
+                    self.current.store(index, Ordering::Relaxed);
                     return Ok(WatchStream {
                         lines: BufReader::new(Box::new(response.into_reader())),
                         endpoint: index,
-                    })
+                    });
                 }
                 Err(ureq::Error::Status(status @ (503 | 504), response)) => {
                     let why = status_error(status, response);
