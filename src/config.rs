@@ -603,6 +603,13 @@ fn validate(raw: RawConfig, file: &str, text: &str) -> Result<Config, Invalid> {
             let mut template =
                 validate_template(agent.to_string(), cluster::agent_template(file), defaults)?;
             template.internal = true;
+            // The agent reads `[cluster]` from the file when it starts; carrying the
+            // settings in its environment makes a reload that changes them restart it
+            // (its template then differs), instead of leaving it on the old ones.
+            template.env.push((
+                "DYNSUP_CLUSTER_SETTINGS".to_string(),
+                format!("{settings:?}"),
+            ));
             templates.insert(agent.to_string(), Rc::new(template));
             logs.templates.insert(
                 agent.to_string(),

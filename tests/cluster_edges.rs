@@ -673,3 +673,48 @@ fn an_undrained_node_takes_work_again_and_the_names_nobody_could_hold() {
     assert_eq!(output.status.code(), Some(1), "{out}{err}");
     assert!(err.contains("node zz is not alive"), "{err}");
 }
+
+/// A reload that changes `[cluster]` (here the node's name) restarts the agent on the
+/// new settings instead of leaving it on the old ones: the old agent stops the node's
+/// cluster workers and leaves, the new one joins under the new name and, being the only
+/// node, takes the names again; a reload that changes nothing leaves the agent alone.
+#[test]
+fn a_reload_that_changes_the_cluster_section_restarts_the_agent_on_it() {
+    let fleet = TestFleet::start(1, TTL_MS, CLUSTER_TEMPLATES);
+    let prefix = unique_name("renamed");
+    let names: Vec<String> = (0..3).map(|i| format!("{prefix}_{i}")).collect();
+    for name in &names {
+        claim(&fleet, 0, "a", name, "perm");
+    }
+    let node = &fleet.nodes[0];
+    let agent = node.lookup(AGENT_NAME).expect("the agent runs");
+    let reply = node.request_ok(&Request::Reload);
+    let report = reply.reload.expect("a reload report");
+    assert_eq!(report.unchanged, vec![AGENT_NAME.to_string()], "{report:?}");
+    assert_eq!(node.lookup(AGENT_NAME), Some(agent));
+
+    let config = std::fs::read_to_string(node.config_path()).expect("read the config");
+    let renamed = config.replace("node = \"a\"", "node = \"z\"");
+    assert_ne!(renamed, config, "the test config names node a");
+    std::fs::write(node.config_path(), renamed).expect("write the config");
+    let reply = node.request_ok(&Request::Reload);
+    let report = reply.reload.expect("a reload report");
+    assert_eq!(report.restarted, vec![AGENT_NAME.to_string()], "{report:?}");
+    wait_until(DEADLINE, "node z alone in the fleet", || {
+        (fleet.live_nodes().keys().collect::<Vec<_>>() == ["z"]).then_some(())
+    });
+    // Once each, owned by z, run by the daemon that was a (the test's node names do
+    // not know z).
+    wait_until(DEADLINE, "every name once on z", || {
+        names
+            .iter()
+            .all(|name| {
+                let pids = processes_named(name);
+                fleet
+                    .owner(name)
+                    .is_some_and(|o| o.node == "z" && pids.len() == 1 && o.pid == Some(pids[0]))
+                    && node.lookup(name) == Some(pids[0])
+            })
+            .then_some(())
+    });
+}
