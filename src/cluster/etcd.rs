@@ -422,9 +422,7 @@ impl Etcd {
         }
         Err(last)
     }
-}
 
-impl Etcd {
     /// A call that did not get an answer from `endpoint`. Over TLS without a client
     /// certificate, a session that etcd ends after the handshake (an alert, or the
     /// connection closed under the request) is most likely etcd's
@@ -434,17 +432,18 @@ impl Etcd {
             .tls
             .as_ref()
             .is_some_and(|tls| !tls.client_auth_cert_resolver.has_certs());
-        // Not a timeout: an alert (InvalidData), or the connection gone under the
-        // request.
-        let session_ended = std::error::Error::source(t)
-            .and_then(|e| e.downcast_ref::<std::io::Error>())
-            .is_some_and(|e| {
-                use std::io::ErrorKind::*;
-                matches!(
-                    e.kind(),
-                    InvalidData | BrokenPipe | ConnectionReset | UnexpectedEof
-                )
-            });
+        // After the handshake (a failed handshake is `ConnectionFailed`), and not a
+        // timeout: an alert (InvalidData), or the connection gone under the request.
+        let session_ended = t.kind() == ureq::ErrorKind::Io
+            && std::error::Error::source(t)
+                .and_then(|e| e.downcast_ref::<std::io::Error>())
+                .is_some_and(|e| {
+                    use std::io::ErrorKind::*;
+                    matches!(
+                        e.kind(),
+                        InvalidData | BrokenPipe | ConnectionReset | UnexpectedEof
+                    )
+                });
         let hint = if without_client_cert && session_ended {
             " (over TLS without a client certificate: if etcd runs with --client-cert-auth, set tls_cert and tls_key)"
         } else {
