@@ -114,6 +114,9 @@ pub const KEYS: &[&str] = &[
     "cluster.node",
     "cluster.namespace",
     "cluster.lease_ttl_ms",
+    "cluster.tls_ca",
+    "cluster.tls_cert",
+    "cluster.tls_key",
 ];
 
 /// A validated configuration.

@@ -150,8 +150,21 @@ impl Fleet {
     }
 }
 
-fn client(settings: &ClusterSettings) -> Etcd {
-    Etcd::new_within(&settings.endpoints, Duration::from_secs(5))
+/// The etcd client of `settings`; `Err` (printed) when its TLS files cannot be used.
+fn client(settings: &ClusterSettings) -> Result<Etcd, ExitStatus> {
+    let tls = match settings
+        .tls
+        .as_ref()
+        .map(crate::cluster::tls::client_config)
+    {
+        Some(Err(e)) => {
+            eprintln!("dynsup: invalid configuration: {e}");
+            return Err(ExitStatus::Usage);
+        }
+        Some(Ok(tls)) => Some(tls),
+        None => None,
+    };
+    Ok(Etcd::new_within(&settings.endpoints, Duration::from_secs(5)).with_tls(tls))
 }
 
 /// An error, printed (or as JSON) with its kind; exit 1 (3 when etcd is unreachable).
@@ -201,7 +214,10 @@ pub fn start(
     if let Err(message) = crate::core::validate_name(name) {
         return fail(json_out, "invalid_name", &message, Value::Null);
     }
-    let etcd = client(settings);
+    let etcd = match client(settings) {
+        Ok(etcd) => etcd,
+        Err(status) => return status,
+    };
     let keys = settings.keys();
     let spec = SpecValue {
         name: name.to_string(),
@@ -505,7 +521,10 @@ fn follow_stream<T>(
 
 /// `dynsup lookup NAME --cluster`: `NODE PID`.
 pub fn lookup(settings: &ClusterSettings, name: &str, json_out: bool) -> ExitStatus {
-    let etcd = client(settings);
+    let etcd = match client(settings) {
+        Ok(etcd) => etcd,
+        Err(status) => return status,
+    };
     let keys = settings.keys();
     let (owner, spec) = match (etcd.get(&keys.owner(name)), etcd.get(&keys.spec(name))) {
         (Ok(owner), Ok(spec)) => (owner, spec),
@@ -556,7 +575,10 @@ pub fn lookup(settings: &ClusterSettings, name: &str, json_out: bool) -> ExitSta
 
 /// `dynsup list --cluster`: every cluster worker with its node, pid and state.
 pub fn list(settings: &ClusterSettings, json_out: bool) -> ExitStatus {
-    let etcd = client(settings);
+    let etcd = match client(settings) {
+        Ok(etcd) => etcd,
+        Err(status) => return status,
+    };
     let fleet = match Fleet::read(&etcd, &settings.keys()) {
         Ok(fleet) => fleet,
         Err(e) => return unreachable(json_out, &e),
@@ -626,7 +648,10 @@ fn print_table<const N: usize>(rows: &[[String; N]]) {
 
 /// `dynsup count --cluster`: how many cluster workers there are.
 pub fn count(settings: &ClusterSettings, json_out: bool) -> ExitStatus {
-    let etcd = client(settings);
+    let etcd = match client(settings) {
+        Ok(etcd) => etcd,
+        Err(status) => return status,
+    };
     let fleet = match Fleet::read(&etcd, &settings.keys()) {
         Ok(fleet) => fleet,
         Err(e) => return unreachable(json_out, &e),
@@ -642,7 +667,10 @@ pub fn count(settings: &ClusterSettings, json_out: bool) -> ExitStatus {
 /// `dynsup stop NAME... --cluster`: delete each spec; its owner stops it and deletes
 /// the owner key, which this waits for.
 pub fn stop(settings: &ClusterSettings, names: &[String], json_out: bool) -> ExitStatus {
-    let etcd = client(settings);
+    let etcd = match client(settings) {
+        Ok(etcd) => etcd,
+        Err(status) => return status,
+    };
     let keys = settings.keys();
     let mut status = ExitStatus::Ok;
     let mut results = Vec::new();
@@ -728,7 +756,10 @@ fn stop_one(etcd: &Etcd, keys: &Keys, name: &str) -> Result<Option<String>, (Str
 
 /// `dynsup cluster nodes`: the live nodes, their load and lease.
 pub fn nodes(settings: &ClusterSettings, json_out: bool) -> ExitStatus {
-    let etcd = client(settings);
+    let etcd = match client(settings) {
+        Ok(etcd) => etcd,
+        Err(status) => return status,
+    };
     let fleet = match Fleet::read(&etcd, &settings.keys()) {
         Ok(fleet) => fleet,
         Err(e) => return unreachable(json_out, &e),
@@ -853,7 +884,10 @@ fn mark_draining(
 /// `dynsup cluster undrain NODE`: NODE takes new names and failovers again (its agent
 /// stops moving names away after the move under way, if any).
 pub fn undrain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitStatus {
-    let etcd = client(settings);
+    let etcd = match client(settings) {
+        Ok(etcd) => etcd,
+        Err(status) => return status,
+    };
     let (_, was) = match mark_draining(&etcd, &settings.keys(), node, false, json_out) {
         Ok(marked) => marked,
         Err(status) => return status,
@@ -871,7 +905,10 @@ pub fn undrain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitSt
 /// `dynsup cluster drain NODE`: mark NODE draining (its agent then moves its names one
 /// at a time), and wait until it holds none; a line per name moved.
 pub fn drain(settings: &ClusterSettings, node: &str, json_out: bool) -> ExitStatus {
-    let etcd = client(settings);
+    let etcd = match client(settings) {
+        Ok(etcd) => etcd,
+        Err(status) => return status,
+    };
     let keys = settings.keys();
     let revision = match mark_draining(&etcd, &keys, node, true, json_out) {
         Ok((revision, _)) => revision,

@@ -1,5 +1,6 @@
 //! A small blocking client of etcd v3's JSON gRPC gateway (`/v3/...`, etcd 3.4+): the
-//! calls cluster mode needs, over plain HTTP with `ureq`. Keys and values are base64 on
+//! calls cluster mode needs, over HTTP or HTTPS with `ureq` (TLS: rustls, configured by
+//! [`super::tls`] and given with [`Etcd::with_tls`]). Keys and values are base64 on
 //! the wire, 64-bit integers are strings; both are hidden here.
 //!
 //! Used by the agent process and the CLI only: never by the daemon's loop.
@@ -112,6 +113,8 @@ pub struct Etcd {
     endpoints: Arc<Vec<String>>,
     current: Arc<AtomicUsize>,
     agent: ureq::Agent,
+    /// For `https` endpoints: the CA to verify etcd with, and the client certificate.
+    tls: Option<Arc<rustls::ClientConfig>>,
     timeout: Duration,
     /// Whether `timeout` bounds a call over all its endpoints (else each endpoint).
     timeout_is_total: bool,
@@ -120,8 +123,7 @@ pub struct Etcd {
 impl Etcd {
     /// `timeout` bounds every call but a watch (whose stream stays open).
     pub fn new(endpoints: &[String], timeout: Duration) -> Etcd {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(timeout)
+        let agent = agent_builder(timeout, None)
             .max_idle_connections_per_host(4)
             .build();
         Etcd {
@@ -133,8 +135,22 @@ impl Etcd {
             ),
             current: Arc::new(AtomicUsize::new(0)),
             agent,
+            tls: None,
             timeout,
             timeout_is_total: false,
+        }
+    }
+
+    /// This client, connecting to `https` endpoints with `tls` (its calls and its
+    /// watches); `None` leaves it as it is.
+    pub fn with_tls(self, tls: Option<Arc<rustls::ClientConfig>>) -> Etcd {
+        let Some(tls) = tls else { return self };
+        Etcd {
+            agent: agent_builder(self.timeout, Some(&tls))
+                .max_idle_connections_per_host(4)
+                .build(),
+            tls: Some(tls),
+            ..self
         }
     }
 
@@ -226,7 +242,7 @@ impl Etcd {
                     return Err(status_error(status, response));
                 }
                 Err(ureq::Error::Transport(t)) => {
-                    last = EtcdError::Unreachable(format!("{endpoint}: {t}"));
+                    last = self.transport_error(endpoint, &t);
                 }
             }
         }
@@ -371,9 +387,7 @@ impl Etcd {
     fn watch(&self, body: Value) -> Result<WatchStream> {
         let n = self.endpoints.len().max(1);
         let first = self.current.load(Ordering::Relaxed);
-        let streaming = ureq::AgentBuilder::new()
-            .timeout_connect(self.timeout)
-            .build();
+        let streaming = agent_builder(self.timeout, self.tls.as_ref()).build();
         let mut last = EtcdError::Unreachable("no endpoint".to_string());
         for i in 0..n {
             let index = (first + i) % n;
@@ -402,11 +416,50 @@ impl Etcd {
                     return Err(status_error(status, response));
                 }
                 Err(ureq::Error::Transport(t)) => {
-                    last = EtcdError::Unreachable(format!("{endpoint}: {t}"));
+                    last = self.transport_error(endpoint, &t);
                 }
             }
         }
         Err(last)
+    }
+
+    /// A call that did not get an answer from `endpoint`. Over TLS without a client
+    /// certificate, a session that etcd ends after the handshake (an alert, or the
+    /// connection closed under the request) is most likely etcd's
+    /// `--client-cert-auth` refusing it: the error says so.
+    fn transport_error(&self, endpoint: &str, t: &ureq::Transport) -> EtcdError {
+        let without_client_cert = self
+            .tls
+            .as_ref()
+            .is_some_and(|tls| !tls.client_auth_cert_resolver.has_certs());
+        // After the handshake (a failed handshake is `ConnectionFailed`), and not a
+        // timeout: an alert (InvalidData), or the connection gone under the request.
+        let session_ended = t.kind() == ureq::ErrorKind::Io
+            && std::error::Error::source(t)
+                .and_then(|e| e.downcast_ref::<std::io::Error>())
+                .is_some_and(|e| {
+                    use std::io::ErrorKind::*;
+                    matches!(
+                        e.kind(),
+                        InvalidData | BrokenPipe | ConnectionReset | UnexpectedEof
+                    )
+                });
+        let hint = if without_client_cert && session_ended {
+            " (over TLS without a client certificate: if etcd runs with --client-cert-auth, set tls_cert and tls_key)"
+        } else {
+            ""
+        };
+        EtcdError::Unreachable(format!("{endpoint}: {t}{hint}"))
+    }
+}
+
+/// An agent that gives up connecting after `timeout`, speaking TLS with `tls` to `https`
+/// URLs.
+fn agent_builder(timeout: Duration, tls: Option<&Arc<rustls::ClientConfig>>) -> ureq::AgentBuilder {
+    let builder = ureq::AgentBuilder::new().timeout_connect(timeout);
+    match tls {
+        Some(tls) => builder.tls_config(tls.clone()),
+        None => builder,
     }
 }
 

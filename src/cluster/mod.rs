@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `mod.rs` | the settings, the etcd layout ([`Keys`]) and the values stored there |
 //! | `etcd.rs` | the blocking client of etcd's JSON gateway |
+//! | `tls.rs` | the rustls client config of `https` endpoints, from the `tls_*` PEM files |
 //! | `placement.rs` | which node: least loaded for a start, rendezvous ranking for a failover (pure) |
 //! | `agent/` | `dynsup cluster-agent`: the node's lease and fence (`lease.rs`), its daemon's socket (`daemon_link.rs`), acting on etcd's and the daemon's events (`mod.rs`) |
 //! | `commands.rs` | the CLI's `--cluster` commands and `dynsup cluster ...` |
@@ -14,6 +15,7 @@ pub mod agent;
 pub mod commands;
 pub mod etcd;
 pub mod placement;
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,14 +25,34 @@ pub const AGENT_NAME: &str = "dynsup-cluster-agent";
 /// `[cluster]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
-    /// `http://host:port`, without a trailing slash.
+    /// `http://host:port` or `https://host:port` (all one scheme), without a trailing
+    /// slash.
     pub endpoints: Vec<String>,
+    /// With `https` endpoints: the PEM files to verify etcd and to present to it.
+    pub tls: Option<TlsFiles>,
     /// This node's name.
     pub node: String,
     /// The prefix of every key, starting with `/`, without a trailing one.
     pub namespace: String,
     /// The node's lease, a whole number of seconds in milliseconds.
     pub lease_ttl_ms: u64,
+}
+
+/// `[cluster] tls_ca`, `tls_cert`, `tls_key`: absolute paths, checked to exist when the
+/// config is loaded and read when a client is built ([`tls::client_config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA certificates etcd's server certificate must chain to.
+    pub ca: String,
+    /// The client certificate (chain) and its private key, for etcd's
+    /// `--client-cert-auth`.
+    pub client: Option<ClientCertFiles>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertFiles {
+    pub cert: String,
+    pub key: String,
 }
 
 pub const DEFAULT_NAMESPACE: &str = "/dynsup/default";

@@ -1,12 +1,14 @@
 //! A test's own etcd (`/usr/bin/etcd`, Debian's `etcd-server`): free loopback ports, a
 //! data directory of its own, killed by pid when dropped (also when the test panics).
-//! Plus [`cluster_config`], the `[cluster]` config of a test node.
+//! Plus [`cluster_config`], the `[cluster]` config of a test node, and [`TestPki`], the
+//! certificates of an etcd that speaks TLS ([`TestEtcd::start_tls`]).
 
 use super::dirs::{unique_name, TestDir};
 use super::wait::wait_until;
 use dynsup::cluster::etcd::Etcd;
 use std::fs;
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ pub struct TestEtcd {
     others: Vec<(Child, String)>,
     /// Members frozen by [`TestEtcd::freeze`]: the test's own client passes them over.
     frozen: std::cell::RefCell<Vec<usize>>,
+    /// With [`TestEtcd::start_tls`]: its certificates (the test's client uses them).
+    pub pki: Option<TestPki>,
 }
 
 /// A port nobody listens on right now (the kernel's pick; etcd binds it a moment later,
@@ -48,9 +52,22 @@ impl TestEtcd {
     /// this one's), once every member answers a linearizable read.
     #[track_caller]
     pub fn start_members(n: usize) -> TestEtcd {
+        TestEtcd::start_as(n, false)
+    }
+
+    /// One member that speaks only TLS (`https://127.0.0.1:PORT`, a server certificate
+    /// for the IP address 127.0.0.1) and requires a client certificate signed by its CA
+    /// (`--client-cert-auth`): see [`TestEtcd::pki`].
+    #[track_caller]
+    pub fn start_tls() -> TestEtcd {
+        TestEtcd::start_as(1, true)
+    }
+
+    #[track_caller]
+    fn start_as(n: usize, tls: bool) -> TestEtcd {
         let mut last = String::new();
         for _ in 0..5 {
-            match TestEtcd::try_start(n) {
+            match TestEtcd::try_start(n, tls) {
                 Ok(etcd) => return etcd,
                 Err(why) => last = why,
             }
@@ -58,12 +75,18 @@ impl TestEtcd {
         panic!("cannot start etcd: {last}");
     }
 
-    fn try_start(n: usize) -> Result<TestEtcd, String> {
+    fn try_start(n: usize, tls: bool) -> Result<TestEtcd, String> {
         let dir = TestDir::new();
+        let pki = if tls {
+            Some(TestPki::generate(&dir.join("pki"))?)
+        } else {
+            None
+        };
+        let scheme = if tls { "https" } else { "http" };
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let urls: Vec<String> = ports
             .iter()
-            .map(|(client, _)| format!("http://127.0.0.1:{client}"))
+            .map(|(client, _)| format!("{scheme}://127.0.0.1:{client}"))
             .collect();
         let initial: Vec<String> = ports
             .iter()
@@ -83,7 +106,17 @@ impl TestEtcd {
             let peer_url = format!("http://127.0.0.1:{peer}");
             let log = fs::File::create(dir.join(&member_file("etcd", i, ".log")))
                 .map_err(|e| e.to_string())?;
-            let spawned = Command::new("/usr/bin/etcd")
+            let mut etcd = Command::new("/usr/bin/etcd");
+            if let Some(pki) = &pki {
+                etcd.arg("--cert-file")
+                    .arg(&pki.server_cert)
+                    .arg("--key-file")
+                    .arg(&pki.server_key)
+                    .arg("--trusted-ca-file")
+                    .arg(&pki.ca)
+                    .arg("--client-cert-auth");
+            }
+            let spawned = etcd
                 .arg("--name")
                 .arg(format!("m{i}"))
                 .arg("--data-dir")
@@ -117,7 +150,8 @@ impl TestEtcd {
             }
         }
         for (i, url) in urls.iter().enumerate() {
-            let client_api = Etcd::new(std::slice::from_ref(url), Duration::from_secs(2));
+            let client_api = Etcd::new(std::slice::from_ref(url), Duration::from_secs(2))
+                .with_tls(pki.as_ref().map(TestPki::client_config));
             let up = super::wait::try_wait_until(Duration::from_secs(20), || {
                 if children
                     .iter_mut()
@@ -144,6 +178,7 @@ impl TestEtcd {
             dir,
             others: members.collect(),
             frozen: Default::default(),
+            pki,
         })
     }
 
@@ -212,6 +247,15 @@ impl TestEtcd {
             .map(|(_, url)| url)
             .collect();
         Etcd::new(&urls, Duration::from_secs(5))
+            .with_tls(self.pki.as_ref().map(TestPki::client_config))
+    }
+
+    /// The certificates of an etcd started with [`TestEtcd::start_tls`].
+    #[track_caller]
+    pub fn pki(&self) -> &TestPki {
+        self.pki
+            .as_ref()
+            .expect("an etcd started with TestEtcd::start_tls")
     }
 
     /// Waits until etcd answers again (after a SIGCONT, say).
@@ -286,5 +330,144 @@ impl DeadEndpoint {
 impl Default for DeadEndpoint {
     fn default() -> Self {
         DeadEndpoint::new()
+    }
+}
+
+/// The PEM files of a TLS test etcd, made with the `openssl` CLI (P-256 keys, valid two
+/// days): a CA; etcd's server certificate for the IP address 127.0.0.1 (also good for
+/// client auth: etcd's JSON gateway dials etcd with it); a client certificate; and
+/// another CA, which signed none of them (a wrong `tls_ca`).
+pub struct TestPki {
+    pub ca: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub client_cert: String,
+    pub client_key: String,
+    pub other_ca: String,
+}
+
+/// The extensions of each certificate, for `openssl -extensions`.
+const PKI_EXTENSIONS: &str = "\
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectAltName = IP:127.0.0.1
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+";
+
+impl TestPki {
+    /// Makes them in `dir` (created).
+    pub fn generate(dir: &Path) -> Result<TestPki, String> {
+        fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let path = |file: &str| dir.join(file).to_string_lossy().into_owned();
+        let ext = path("extensions.cnf");
+        fs::write(&ext, PKI_EXTENSIONS).map_err(|e| e.to_string())?;
+        let openssl = |args: &[&str]| -> Result<(), String> {
+            let output = Command::new("openssl")
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run openssl (apt-get install openssl): {e}"))?;
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "openssl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&output.stderr)
+                ))
+            }
+        };
+        let new_key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let self_signed = |name: &str, cn: &str| {
+            let (key, pem) = (path(&format!("{name}.key")), path(&format!("{name}.pem")));
+            let mut args = vec!["req", "-x509"];
+            args.extend(new_key);
+            args.extend(["-keyout", &key, "-out", &pem, "-days", "2"]);
+            args.extend(["-subj", cn, "-config", &ext, "-extensions", "ca"]);
+            openssl(&args)
+        };
+        let signed = |name: &str, cn: &str, serial: &str| {
+            let (key, csr, pem) = (
+                path(&format!("{name}.key")),
+                path(&format!("{name}.csr")),
+                path(&format!("{name}.pem")),
+            );
+            let mut args = vec!["req", "-new"];
+            args.extend(new_key);
+            args.extend(["-keyout", &key, "-out", &csr, "-subj", cn, "-config", &ext]);
+            openssl(&args)?;
+            let (ca, ca_key) = (path("ca.pem"), path("ca.key"));
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-set_serial",
+                serial,
+                "-days",
+                "2",
+                "-out",
+                &pem,
+                "-extfile",
+                &ext,
+                "-extensions",
+                name,
+            ])
+        };
+        self_signed("ca", "/CN=dynsup-test-ca")?;
+        self_signed("other-ca", "/CN=dynsup-test-other-ca")?;
+        signed("server", "/CN=etcd-test", "2")?;
+        signed("client", "/CN=dynsup-test-client", "3")?;
+        Ok(TestPki {
+            ca: path("ca.pem"),
+            server_cert: path("server.pem"),
+            server_key: path("server.key"),
+            client_cert: path("client.pem"),
+            client_key: path("client.key"),
+            other_ca: path("other-ca.pem"),
+        })
+    }
+
+    /// The TLS of a client that trusts the CA and shows the client certificate.
+    pub fn client_config(&self) -> std::sync::Arc<rustls::ClientConfig> {
+        dynsup::cluster::tls::client_config(&dynsup::cluster::TlsFiles {
+            ca: self.ca.clone(),
+            client: Some(dynsup::cluster::ClientCertFiles {
+                cert: self.client_cert.clone(),
+                key: self.client_key.clone(),
+            }),
+        })
+        .expect("the test's certificates make a TLS client config")
+    }
+
+    /// The `tls_` keys of a `[cluster]` section: `ca` as `tls_ca`, and the client
+    /// certificate when `with_client_cert`.
+    pub fn cluster_keys(&self, ca: &str, with_client_cert: bool) -> String {
+        let mut keys = format!("tls_ca = \"{ca}\"\n");
+        if with_client_cert {
+            keys.push_str(&format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                self.client_cert, self.client_key
+            ));
+        }
+        keys
     }
 }

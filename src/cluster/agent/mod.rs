@@ -146,10 +146,23 @@ pub fn run(config_path: Option<&Path>, socket: Option<PathBuf>) -> ExitStatus {
     // far longer than T/6 to commit a transaction, and a timed-out call leaves its
     // outcome unknown. The fence does not wait for these (it has a thread and a
     // deadline of its own).
+    let tls = match settings
+        .tls
+        .as_ref()
+        .map(crate::cluster::tls::client_config)
+    {
+        Some(Err(e)) => {
+            error(&e);
+            return ExitStatus::Usage;
+        }
+        Some(Ok(tls)) => Some(tls),
+        None => None,
+    };
     let etcd = Etcd::new(
         &settings.endpoints,
         timing.fence_after.max(Duration::from_millis(200)),
-    );
+    )
+    .with_tls(tls);
     let shared: SharedRef = Arc::new((
         Mutex::new(Shared {
             lease: 0,
