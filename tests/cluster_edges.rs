@@ -705,16 +705,10 @@ fn a_reload_that_changes_the_cluster_section_restarts_the_agent_on_it() {
     });
     // Once each, owned by z, run by the daemon that was a (the test's node names do
     // not know z).
-    wait_until(DEADLINE, "every name once on z", || {
-        names
-            .iter()
-            .all(|name| {
-                let pids = processes_named(name);
-                fleet
-                    .owner(name)
-                    .is_some_and(|o| o.node == "z" && pids.len() == 1 && o.pid == Some(pids[0]))
-                    && node.lookup(name) == Some(pids[0])
-            })
-            .then_some(())
+    let pids = wait_until(DEADLINE, "every name once on z", || {
+        each_once_on(&fleet, &names, "z")
     });
+    for (name, pid) in names.iter().zip(pids) {
+        assert_eq!(node.lookup(name), Some(pid), "{name}");
+    }
 }

@@ -47,16 +47,7 @@ fn a_frozen_etcd_member_fences_nobody_and_hides_no_lost_node() {
     fleet.nodes[1].kill_hard();
     // b's names come back on a, once each, as their owner keys say.
     let placed = wait_until(DEADLINE, "b's names to run once each on a", || {
-        let mut placed = Vec::new();
-        for name in &moving {
-            let pids = processes_named(name);
-            let owner = fleet.owner(name)?;
-            if pids.len() != 1 || owner.pid != Some(pids[0]) || owner.node != "a" {
-                return None;
-            }
-            placed.push(pids[0]);
-        }
-        Some(placed)
+        each_once_on(&fleet, &moving, "a")
     });
     eprintln!(
         "failover with a frozen member: {:?} after the kill",

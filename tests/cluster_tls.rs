@@ -95,16 +95,7 @@ fn a_fleet_over_tls_with_client_certificates_starts_looks_up_lists_and_fails_ove
     // b is lost: its names run once each on a, found over TLS by a's agent.
     fleet.nodes[1].kill_hard();
     let moved = wait_until(DEADLINE, "b's names to run once each on a", || {
-        let mut pids = Vec::new();
-        for name in &on_b {
-            let running = processes_named(name);
-            let owner = fleet.owner(name)?;
-            if running.len() != 1 || owner.node != "a" || owner.pid != Some(running[0]) {
-                return None;
-            }
-            pids.push(running[0]);
-        }
-        Some(pids)
+        each_once_on(&fleet, &on_b, "a")
     });
     for (name, pid) in on_b.iter().zip(moved) {
         assert_eq!(fleet.nodes[0].lookup(name), Some(pid));

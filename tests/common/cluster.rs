@@ -197,6 +197,21 @@ pub fn processes_named(name: &str) -> Vec<i32> {
     pids
 }
 
+/// Each of `names` once: one live process in /proc, and an owner key on `node` naming
+/// that pid; their pids, in order. `None` while any is not so yet.
+pub fn each_once_on(fleet: &TestFleet, names: &[String], node: &str) -> Option<Vec<i32>> {
+    let mut pids = Vec::new();
+    for name in names {
+        let running = processes_named(name);
+        let owner = fleet.owner(name)?;
+        if running.len() != 1 || owner.node != node || owner.pid != Some(running[0]) {
+            return None;
+        }
+        pids.push(running[0]);
+    }
+    Some(pids)
+}
+
 /// The text of an output's stdout and stderr.
 pub fn out_text(output: &Output) -> (String, String) {
     (
